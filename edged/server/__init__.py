@@ -1,0 +1,1 @@
+"""The edged room server: signaling for rooms, users, streams and media links."""

@@ -1,0 +1,354 @@
+"""The room server's aiohttp application: the ``/ws`` endpoint and its dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .. import __version__
+from ..errors import EdgedError, ErrorCode
+from ..logs import log_event
+from ..model import StreamDeleteReason
+from ..protocol import (
+    Broadcast,
+    BroadcastMessage,
+    ClientMessage,
+    CustomCommand,
+    CustomCommandMessage,
+    ErrorBody,
+    Heartbeat,
+    Login,
+    Logout,
+    Play,
+    ProtocolError,
+    Publish,
+    RenewToken,
+    Reply,
+    Resume,
+    SetStreamExtraInfo,
+    Signal,
+    SignalRelay,
+    StopPlay,
+    StreamExtraInfoUpdate,
+    StreamInfo,
+    Unpublish,
+    decode_client,
+    encode,
+)
+from .limits import AddressLimiter, TokenBucket
+from .rooms import RoomService
+from .session import Connection, Session
+from .settings import ServerSettings
+from .store import MemoryRoomStore, RoomStore
+
+log = logging.getLogger("edged.server")
+
+SERVICE_KEY = web.AppKey("edged_rooms", RoomService)
+
+
+def error_reply(code: ErrorCode, message: str, request_id: int | None) -> str:
+    return encode(Reply(id=request_id, ok=False, error=ErrorBody(code=code, message=message)))
+
+
+class RoomServer:
+    """Owns the room service, the connection limits and the periodic sweeper."""
+
+    def __init__(self, settings: ServerSettings, store: RoomStore | None = None) -> None:
+        self.settings = settings
+        self.rooms = RoomService(settings, store or MemoryRoomStore())
+        lim = settings.limits
+        self.addresses = AddressLimiter(
+            lim.max_connections_per_ip,
+            lim.ip_messages_per_s,
+            lim.ip_message_burst,
+            lim.ip_connects_per_s,
+            lim.ip_connect_burst,
+        )
+        self.connections: set[Connection] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._handlers: dict[type[Any], Callable[[Connection, Any], Any]] = {
+            Heartbeat: self._on_heartbeat,
+            Logout: self._on_logout,
+            Publish: self._on_publish,
+            Unpublish: self._on_unpublish,
+            SetStreamExtraInfo: self._on_extra_info,
+            Play: self._on_play,
+            StopPlay: self._on_stop_play,
+            Signal: self._on_signal,
+            Broadcast: self._on_broadcast,
+            CustomCommand: self._on_custom_command,
+            RenewToken: self._on_renew_token,
+        }
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app[SERVICE_KEY] = self.rooms
+        app.router.add_get("/ws", self.handle_ws)
+        app.router.add_get("/healthz", self.handle_health)
+        app.cleanup_ctx.append(self._lifecycle)
+        return app
+
+    async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        self._sweeper = asyncio.create_task(self._sweep_loop())
+        yield
+        self._sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sweeper
+        for conn in list(self.connections):
+            await conn.aclose()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            self.rooms.sweep()
+            self.addresses.prune()
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        rooms, members, streams = self.rooms.store.count()
+        return web.json_response(
+            {
+                "ok": True,
+                "version": __version__,
+                "rooms": rooms,
+                "users": members,
+                "streams": streams,
+                "connections": len(self.connections),
+            }
+        )
+
+    async def handle_ws(self, request: web.Request) -> web.StreamResponse:
+        lim = self.settings.limits
+        ws = web.WebSocketResponse(max_msg_size=lim.max_message_bytes * 2, heartbeat=None)
+        await ws.prepare(request)
+        address = request.remote or "unknown"
+        conn = Connection(ws, address, TokenBucket(lim.messages_per_s, lim.message_burst))
+        if len(self.connections) >= lim.max_connections or not self.addresses.connect(address):
+            conn.send_direct(
+                error_reply(ErrorCode.TOO_MANY_CONNECTIONS, "connection limit reached", None)
+            )
+            conn.close_after_flush()
+            log_event(log, logging.WARNING, "connection_refused", addr=address)
+            with contextlib.suppress(Exception):
+                async for _ in ws:
+                    pass
+            return ws
+        self.connections.add(conn)
+        try:
+            async for frame in ws:
+                if frame.type == WSMsgType.TEXT:
+                    self._receive(conn, frame.data)
+                elif frame.type == WSMsgType.BINARY:
+                    conn.send_direct(
+                        error_reply(
+                            ErrorCode.MALFORMED_MESSAGE, "binary frames are not accepted", None
+                        )
+                    )
+                elif frame.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.connections.discard(conn)
+            self.addresses.disconnect(address)
+            if conn.session is not None:
+                conn.session.detach()
+            await conn.aclose()
+        return ws
+
+    # ---- dispatch ------------------------------------------------------------------
+
+    def _receive(self, conn: Connection, text: str) -> None:
+        if not conn.bucket.take() or not self.addresses.message(conn.address):
+            conn.send_direct(error_reply(ErrorCode.RATE_LIMITED, "too many messages", None))
+            return
+        if conn.backlog() > self.settings.limits.outbox_limit:
+            log_event(log, logging.WARNING, "slow_consumer_conn", addr=conn.address)
+            conn.close_after_flush()
+            return
+        try:
+            msg = decode_client(text)
+        except ProtocolError as exc:
+            self._reply_error(conn, exc.code, exc.message, exc.request_id)
+            return
+        if conn.session is not None:
+            conn.session.last_seen = time.monotonic()
+        try:
+            self._dispatch(conn, msg)
+        except EdgedError as exc:
+            self._reply_error(conn, exc.code, exc.message, msg.id)
+        except Exception:
+            log.exception("internal error handling %s", msg.type)
+            self._reply_error(conn, ErrorCode.INTERNAL_ERROR, "internal error", msg.id)
+
+    def _reply_error(
+        self, conn: Connection, code: ErrorCode, message: str, request_id: int | None
+    ) -> None:
+        text = error_reply(code, message, request_id)
+        if conn.session is not None:
+            self.rooms.send(conn.session, text)
+        else:
+            conn.send_direct(text)
+
+    def _reply(
+        self,
+        session: Session,
+        msg: ClientMessage,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        if msg.id is not None:
+            self.rooms.send(session, encode(Reply(id=msg.id, ok=True, result=result)))
+
+    def _dispatch(self, conn: Connection, msg: ClientMessage) -> None:
+        if isinstance(msg, Login | Resume):
+            if isinstance(msg, Login):
+                session, result = self.rooms.login(conn, msg)
+            else:
+                session, result = self.rooms.resume(conn, msg)
+            self.rooms.send(
+                session,
+                encode(Reply(id=msg.id, ok=True, result=result.model_dump(exclude_none=True))),
+            )
+            if isinstance(msg, Login):
+                self.rooms.after_login(session)
+            return
+        if conn.session is None:
+            raise EdgedError(ErrorCode.NOT_LOGGED_IN)
+        self._handlers[type(msg)](conn, msg)
+
+    def _session(self, conn: Connection) -> Session:
+        assert conn.session is not None
+        return conn.session
+
+    def _on_heartbeat(self, conn: Connection, msg: Heartbeat) -> None:
+        session = self._session(conn)
+        if msg.ack is not None:
+            session.ack(msg.ack)
+        self._reply(session, msg, {"server_time": time.time()})
+
+    def _on_logout(self, conn: Connection, msg: Logout) -> None:
+        session = self._session(conn)
+        self._reply(session, msg)
+        self.rooms.logout(session)
+
+    def _on_publish(self, conn: Connection, msg: Publish) -> None:
+        session = self._session(conn)
+        stream = StreamInfo(
+            stream_id=msg.stream_id,
+            user=session.user,
+            extra_info=msg.extra_info,
+            video=msg.video,
+            audio=msg.audio,
+        )
+        self.rooms.publish(session, stream, msg.max_viewers)
+        self._reply(session, msg)
+        self.rooms.announce_stream(session, stream)
+
+    def _on_unpublish(self, conn: Connection, msg: Unpublish) -> None:
+        session = self._session(conn)
+        self.rooms.remove_stream(session, msg.stream_id, StreamDeleteReason.STOPPED)
+        self._reply(session, msg)
+
+    def _on_extra_info(self, conn: Connection, msg: SetStreamExtraInfo) -> None:
+        session = self._session(conn)
+        stream = self.rooms.set_extra_info(session, msg.stream_id, msg.extra_info)
+        self._reply(session, msg)
+        self.rooms.to_others(
+            session, encode(StreamExtraInfoUpdate(room_id=session.room_id, streams=[stream]))
+        )
+
+    def _on_play(self, conn: Connection, msg: Play) -> None:
+        session = self._session(conn)
+        link = self.rooms.play(session, msg.stream_id)
+        self._reply(session, msg, {"link_id": link.link_id})
+        self.rooms.open_link(link)
+
+    def _on_stop_play(self, conn: Connection, msg: StopPlay) -> None:
+        session = self._session(conn)
+        self.rooms.stop_play(session, msg.stream_id)
+        self._reply(session, msg)
+
+    def _on_signal(self, conn: Connection, msg: Signal) -> None:
+        session = self._session(conn)
+        link, peer = self.rooms.link_peer(session, msg.link_id)
+        self.rooms.send(
+            peer,
+            encode(
+                SignalRelay(
+                    link_id=link.link_id,
+                    stream_id=link.stream_id,
+                    user=session.user,
+                    description=msg.description,
+                    candidate=msg.candidate,
+                )
+            ),
+        )
+        self._reply(session, msg)
+
+    def _on_broadcast(self, conn: Connection, msg: Broadcast) -> None:
+        session = self._session(conn)
+        room = self.rooms.store.room(session.app_id, session.room_id)
+        assert room is not None
+        message_id = room.next_message_id
+        room.next_message_id += 1
+        self._reply(session, msg, {"message_id": message_id})
+        self.rooms.to_others(
+            session,
+            encode(
+                BroadcastMessage(
+                    room_id=session.room_id,
+                    user=session.user,
+                    message=msg.message,
+                    message_id=message_id,
+                )
+            ),
+        )
+
+    def _on_custom_command(self, conn: Connection, msg: CustomCommand) -> None:
+        session = self._session(conn)
+        room = self.rooms.store.room(session.app_id, session.room_id)
+        assert room is not None
+        targets = msg.to or [u for u in room.members if u != session.user.user_id]
+        missing = [u for u in targets if u not in room.members]
+        if missing:
+            raise EdgedError(ErrorCode.USER_NOT_IN_ROOM, f"not in the room: {len(missing)} user(s)")
+        body = encode(
+            CustomCommandMessage(room_id=session.room_id, user=session.user, command=msg.command)
+        )
+        for user_id in targets:
+            other = self.rooms.sessions.get(room.members[user_id])
+            if other is not None:
+                self.rooms.send(other, body)
+        self._reply(session, msg)
+
+    def _on_renew_token(self, conn: Connection, msg: RenewToken) -> None:
+        session = self._session(conn)
+        expires_at = self.rooms.renew_token(session, msg.token)
+        self._reply(session, msg, {"token_expires_at": expires_at})
+
+
+async def run_server(settings: ServerSettings) -> None:
+    """Serve until cancelled."""
+    server = RoomServer(settings)
+    runner = web.AppRunner(server.make_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    log_event(
+        log,
+        logging.INFO,
+        "server_started",
+        host=settings.host,
+        port=settings.port,
+        apps=",".join(sorted(settings.apps)),
+        dev_mode=settings.dev_mode,
+    )
+    if settings.dev_mode:
+        log.warning("DEVELOPMENT MODE: logins without a token are accepted")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

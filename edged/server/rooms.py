@@ -1,0 +1,449 @@
+"""The room service: what each client message does to rooms, users and streams.
+
+It owns the node's sessions and media links and applies the rules of the call
+model (product contract §2): login creates rooms, a second login of the same user
+kicks the first, stream ids are unique per app, the others hear of every user and
+stream change in the order the server saw them, and a stream's DELETE comes
+before its user's DELETE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from .. import __version__
+from ..errors import EdgedError, ErrorCode
+from ..logs import log_event
+from ..model import StreamDeleteReason, UpdateType
+from ..protocol import (
+    PROTOCOL_VERSION,
+    IceServer,
+    KickedOut,
+    LinkClosed,
+    LinkOpen,
+    Login,
+    LoginResult,
+    Resume,
+    RoomStreamUpdate,
+    RoomUserUpdate,
+    StreamInfo,
+    TokenWillExpire,
+    UserInfo,
+    encode,
+)
+from ..tokens import TokenClaims, verify
+from .session import Connection, Session
+from .settings import ServerSettings
+from .store import RoomStore
+
+log = logging.getLogger("edged.server")
+
+
+@dataclass(slots=True)
+class Link:
+    """A media link: one player of one stream and the stream's publisher."""
+
+    link_id: str
+    stream_id: str
+    publisher: Session
+    player: Session
+
+
+class RoomService:
+    """Sessions, links and the rules of rooms, users and streams on this node."""
+
+    def __init__(self, settings: ServerSettings, store: RoomStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.sessions: dict[str, Session] = {}
+        self._by_resume: dict[str, Session] = {}
+        self.links: dict[str, Link] = {}
+
+    # ---- sending -------------------------------------------------------------------
+
+    def send(self, session: Session, body: str) -> None:
+        """Queue ``body`` for ``session``; a client too far behind is disconnected."""
+        if session.closed:
+            return
+        if not session.push(body):
+            log_event(log, logging.WARNING, "slow_consumer", session=session.session_id)
+            self._kick(session, ErrorCode.SLOW_CONSUMER, StreamDeleteReason.DISCONNECTED)
+
+    def _to_room(
+        self,
+        app_id: str,
+        room_id: str,
+        body: str,
+        *,
+        skip: Session | None = None,
+        users_only: bool = False,
+    ) -> None:
+        room = self.store.room(app_id, room_id)
+        if room is None:
+            return
+        for session_id in list(room.members.values()):
+            other = self.sessions.get(session_id)
+            if other is None or other is skip or (users_only and not other.user_update):
+                continue
+            self.send(other, body)
+
+    # ---- login, resume, logout -----------------------------------------------------
+
+    def _check_token(self, msg: Login) -> TokenClaims | None:
+        secret = self.settings.apps.get(msg.app_id)
+        if secret is None:
+            raise EdgedError(ErrorCode.APP_UNKNOWN)
+        if msg.token is None:
+            if self.settings.dev_mode:
+                return None
+            raise EdgedError(ErrorCode.TOKEN_MISSING)
+        return verify(
+            msg.token, secret, app_id=msg.app_id, user_id=msg.user_id, room_id=msg.room_id
+        )
+
+    def login(self, conn: Connection, msg: Login) -> tuple[Session, LoginResult]:
+        if conn.session is not None:
+            raise EdgedError(ErrorCode.ALREADY_LOGGED_IN)
+        if msg.version != PROTOCOL_VERSION:
+            raise EdgedError(ErrorCode.PROTOCOL_VERSION_UNSUPPORTED)
+        claims = self._check_token(msg)
+        old_id = self.store.user_session(msg.app_id, msg.user_id)
+        old = self.sessions.get(old_id) if old_id else None
+        room = self.store.room(msg.app_id, msg.room_id)
+        if (
+            room is not None
+            and len(room.members) >= room.max_members
+            and (old is None or old.room_id != msg.room_id)
+        ):
+            raise EdgedError(ErrorCode.ROOM_FULL)
+        if old is not None:
+            self._kick(old, ErrorCode.KICKED_OUT, StreamDeleteReason.REPEATED_LOGIN)
+        session = Session(
+            session_id=secrets.token_hex(8),
+            resume_token=secrets.token_urlsafe(24),
+            app_id=msg.app_id,
+            room_id=msg.room_id,
+            user=UserInfo(user_id=msg.user_id, user_name=msg.user_name),
+            user_update=msg.user_update,
+            claims=claims,
+            replay_limit=self.settings.limits.outbox_limit,
+        )
+        max_members = msg.max_members or self.settings.limits.default_max_members
+        if not self.store.join(
+            msg.app_id, msg.room_id, msg.user_id, session.session_id, max_members
+        ):
+            raise EdgedError(ErrorCode.ROOM_FULL)
+        self.sessions[session.session_id] = session
+        self._by_resume[session.resume_token] = session
+        session.attach(conn, 0)
+        self._schedule_token(session)
+        log_event(
+            log,
+            logging.INFO,
+            "login",
+            app=msg.app_id,
+            room=msg.room_id,
+            user=msg.user_id,
+            session=session.session_id,
+            addr=conn.address,
+            dev=claims is None,
+        )
+        return session, self._login_result(session, resumed=False)
+
+    def after_login(self, session: Session) -> None:
+        """Tell the new session who is there, and the others that it came."""
+        room = self.store.room(session.app_id, session.room_id)
+        if room is None:
+            return
+        if session.user_update:
+            users = [
+                s.user
+                for sid in room.members.values()
+                if (s := self.sessions.get(sid)) is not None and s is not session
+            ]
+            if users:
+                self.send(
+                    session,
+                    encode(
+                        RoomUserUpdate(
+                            room_id=session.room_id, update_type=UpdateType.ADD, users=users
+                        )
+                    ),
+                )
+        if room.streams:
+            self.send(
+                session,
+                encode(
+                    RoomStreamUpdate(
+                        room_id=session.room_id,
+                        update_type=UpdateType.ADD,
+                        streams=list(room.streams.values()),
+                    )
+                ),
+            )
+        self._to_room(
+            session.app_id,
+            session.room_id,
+            encode(
+                RoomUserUpdate(
+                    room_id=session.room_id, update_type=UpdateType.ADD, users=[session.user]
+                )
+            ),
+            skip=session,
+            users_only=True,
+        )
+
+    def resume(self, conn: Connection, msg: Resume) -> tuple[Session, LoginResult]:
+        if conn.session is not None:
+            raise EdgedError(ErrorCode.ALREADY_LOGGED_IN)
+        session = self._by_resume.get(msg.resume_token)
+        if session is None or session.closed or not session.can_replay_from(msg.last_seq):
+            raise EdgedError(ErrorCode.RESUME_FAILED)
+        old_conn = session.conn
+        session.detach()
+        if old_conn is not None:
+            old_conn.close_after_flush()
+        session.last_seen = time.monotonic()
+        result = self._login_result(session, resumed=True)
+        session.attach(conn, msg.last_seq)
+        log_event(
+            log,
+            logging.INFO,
+            "resume",
+            session=session.session_id,
+            addr=conn.address,
+            replay=session.unsent(),
+        )
+        return session, result
+
+    def _login_result(self, session: Session, *, resumed: bool) -> LoginResult:
+        s = self.settings
+        return LoginResult(
+            session_id=session.session_id,
+            resume_token=session.resume_token,
+            room_id=session.room_id,
+            user=session.user,
+            heartbeat_interval_s=s.heartbeat_interval_s,
+            heartbeat_timeout_s=s.heartbeat_timeout_s,
+            token_expires_at=session.claims.expires_at if session.claims else None,
+            ice_servers=[IceServer.model_validate(x) for x in s.ice_servers],
+            server_version=__version__,
+            resumed=resumed,
+        )
+
+    def logout(self, session: Session) -> None:
+        session.release()
+        self.remove(session, StreamDeleteReason.STOPPED)
+        log_event(log, logging.INFO, "logout", session=session.session_id)
+
+    def remove(self, session: Session, reason: StreamDeleteReason) -> None:
+        """End a session: its links, then its streams' DELETE, then its user DELETE."""
+        if session.closed:
+            return
+        session.closed = True
+        session.cancel_timers()
+        for link_id in list(session.serving) + list(session.playing.values()):
+            self.close_link(link_id, reason.value)
+        for stream_id in list(session.published):
+            self.remove_stream(session, stream_id, reason)
+        self.store.leave(session.app_id, session.room_id, session.user.user_id)
+        self.sessions.pop(session.session_id, None)
+        self._by_resume.pop(session.resume_token, None)
+        self._to_room(
+            session.app_id,
+            session.room_id,
+            encode(
+                RoomUserUpdate(
+                    room_id=session.room_id, update_type=UpdateType.DELETE, users=[session.user]
+                )
+            ),
+            users_only=True,
+        )
+
+    def _kick(self, session: Session, code: ErrorCode, reason: StreamDeleteReason) -> None:
+        if session.closed:
+            return
+        conn = session.release() if code != ErrorCode.SLOW_CONSUMER else session.conn
+        if conn is not None and code != ErrorCode.SLOW_CONSUMER:
+            message = EdgedError(code).message
+            conn.send_direct(encode(KickedOut(room_id=session.room_id, code=code, message=message)))
+        self.remove(session, reason)
+        if conn is not None:
+            conn.session = None
+            session.conn = None
+            conn.close_after_flush()
+        log_event(log, logging.INFO, "kicked", session=session.session_id, code=int(code))
+
+    # ---- timers --------------------------------------------------------------------
+
+    def _schedule_token(self, session: Session) -> None:
+        session.cancel_timers()
+        if session.claims is None:
+            return
+        loop = asyncio.get_running_loop()
+        remaining = session.claims.expires_at - time.time()
+        warn_in = remaining - self.settings.token_warning_s
+        session.timers.append(loop.call_later(max(0.0, warn_in), self._warn_token, session))
+        session.timers.append(loop.call_later(max(0.0, remaining), self._expire_token, session))
+
+    def _warn_token(self, session: Session) -> None:
+        if session.claims is None:
+            return
+        remaining = max(0.0, session.claims.expires_at - time.time())
+        self.send(
+            session,
+            encode(TokenWillExpire(room_id=session.room_id, remaining_s=round(remaining, 3))),
+        )
+
+    def _expire_token(self, session: Session) -> None:
+        self._kick(session, ErrorCode.TOKEN_EXPIRED_KICKED_OUT, StreamDeleteReason.KICKED)
+
+    def renew_token(self, session: Session, token: str) -> float:
+        claims = verify(
+            token,
+            self.settings.apps[session.app_id],
+            app_id=session.app_id,
+            user_id=session.user.user_id,
+            room_id=session.room_id,
+        )
+        session.claims = claims
+        self._schedule_token(session)
+        return claims.expires_at
+
+    def sweep(self, now: float | None = None) -> None:
+        """Remove sessions silent for longer than the heartbeat timeout."""
+        t = time.monotonic() if now is None else now
+        timeout = self.settings.heartbeat_timeout_s
+        for session in [s for s in self.sessions.values() if t - s.last_seen > timeout]:
+            log_event(log, logging.INFO, "heartbeat_timeout", session=session.session_id)
+            self._kick(session, ErrorCode.HEARTBEAT_TIMEOUT, StreamDeleteReason.HEARTBEAT_TIMEOUT)
+
+    # ---- streams and links ---------------------------------------------------------
+
+    def publish(self, session: Session, stream: StreamInfo, max_viewers: int) -> None:
+        refusal = session.claims.may_publish(stream.stream_id) if session.claims else None
+        if refusal is not None:
+            raise EdgedError(refusal)
+        if stream.stream_id in session.published:
+            raise EdgedError(ErrorCode.ALREADY_PUBLISHING)
+        if len(session.published) >= self.settings.limits.max_streams_per_session:
+            raise EdgedError(ErrorCode.PUBLISH_FAILED, "too many streams in one session")
+        if not self.store.add_stream(session.app_id, session.room_id, stream, max_viewers):
+            raise EdgedError(ErrorCode.STREAM_ID_ALREADY_PUBLISHED)
+        session.published.add(stream.stream_id)
+        log_event(log, logging.INFO, "publish", session=session.session_id, stream=stream.stream_id)
+
+    def announce_stream(self, session: Session, stream: StreamInfo) -> None:
+        self._to_room(
+            session.app_id,
+            session.room_id,
+            encode(
+                RoomStreamUpdate(
+                    room_id=session.room_id, update_type=UpdateType.ADD, streams=[stream]
+                )
+            ),
+            skip=session,
+        )
+
+    def remove_stream(self, session: Session, stream_id: str, reason: StreamDeleteReason) -> None:
+        if stream_id not in session.published:
+            raise EdgedError(ErrorCode.NOT_PUBLISHING)
+        for link in [
+            lk
+            for lk in self.links.values()
+            if lk.publisher is session and lk.stream_id == stream_id
+        ]:
+            self.close_link(link.link_id, "stream_deleted")
+        session.published.discard(stream_id)
+        stream = self.store.remove_stream(session.app_id, stream_id)
+        if stream is not None:
+            self._to_room(
+                session.app_id,
+                session.room_id,
+                encode(
+                    RoomStreamUpdate(
+                        room_id=session.room_id,
+                        update_type=UpdateType.DELETE,
+                        streams=[stream],
+                        reason=reason.value,
+                    )
+                ),
+                skip=session,
+            )
+
+    def set_extra_info(self, session: Session, stream_id: str, extra_info: str) -> StreamInfo:
+        room = self.store.room(session.app_id, session.room_id)
+        if stream_id not in session.published or room is None:
+            raise EdgedError(ErrorCode.NOT_PUBLISHING)
+        stream = room.streams[stream_id].model_copy(update={"extra_info": extra_info})
+        room.streams[stream_id] = stream
+        return stream
+
+    def play(self, session: Session, stream_id: str) -> Link:
+        room_id = self.store.stream_room(session.app_id, stream_id)
+        room = self.store.room(session.app_id, session.room_id)
+        if room_id != session.room_id or room is None:
+            raise EdgedError(ErrorCode.STREAM_NOT_FOUND)
+        if stream_id in session.playing:
+            raise EdgedError(ErrorCode.ALREADY_PLAYING)
+        if len(session.playing) >= self.settings.limits.max_plays_per_session:
+            raise EdgedError(ErrorCode.PLAYER_COUNT_EXCEEDED)
+        cap = room.max_viewers.get(stream_id, 0)
+        if cap and room.viewers.get(stream_id, 0) >= cap:
+            raise EdgedError(ErrorCode.VIEWER_LIMIT_REACHED)
+        stream = room.streams[stream_id]
+        publisher = self.sessions[room.members[stream.user.user_id]]
+        link = Link(secrets.token_hex(8), stream_id, publisher, session)
+        self.links[link.link_id] = link
+        room.viewers[stream_id] = room.viewers.get(stream_id, 0) + 1
+        session.playing[stream_id] = link.link_id
+        publisher.serving.add(link.link_id)
+        log_event(
+            log,
+            logging.INFO,
+            "play",
+            session=session.session_id,
+            stream=stream_id,
+            link=link.link_id,
+        )
+        return link
+
+    def open_link(self, link: Link) -> None:
+        self.send(
+            link.publisher,
+            encode(LinkOpen(link_id=link.link_id, stream_id=link.stream_id, user=link.player.user)),
+        )
+
+    def stop_play(self, session: Session, stream_id: str) -> None:
+        link_id = session.playing.get(stream_id)
+        if link_id is None:
+            raise EdgedError(ErrorCode.NOT_PLAYING)
+        self.close_link(link_id, "stopped")
+
+    def close_link(self, link_id: str, reason: str) -> None:
+        """End a link and tell whichever end is still there."""
+        link = self.links.pop(link_id, None)
+        if link is None:
+            return
+        link.player.playing.pop(link.stream_id, None)
+        link.publisher.serving.discard(link_id)
+        room = self.store.room(link.publisher.app_id, link.publisher.room_id)
+        if room is not None and link.stream_id in room.viewers:
+            room.viewers[link.stream_id] -= 1
+        body = encode(LinkClosed(link_id=link_id, stream_id=link.stream_id, reason=reason))
+        for end in (link.publisher, link.player):
+            self.send(end, body)
+
+    def link_peer(self, session: Session, link_id: str) -> tuple[Link, Session]:
+        link = self.links.get(link_id)
+        if link is None or session not in (link.publisher, link.player):
+            raise EdgedError(ErrorCode.LINK_NOT_FOUND)
+        return link, link.player if session is link.publisher else link.publisher
+
+    def to_others(self, session: Session, body: str) -> None:
+        """Send ``body`` to everyone else in the session's room."""
+        self._to_room(session.app_id, session.room_id, body, skip=session)

@@ -1,0 +1,179 @@
+"""A logged-in session and the WebSocket connection it is attached to.
+
+A :class:`Session` outlives its connection: when the socket drops it stays
+detached until the heartbeat timeout, keeping the messages it is sent in a bounded
+replay buffer, so that a ``resume`` on a new connection continues where it left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ..logs import log_event
+from ..protocol import UserInfo
+from ..tokens import TokenClaims
+from .limits import TokenBucket
+
+log = logging.getLogger("edged.server")
+
+
+class Connection:
+    """One WebSocket: its address, rate bucket and the task that writes to it."""
+
+    def __init__(self, ws: web.WebSocketResponse, address: str, bucket: TokenBucket) -> None:
+        self.ws = ws
+        self.address = address
+        self.bucket = bucket
+        self.session: Session | None = None
+        self._direct: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._writer = asyncio.create_task(self._write_loop())
+
+    def send_direct(self, text: str) -> None:
+        """Queue a message that belongs to no session (errors before login)."""
+        self._direct.append(text)
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def backlog(self) -> int:
+        return len(self._direct) + (self.session.unsent() if self.session else 0)
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while True:
+                    if self._direct:
+                        text = self._direct.popleft()
+                    elif self.session is not None and self.session.conn is self:
+                        item = self.session.next_unsent()
+                        if item is None:
+                            break
+                        text = item
+                    else:
+                        break
+                    await self.ws.send_str(text)
+                if self._closing:
+                    break
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            if self._closing and not self.ws.closed:
+                with contextlib.suppress(Exception):
+                    await self.ws.close()
+
+    def close_after_flush(self) -> None:
+        """Send what is queued, then close the socket."""
+        self._closing = True
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+
+
+@dataclass(eq=False, slots=True)
+class Session:
+    """A user logged into a room: identity, streams, links and outbound messages."""
+
+    session_id: str
+    resume_token: str
+    app_id: str
+    room_id: str
+    user: UserInfo
+    user_update: bool
+    claims: TokenClaims | None
+    replay_limit: int
+    conn: Connection | None = None
+    published: set[str] = field(default_factory=set)
+    playing: dict[str, str] = field(default_factory=dict)  # stream id -> link id
+    serving: set[str] = field(default_factory=set)  # link ids where we publish
+    last_seen: float = field(default_factory=time.monotonic)
+    outbox: deque[tuple[int, str]] = field(default_factory=deque)
+    next_seq: int = 1
+    sent_seq: int = 0
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    closed: bool = False
+
+    def push(self, body: str) -> bool:
+        """Queue a server message (JSON object text) with the next ``seq``.
+
+        False when the client fell more than the replay limit behind (slow consumer).
+        """
+        seq = self.next_seq
+        self.next_seq += 1
+        self.outbox.append((seq, f'{{"seq":{seq},{body[1:]}'))
+        while len(self.outbox) > self.replay_limit and self.outbox[0][0] <= self.sent_seq:
+            self.outbox.popleft()
+        if len(self.outbox) > self.replay_limit:
+            return False
+        if self.conn is not None:
+            self.conn.wake()
+        return True
+
+    def unsent(self) -> int:
+        return self.next_seq - 1 - self.sent_seq
+
+    def next_unsent(self) -> str | None:
+        if self.sent_seq >= self.next_seq - 1:
+            return None
+        first = self.outbox[0][0] if self.outbox else self.next_seq
+        index = self.sent_seq + 1 - first
+        self.sent_seq += 1
+        return self.outbox[index][1]
+
+    def ack(self, seq: int) -> None:
+        """The client has every message up to ``seq``: forget them."""
+        while self.outbox and self.outbox[0][0] <= min(seq, self.sent_seq):
+            self.outbox.popleft()
+
+    def can_replay_from(self, last_seq: int) -> bool:
+        """Whether every message after ``last_seq`` is still in the buffer."""
+        if last_seq > self.next_seq - 1:
+            return False
+        first = self.outbox[0][0] if self.outbox else self.next_seq
+        return first <= last_seq + 1
+
+    def attach(self, conn: Connection, last_seq: int) -> None:
+        """Continue on ``conn``, resending everything after ``last_seq``."""
+        self.ack(last_seq)
+        self.sent_seq = last_seq
+        self.conn = conn
+        conn.session = self
+        conn.wake()
+
+    def release(self) -> Connection | None:
+        """Leave the connection, handing it what is still unsent; return it."""
+        conn = self.conn
+        if conn is not None:
+            while (text := self.next_unsent()) is not None:
+                conn.send_direct(text)
+            conn.session = None
+            self.conn = None
+        return conn
+
+    def detach(self) -> None:
+        if self.conn is not None:
+            self.conn.session = None
+            self.conn = None
+        log_event(log, logging.INFO, "session_detached", session=self.session_id)
+
+    def cancel_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()

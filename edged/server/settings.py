@@ -1,0 +1,42 @@
+"""The room server's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..protocol import MAX_MESSAGE_BYTES
+
+
+@dataclass(slots=True)
+class Limits:
+    """Abuse limits: every one bounds memory or CPU a client can make the server spend."""
+
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_connections: int = 20_000
+    max_connections_per_ip: int = 1_000
+    messages_per_s: float = 50.0
+    message_burst: float = 100.0
+    ip_messages_per_s: float = 2_000.0
+    ip_message_burst: float = 4_000.0
+    ip_connects_per_s: float = 200.0
+    ip_connect_burst: float = 400.0
+    outbox_limit: int = 512
+    max_streams_per_session: int = 8
+    max_plays_per_session: int = 32
+    default_max_members: int = 1_000
+
+
+@dataclass(slots=True)
+class ServerSettings:
+    """Everything the room server needs: apps, timers, limits and ICE servers."""
+
+    apps: dict[str, str] = field(default_factory=dict)  # app id -> secret
+    host: str = "127.0.0.1"
+    port: int = 8790
+    dev_mode: bool = False
+    heartbeat_interval_s: float = 10.0
+    heartbeat_timeout_s: float = 30.0
+    token_warning_s: float = 30.0
+    sweep_interval_s: float = 1.0
+    ice_servers: list[dict[str, object]] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
