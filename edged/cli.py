@@ -28,8 +28,10 @@ def _server(args: argparse.Namespace) -> int:
         heartbeat_interval_s=args.heartbeat_interval,
         heartbeat_timeout_s=args.heartbeat_timeout,
     )
-    print(f"edged room server on ws://{args.host}:{args.port}/ws (apps file {args.apps})",
-          file=sys.stderr)
+    print(
+        f"edged room server on ws://{args.host}:{args.port}/ws (apps file {args.apps})",
+        file=sys.stderr,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_server(settings))
     return 0

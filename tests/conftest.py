@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import web
+from protoclient import ProtoClient
 
 from edged.server.app import RoomServer
 from edged.server.settings import Limits, ServerSettings
 from edged.tokens import mint
-from protoclient import ProtoClient
 
 APP = "testapp"
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
@@ -46,11 +46,14 @@ class RunningServer:
         self.clients.append(c)
         return c
 
-    async def user(self, user: str, room: str = "r1", notify: bool = True, **kw: object) -> ProtoClient:
+    async def user(
+        self, user: str, room: str = "r1", notify: bool = True, **kw: object
+    ) -> ProtoClient:
         """A client logged in as ``user`` into ``room`` with a valid token."""
         c = await self.client()
-        await c.login(app_id=APP, room_id=room, user_id=user, token=self.token(user),
-                      user_update=notify, **kw)
+        await c.login(
+            app_id=APP, room_id=room, user_id=user, token=self.token(user), user_update=notify, **kw
+        )
         return c
 
 
@@ -63,9 +66,13 @@ async def server_factory() -> AsyncIterator[ServerFactory]:
 
     async def make(**overrides: object) -> RunningServer:
         limits = overrides.pop("limits", Limits())
-        settings = ServerSettings(apps={APP: SECRET}, heartbeat_interval_s=0.5,
-                                  heartbeat_timeout_s=2.0, sweep_interval_s=0.1,
-                                  limits=limits)  # type: ignore[arg-type]
+        settings = ServerSettings(
+            apps={APP: SECRET},
+            heartbeat_interval_s=0.5,
+            heartbeat_timeout_s=2.0,
+            sweep_interval_s=0.1,
+            limits=limits,
+        )  # type: ignore[arg-type]
         for key, value in overrides.items():
             setattr(settings, key, value)
         server = RoomServer(settings)

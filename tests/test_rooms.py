@@ -28,14 +28,20 @@ async def test_reference_trace_as_seen_by_the_first_user(srv: RunningServer) -> 
     link_id = (await a.ok("play", stream_id="s1"))["link_id"]
     opened = await b.next_of("link_open")
     assert (opened["link_id"], opened["stream_id"], opened["user"]["user_id"]) == (
-        link_id, "s1", "A")
+        link_id,
+        "s1",
+        "A",
+    )
 
     await b.ok("logout")
     closed = await a.next_of("link_closed")
     assert closed["link_id"] == link_id
     deleted = await a.next_of("room_stream_update")
     assert (deleted["update_type"], ids(deleted, "streams"), deleted["reason"]) == (
-        1, ["s1"], "stopped")
+        1,
+        ["s1"],
+        "stopped",
+    )
     left = await a.next_of("room_user_update")
     assert (left["update_type"], ids(left)) == (1, ["B"])
     assert await a.quiet(0.2) == []
@@ -105,12 +111,10 @@ async def test_a_stream_id_is_unique_within_the_app(srv: RunningServer) -> None:
 
 async def test_room_member_limit_refuses_one_more(srv: RunningServer) -> None:
     a = await srv.client()
-    await a.login(app_id=APP, room_id="small", user_id="A", token=srv.token("A"),
-                  max_members=2)
+    await a.login(app_id=APP, room_id="small", user_id="A", token=srv.token("A"), max_members=2)
     await srv.user("B", room="small")
     c = await srv.client()
-    reply = await c.request("login", app_id=APP, room_id="small", user_id="C",
-                            token=srv.token("C"))
+    reply = await c.request("login", app_id=APP, room_id="small", user_id="C", token=srv.token("C"))
     assert reply["error"]["code"] == 1002034
     # The room is not disturbed, and the same user logging in again is not "one more".
     again = await srv.client()
@@ -196,7 +200,10 @@ async def test_logout_deletes_stream_before_user(srv: RunningServer) -> None:
     await b.ok("logout")
     order = [await a.next() for _ in range(3)]
     assert [(m["type"], m["update_type"]) for m in order] == [
-        ("room_stream_update", 1), ("room_stream_update", 1), ("room_user_update", 1)]
+        ("room_stream_update", 1),
+        ("room_stream_update", 1),
+        ("room_user_update", 1),
+    ]
 
 
 async def test_unpublish_deletes_with_reason_stopped(srv: RunningServer) -> None:
@@ -234,7 +241,10 @@ async def test_broadcast_and_custom_command(srv: RunningServer) -> None:
     for other in (b, c):
         got = await other.next_of("broadcast")
         assert (got["message"], got["user"]["user_id"], got["message_id"]) == (
-            "hi all", "A", sent["message_id"])
+            "hi all",
+            "A",
+            sent["message_id"],
+        )
     await a.ok("custom_command", to=["C"], command="ring")
     assert (await c.next_of("custom_command"))["command"] == "ring"
     assert await b.quiet(0.2) == []
@@ -244,23 +254,30 @@ async def test_broadcast_and_custom_command(srv: RunningServer) -> None:
 
 async def test_operations_before_login_are_refused(srv: RunningServer) -> None:
     c = await srv.client()
-    for mtype, fields in [("publish", {"stream_id": "s"}), ("play", {"stream_id": "s"}),
-                          ("heartbeat", {}), ("logout", {})]:
+    for mtype, fields in [
+        ("publish", {"stream_id": "s"}),
+        ("play", {"stream_id": "s"}),
+        ("heartbeat", {}),
+        ("logout", {}),
+    ]:
         reply = await c.request(mtype, **fields)
         assert reply["error"]["code"] == 1000002, mtype
 
 
 async def test_login_twice_on_one_connection_is_refused(srv: RunningServer) -> None:
     a = await srv.user("A")
-    reply = await a.request("login", app_id=APP, room_id="r1", user_id="A2",
-                            token=srv.token("A2"))
+    reply = await a.request("login", app_id=APP, room_id="r1", user_id="A2", token=srv.token("A2"))
     assert reply["error"]["code"] == 1002032
 
 
 async def test_empty_and_malformed_ids_have_their_own_codes(srv: RunningServer) -> None:
     c = await srv.client()
-    cases = [({"user_id": ""}, 1002005), ({"room_id": "no spaces"}, 1002002),
-             ({"room_id": "r" * 200}, 1002002), ({"app_id": ""}, 1001002)]
+    cases = [
+        ({"user_id": ""}, 1002005),
+        ({"room_id": "no spaces"}, 1002002),
+        ({"room_id": "r" * 200}, 1002002),
+        ({"app_id": ""}, 1001002),
+    ]
     for override, code in cases:
         fields = {"app_id": APP, "room_id": "r1", "user_id": "u", **override}
         reply = await c.request("login", **fields)

@@ -1,0 +1,135 @@
+"""Tokens: every refusal has its own code; renewal; warning; expiry kicks out."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from conftest import APP, SECRET, RunningServer, ServerFactory
+
+from edged.errors import EdgedError, ErrorCode
+from edged.tokens import mint, verify
+
+
+def login_fields(user: str, token: str | None, room: str = "r1") -> dict[str, object]:
+    fields: dict[str, object] = {"app_id": APP, "room_id": room, "user_id": user}
+    if token is not None:
+        fields["token"] = token
+    return fields
+
+
+REFUSALS = [
+    ("missing", lambda: None, 1002043),
+    ("garbage", lambda: "not-a-jwt", 1002033),
+    ("wrong secret", lambda: mint("another-secret-of-sufficient-length!!", APP, "u", 60), 1002033),
+    ("other app", lambda: mint(SECRET, "otherapp", "u", 60), 1002038),
+    ("expired", lambda: mint(SECRET, APP, "u", 60, now=time.time() - 120), 1002042),
+    ("other user", lambda: mint(SECRET, APP, "someone-else", 60), 1002039),
+    ("other room", lambda: mint(SECRET, APP, "u", 60, room_id="r2"), 1002040),
+    ("no login privilege", lambda: mint(SECRET, APP, "u", 60, can_login=False), 1002041),
+    (
+        "alg none",
+        lambda: jwt.encode(
+            {"app": APP, "sub": "u", "exp": time.time() + 60, "iss": "edged"},
+            None,
+            algorithm="none",
+        ),
+        1002033,
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "code"), REFUSALS, ids=[r[0] for r in REFUSALS])
+async def test_login_refusals_have_distinct_codes(
+    srv: RunningServer, case: str, make: object, code: int
+) -> None:
+    c = await srv.client()
+    reply = await c.request("login", **login_fields("u", make()))  # type: ignore[operator]
+    assert not reply["ok"]
+    assert reply["error"]["code"] == code
+
+
+async def test_unknown_app_is_refused(srv: RunningServer) -> None:
+    c = await srv.client()
+    reply = await c.request("login", app_id="nope", room_id="r1", user_id="u", token="x")
+    assert reply["error"]["code"] == 1002037
+
+
+async def test_dev_mode_accepts_logins_without_token(server_factory: ServerFactory) -> None:
+    srv = await server_factory(dev_mode=True)
+    c = await srv.client()
+    result = await c.login(**login_fields("u", None))
+    assert "token_expires_at" not in result  # a tokenless session never expires
+    await c.ok("publish", stream_id="s")
+
+
+async def test_room_bound_token_enters_its_room(srv: RunningServer) -> None:
+    c = await srv.client()
+    await c.login(**login_fields("u", mint(SECRET, APP, "u", 60, room_id="r1")))
+
+
+async def test_publish_privilege_and_stream_ids(srv: RunningServer) -> None:
+    viewer = await srv.client()
+    await viewer.login(**login_fields("v", mint(SECRET, APP, "v", 60, can_publish=False)))
+    assert (await viewer.request("publish", stream_id="s"))["error"]["code"] == 1003010
+
+    cam = await srv.client()
+    await cam.login(**login_fields("cam", mint(SECRET, APP, "cam", 60, stream_ids=["door"])))
+    assert (await cam.request("publish", stream_id="garden"))["error"]["code"] == 1003011
+    await cam.ok("publish", stream_id="door")
+
+
+async def test_warning_before_expiry_then_renewal_keeps_the_session(
+    server_factory: ServerFactory,
+) -> None:
+    srv = await server_factory(token_warning_s=1.0)
+    c = await srv.client()
+    await c.login(**login_fields("u", mint(SECRET, APP, "u", 2)))
+    warning = await c.next_of("token_will_expire", timeout=3)
+    assert 0 < warning["remaining_s"] <= 1.5
+    renewed = await c.ok("renew_token", token=mint(SECRET, APP, "u", 60))
+    assert renewed["token_expires_at"] > time.time() + 50
+    assert await c.quiet(2.0) == []  # past the first token's expiry: not kicked
+    await c.ok("publish", stream_id="s")
+
+
+async def test_renewal_with_another_users_token_is_refused(srv: RunningServer) -> None:
+    c = await srv.user("u")
+    reply = await c.request("renew_token", token=mint(SECRET, APP, "intruder", 60))
+    assert reply["error"]["code"] == 1002039
+
+
+async def test_unrenewed_expiry_kicks_out_and_tells_the_others(
+    server_factory: ServerFactory,
+) -> None:
+    srv = await server_factory(token_warning_s=0.5)
+    a = await srv.user("A")
+    b = await srv.client()
+    await b.login(**login_fields("B", mint(SECRET, APP, "B", 1.5)))
+    await b.ok("publish", stream_id="s1")
+    await a.next_of("room_user_update")
+    await a.next_of("room_stream_update")
+    await b.next_of("token_will_expire", timeout=3)
+    kicked = await b.next_of("kicked_out", timeout=3)
+    assert kicked["code"] == 1002056
+    deleted = await a.next_of("room_stream_update")
+    assert (deleted["update_type"], deleted["reason"]) == (1, "kicked")
+    assert (await a.next_of("room_user_update"))["update_type"] == 1
+
+
+def test_verify_names_each_problem() -> None:
+    good = mint(SECRET, APP, "u", 60, room_id="r", stream_ids=["a", "b"])
+    claims = verify(good, SECRET, app_id=APP, user_id="u", room_id="r")
+    assert claims.stream_ids == frozenset({"a", "b"})
+    assert claims.may_publish("a") is None
+    assert claims.may_publish("c") == ErrorCode.STREAM_ID_NOT_ALLOWED
+    with pytest.raises(EdgedError) as err:
+        verify(good, SECRET, app_id=APP, user_id="u", room_id="other")
+    assert err.value.code == ErrorCode.TOKEN_ROOM_MISMATCH
+    with pytest.raises(EdgedError) as err:
+        verify(good, SECRET, app_id=APP, user_id="u", room_id="r", now=time.time() + 61)
+    assert err.value.code == ErrorCode.TOKEN_EXPIRED
+    with pytest.raises(EdgedError) as err:
+        mint(SECRET, APP, "u", 0)
+    assert err.value.code == ErrorCode.INVALID_PARAMETER
