@@ -229,6 +229,8 @@ class LoginResult(_Message):
     ice_servers: list[IceServer] = []
     server_version: str = ""
     resumed: bool = False
+    users: list[UserInfo] = []  # the room's other users (when user_update was asked)
+    streams: list[StreamInfo] = []  # the room's streams
 
 
 class RoomUserUpdate(_Push):

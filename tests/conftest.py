@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import web
-from protoclient import ProtoClient
 
 from edged.server.app import RoomServer
 from edged.server.settings import Limits, ServerSettings
 from edged.tokens import mint
+
+from protoclient import ProtoClient
 
 APP = "testapp"
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
@@ -32,6 +33,7 @@ class RunningServer:
     server: RoomServer
     url: str
     http: aiohttp.ClientSession
+    runner: web.AppRunner
     clients: list[ProtoClient] = field(default_factory=list)
 
     @property
@@ -66,6 +68,7 @@ async def server_factory() -> AsyncIterator[ServerFactory]:
 
     async def make(**overrides: object) -> RunningServer:
         limits = overrides.pop("limits", Limits())
+        port = overrides.pop("port", 0)
         settings = ServerSettings(
             apps={APP: SECRET},
             heartbeat_interval_s=0.5,
@@ -78,9 +81,11 @@ async def server_factory() -> AsyncIterator[ServerFactory]:
         server = RoomServer(settings)
         runner = web.AppRunner(server.make_app(), access_log=None)
         await runner.setup()
-        port = free_port()
+        port = int(port) or free_port()  # type: ignore[call-overload]
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        running = RunningServer(server, f"ws://127.0.0.1:{port}/ws", aiohttp.ClientSession())
+        running = RunningServer(
+            server, f"ws://127.0.0.1:{port}/ws", aiohttp.ClientSession(), runner
+        )
         runners.append((runner, running))
         return running
 

@@ -9,10 +9,8 @@ import logging
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import APP, SECRET, RunningServer, ServerFactory, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from protoclient import ProtoClient
 
 from edged.errors import ErrorCode
 from edged.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode_client
@@ -20,6 +18,9 @@ from edged.server.app import RoomServer
 from edged.server.session import Session
 from edged.server.settings import Limits, ServerSettings
 from edged.tokens import mint
+
+from conftest import APP, SECRET, RunningServer, ServerFactory, free_port
+from protoclient import ProtoClient
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -34,14 +34,14 @@ async def test_reference_trace_as_seen_by_the_first_user(srv: RunningServer) -> 
     )
 
     await b.ok("logout")
-    closed = await a.next_of("link_closed")
-    assert closed["link_id"] == link_id
     deleted = await a.next_of("room_stream_update")
     assert (deleted["update_type"], ids(deleted, "streams"), deleted["reason"]) == (
         1,
         ["s1"],
         "stopped",
     )
+    closed = await a.next_of("link_closed")
+    assert (closed["link_id"], closed["reason"]) == (link_id, "stream_deleted")
     left = await a.next_of("room_user_update")
     assert (left["update_type"], ids(left)) == (1, ["B"])
     assert await a.quiet(0.2) == []

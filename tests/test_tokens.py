@@ -6,10 +6,11 @@ import time
 
 import jwt
 import pytest
-from conftest import APP, SECRET, RunningServer, ServerFactory
 
 from edged.errors import EdgedError, ErrorCode
 from edged.tokens import mint, verify
+
+from conftest import APP, SECRET, RunningServer, ServerFactory
 
 
 def login_fields(user: str, token: str | None, room: str = "r1") -> dict[str, object]:

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import __version__
 from ..errors import EdgedError, ErrorCode
@@ -92,7 +92,16 @@ class RoomServer:
         app.router.add_get("/ws", self.handle_ws)
         app.router.add_get("/healthz", self.handle_health)
         app.cleanup_ctx.append(self._lifecycle)
+        app.on_shutdown.append(self._going_away)
         return app
+
+    async def _going_away(self, app: web.Application) -> None:
+        """Close every socket at once: clients reconnect instead of timing out."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self.connections):
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping")
 
     async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         self._sweeper = asyncio.create_task(self._sweep_loop())

@@ -160,11 +160,7 @@ class RoomService:
         if room is None:
             return
         if session.user_update:
-            users = [
-                s.user
-                for sid in room.members.values()
-                if (s := self.sessions.get(sid)) is not None and s is not session
-            ]
+            users = self._others(session)
             if users:
                 self.send(
                     session,
@@ -222,6 +218,7 @@ class RoomService:
 
     def _login_result(self, session: Session, *, resumed: bool) -> LoginResult:
         s = self.settings
+        room = self.store.room(session.app_id, session.room_id)
         return LoginResult(
             session_id=session.session_id,
             resume_token=session.resume_token,
@@ -233,7 +230,19 @@ class RoomService:
             ice_servers=[IceServer.model_validate(x) for x in s.ice_servers],
             server_version=__version__,
             resumed=resumed,
+            users=self._others(session) if session.user_update else [],
+            streams=list(room.streams.values()) if room else [],
         )
+
+    def _others(self, session: Session) -> list[UserInfo]:
+        room = self.store.room(session.app_id, session.room_id)
+        if room is None:
+            return []
+        return [
+            s.user
+            for sid in room.members.values()
+            if (s := self.sessions.get(sid)) is not None and s is not session
+        ]
 
     def logout(self, session: Session) -> None:
         session.release()
@@ -241,12 +250,12 @@ class RoomService:
         log_event(log, logging.INFO, "logout", session=session.session_id)
 
     def remove(self, session: Session, reason: StreamDeleteReason) -> None:
-        """End a session: its links, then its streams' DELETE, then its user DELETE."""
+        """End a session: links it plays, its streams' DELETE (then their links), user DELETE."""
         if session.closed:
             return
         session.closed = True
         session.cancel_timers()
-        for link_id in list(session.serving) + list(session.playing.values()):
+        for link_id in list(session.playing.values()):
             self.close_link(link_id, reason.value)
         for stream_id in list(session.published):
             self.remove_stream(session, stream_id, reason)
@@ -352,12 +361,6 @@ class RoomService:
     def remove_stream(self, session: Session, stream_id: str, reason: StreamDeleteReason) -> None:
         if stream_id not in session.published:
             raise EdgedError(ErrorCode.NOT_PUBLISHING)
-        for link in [
-            lk
-            for lk in self.links.values()
-            if lk.publisher is session and lk.stream_id == stream_id
-        ]:
-            self.close_link(link.link_id, "stream_deleted")
         session.published.discard(stream_id)
         stream = self.store.remove_stream(session.app_id, stream_id)
         if stream is not None:
@@ -374,6 +377,12 @@ class RoomService:
                 ),
                 skip=session,
             )
+        for link in [
+            lk
+            for lk in self.links.values()
+            if lk.publisher is session and lk.stream_id == stream_id
+        ]:
+            self.close_link(link.link_id, "stream_deleted")
 
     def set_extra_info(self, session: Session, stream_id: str, extra_info: str) -> StreamInfo:
         room = self.store.room(session.app_id, session.room_id)

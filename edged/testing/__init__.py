@@ -1,0 +1,1 @@
+"""Test support shipped with edged: the network-namespace harness."""
