@@ -1,0 +1,1 @@
+"""The engine: the SDK half of edged (rooms, publishing, playing, events)."""
