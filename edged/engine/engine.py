@@ -1,0 +1,211 @@
+"""The engine: the public API of the SDK half of edged (product contract §2).
+
+Create it with an :class:`EngineProfile`, attach event handlers, then log into a room,
+publish and play. Every method is a coroutine run on the caller's event loop; failures
+raise :class:`~edged.errors.EdgedError` with a code from the error table, and the
+matching state events are emitted as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+
+from ..errors import EdgedError, ErrorCode
+from ..model import PlayerState, PublisherState, RoomState, User
+from ..protocol import StopPlay, Unpublish
+from .config import EngineProfile, PublishConfig, RoomConfig, VideoConfig
+from .events import EventDispatcher, EventHandler
+from .player import MediaSink, Player
+from .publisher import Publisher
+from .quality_loop import QualityLoop
+from .room import RoomSession
+
+log = logging.getLogger("edged.engine")
+_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def _check_id(value: str, max_len: int, code: ErrorCode) -> None:
+    if not value or len(value) > max_len or not _ID.match(value):
+        raise EdgedError(code)
+
+
+class Engine:
+    """Owns one room session at a time, its publishers and players, and the event handlers."""
+
+    def __init__(self, profile: EngineProfile, handler: EventHandler | None = None) -> None:
+        _check_id(profile.app_id, 64, ErrorCode.APP_ID_INVALID)
+        self.profile = profile
+        self.events = EventDispatcher()
+        if handler is not None:
+            self.events.handlers.append(handler)
+        self.video_config: VideoConfig = profile.video_config()
+        self.room: RoomSession | None = None
+        self.quality = QualityLoop(self, profile.timers.quality_interval)
+        self._destroyed = False
+        self._muted = {"audio": False, "video": False}
+
+    def add_event_handler(self, handler: EventHandler) -> None:
+        """Attach a handler; do it before ``login_room`` so that no event is lost."""
+        self.events.handlers.append(handler)
+
+    def _emit(self, name: str, *args: object) -> None:
+        self.events.emit(name, *args)
+
+    def _alive(self) -> None:
+        if self._destroyed:
+            raise EdgedError(ErrorCode.ENGINE_DESTROYED)
+
+    def _session(self) -> RoomSession:
+        self._alive()
+        room = self.room
+        if room is None or room.state == RoomState.DISCONNECTED:
+            raise EdgedError(ErrorCode.NOT_LOGGED_IN)
+        return room
+
+    # ---- rooms ---------------------------------------------------------------------
+
+    async def login_room(self, room_id: str, user: User, config: RoomConfig | None = None) -> None:
+        """Log into ``room_id`` (created if absent); returns once CONNECTED."""
+        self._alive()
+        _check_id(room_id, 128, ErrorCode.ROOM_ID_INVALID)
+        _check_id(user.user_id, 64, ErrorCode.USER_ID_INVALID)
+        if self.room is not None and self.room.state != RoomState.DISCONNECTED:
+            raise EdgedError(ErrorCode.ROOM_COUNT_EXCEEDED)
+        cfg = config or RoomConfig()
+        self.room = RoomSession(self.profile, room_id, user, cfg, self._emit)
+        try:
+            await self.room.login()
+        except EdgedError:
+            await self.room.close(logout=False)
+            raise
+        self.quality.start()
+
+    async def logout_room(self) -> None:
+        """Stop publishing and playing, send the logout and wait for it to be confirmed."""
+        self._alive()
+        room, self.room = self.room, None
+        await self.quality.stop()
+        if room is not None:
+            await room.close(logout=room.state != RoomState.DISCONNECTED)
+
+    # ---- publishing ----------------------------------------------------------------
+
+    async def start_publishing(self, stream_id: str, config: PublishConfig | None = None) -> None:
+        """Capture, encode once and offer the stream; returns once PUBLISHING."""
+        room = self._session()
+        _check_id(stream_id, 128, ErrorCode.STREAM_ID_INVALID)
+        if stream_id in room.publishers:
+            raise EdgedError(ErrorCode.ALREADY_PUBLISHING)
+        publisher = Publisher(
+            stream_id,
+            config or PublishConfig(),
+            self.profile,
+            self.video_config,
+            self.profile.audio,
+            room.send_signal,
+            self._emit,
+        )
+        room.publishers[stream_id] = publisher
+        publisher.set_state(PublisherState.PUBLISH_REQUESTING)
+        try:
+            publisher.start_capture()
+            for kind, muted in self._muted.items():
+                publisher.mute(kind, muted)
+            await publisher.wait_first_frame(self.profile.timers.request_timeout)
+            await room._announce(publisher)
+        except EdgedError as exc:
+            room.publishers.pop(stream_id, None)
+            await publisher.close()
+            publisher.set_state(PublisherState.NO_PUBLISH, int(exc.code))
+            raise
+
+    async def stop_publishing(self, stream_id: str) -> None:
+        room = self._session()
+        publisher = room.publishers.pop(stream_id, None)
+        if publisher is None:
+            raise EdgedError(ErrorCode.NOT_PUBLISHING)
+        with contextlib.suppress(EdgedError):
+            await room.signaling.request(Unpublish(stream_id=stream_id))
+        await publisher.close()
+        publisher.set_state(PublisherState.NO_PUBLISH)
+
+    def mute_publish_audio(self, muted: bool) -> None:
+        self._mute("audio", muted)
+
+    def mute_publish_video(self, muted: bool) -> None:
+        self._mute("video", muted)
+
+    def _mute(self, kind: str, muted: bool) -> None:
+        self._alive()
+        self._muted[kind] = muted
+        for publisher in self.room.publishers.values() if self.room else ():
+            publisher.mute(kind, muted)
+
+    def set_video_config(self, config: VideoConfig) -> None:
+        """Size and rate apply to the next publish; the bitrate also applies at once."""
+        self._alive()
+        self.video_config = config
+        for publisher in self.room.publishers.values() if self.room else ():
+            publisher.set_bitrate(config.bitrate)
+
+    # ---- playing -------------------------------------------------------------------
+
+    async def start_playing(self, stream_id: str, sink: MediaSink | None = None) -> None:
+        """Play ``stream_id``; if it does not exist yet, wait for it in PLAY_REQUESTING."""
+        room = self._session()
+        _check_id(stream_id, 128, ErrorCode.STREAM_ID_INVALID)
+        if stream_id in room.players:
+            raise EdgedError(ErrorCode.ALREADY_PLAYING)
+        player = Player(
+            stream_id,
+            sink,
+            self.profile,
+            room.request_play,
+            room.send_signal,
+            lambda sid: sid in room.streams,
+            self._emit,
+        )
+        room.players[stream_id] = player
+        player.start()
+
+    async def stop_playing(self, stream_id: str) -> None:
+        room = self._session()
+        player = room.players.pop(stream_id, None)
+        if player is None:
+            raise EdgedError(ErrorCode.NOT_PLAYING)
+        had_link = player.link_id is not None
+        await player.stop()
+        if had_link:
+            with contextlib.suppress(EdgedError):
+                await room.signaling.request(StopPlay(stream_id=stream_id))
+
+    # ---- tokens and teardown -------------------------------------------------------
+
+    async def renew_token(self, token: str) -> None:
+        await self._session().renew_token(token)
+
+    async def destroy(self) -> None:
+        """Log out (waiting for the server to confirm) and release camera, mic and network."""
+        if self._destroyed:
+            return
+        with contextlib.suppress(EdgedError):
+            await self.logout_room()
+        self._destroyed = True
+
+    # ---- views ---------------------------------------------------------------------
+
+    def publisher_state(self, stream_id: str) -> PublisherState:
+        p = self.room.publishers.get(stream_id) if self.room else None
+        return p.state if p else PublisherState.NO_PUBLISH
+
+    def player_state(self, stream_id: str) -> PlayerState:
+        p = self.room.players.get(stream_id) if self.room else None
+        return p.state if p else PlayerState.NO_PLAY
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.destroy()

@@ -1,0 +1,56 @@
+"""Building peer connections and translating between aiortc and protocol messages."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
+
+from ..protocol import IceCandidate, SessionDescription
+
+log = logging.getLogger("edged.engine")
+
+
+def make_peer_connection(ice_servers: list[dict[str, Any]]) -> RTCPeerConnection:
+    """A peer connection with an explicit ICE configuration.
+
+    The list is empty unless configured: aiortc must never fall back to a public STUN
+    server of its own choosing, so the configuration is always given.
+    """
+    servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in ice_servers
+    ]
+    return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+
+def local_description(pc: RTCPeerConnection) -> SessionDescription:
+    desc = pc.localDescription
+    return SessionDescription(type=desc.type, sdp=desc.sdp)
+
+
+def to_rtc(desc: SessionDescription) -> RTCSessionDescription:
+    return RTCSessionDescription(sdp=desc.sdp, type=desc.type)
+
+
+async def add_remote_candidate(pc: RTCPeerConnection, cand: IceCandidate) -> None:
+    """Add a trickled candidate (browsers trickle; aiortc sends all in its SDP).
+
+    An empty candidate marks the end of gathering. mDNS ``.local`` candidates are
+    resolved by aioice itself.
+    """
+    text = cand.candidate.strip()
+    if not text:
+        return
+    if text.startswith("candidate:"):
+        text = text[len("candidate:") :]
+    try:
+        candidate = candidate_from_sdp(text)
+    except (ValueError, IndexError):
+        log.warning("ignoring a malformed remote ICE candidate")
+        return
+    candidate.sdpMid = cand.sdpMid
+    candidate.sdpMLineIndex = cand.sdpMLineIndex
+    await pc.addIceCandidate(candidate)

@@ -1,0 +1,191 @@
+"""A published stream: its capture, one encoder, and a peer connection per viewer.
+
+The flow of the media: source track -> :class:`SourceTap` (counts, mute) ->
+:class:`EncodedVideoFanout` (encodes once) -> one viewer track per link -> that link's
+RTCPeerConnection. Audio takes the same path through :class:`EncodedAudioFanout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from ..errors import EdgedError, ErrorCode
+from ..logs import log_event
+from ..media.fanout import EncodedAudioFanout, EncodedVideoFanout
+from ..media.h264 import H264Settings
+from ..media.tap import SourceTap
+from ..model import PublisherState
+from ..protocol import IceCandidate, SessionDescription, Signal, UserInfo
+from .config import AudioConfig, EngineProfile, PublishConfig, VideoConfig
+from .peer import add_remote_candidate, local_description, make_peer_connection, to_rtc
+
+log = logging.getLogger("edged.engine")
+
+SendSignal = Callable[[Signal], Awaitable[None]]
+Emit = Callable[..., None]
+
+
+@dataclass(eq=False)
+class ViewerLink:
+    """One viewer of the stream: its link id, user and peer connection."""
+
+    link_id: str
+    user_id: str
+    pc: RTCPeerConnection
+    tracks: list[Any] = field(default_factory=list)
+
+
+class Publisher:
+    """Owns one published stream's sources, fan-outs, viewer links and state."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        config: PublishConfig,
+        profile: EngineProfile,
+        video: VideoConfig,
+        audio: AudioConfig,
+        send_signal: SendSignal,
+        emit: Emit,
+    ) -> None:
+        self.stream_id = stream_id
+        self.config = config
+        self.profile = profile
+        self.video_config = video
+        self.audio_config = audio
+        self.state = PublisherState.NO_PUBLISH
+        self.error_code = 0
+        self._send_signal = send_signal
+        self._emit = emit
+        self.video_tap: SourceTap | None = None
+        self.audio_tap: SourceTap | None = None
+        self.video_fanout: EncodedVideoFanout | None = None
+        self.audio_fanout: EncodedAudioFanout | None = None
+        self.links: dict[str, ViewerLink] = {}
+        self._first_frame = asyncio.Event()
+
+    def set_state(self, state: PublisherState, error_code: int = 0) -> None:
+        if state == self.state and error_code == self.error_code:
+            return
+        self.state, self.error_code = state, error_code
+        self._emit("publisher_state_update", self.stream_id, state, error_code, {})
+
+    # ---- capture -------------------------------------------------------------------
+
+    def start_capture(self) -> None:
+        """Open the sources and start encoding (once, whoever watches)."""
+        if self.config.video and self.video_fanout is None:
+            cfg = self.video_config
+            self.video_tap = SourceTap(self.profile.video_source(cfg), self._on_first_frame)
+            settings = H264Settings(
+                bitrate=cfg.bitrate,
+                max_bitrate=max(cfg.bitrate, cfg.max_bitrate),
+                min_bitrate=min(cfg.bitrate, cfg.min_bitrate),
+                keyframe_interval=cfg.keyframe_interval_s,
+                framerate=round(cfg.fps),
+            )
+            self.video_fanout = EncodedVideoFanout(
+                self.video_tap,
+                settings,
+                keyframe_min_interval=self.profile.timers.keyframe_min_interval,
+            )
+            self.video_fanout.start()
+        if self.config.audio and self.audio_fanout is None:
+            self.audio_tap = SourceTap(self.profile.audio_source(self.audio_config))
+            self.audio_fanout = EncodedAudioFanout(
+                self.audio_tap, bitrate=self.audio_config.bitrate
+            )
+            self.audio_fanout.start()
+        if not self.config.video:
+            self._first_frame.set()
+
+    def _on_first_frame(self) -> None:
+        self._first_frame.set()
+        self._emit("publisher_captured_video_first_frame", self.stream_id)
+
+    async def wait_first_frame(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._first_frame.wait(), timeout)
+        except TimeoutError:
+            raise EdgedError(ErrorCode.CAMERA_LOST, "the video source produced no frame") from None
+
+    def mute(self, kind: str, muted: bool) -> None:
+        tap = self.video_tap if kind == "video" else self.audio_tap
+        if tap is not None:
+            tap.muted = muted
+        if kind == "video" and not muted and self.video_fanout is not None:
+            self.video_fanout.request_keyframe("unmute")
+
+    def set_bitrate(self, bitrate: int) -> None:
+        fanout = self.video_fanout
+        if fanout is not None and fanout.encoder is not None:
+            fanout.encoder.set_bitrate(bitrate)
+
+    # ---- viewers -------------------------------------------------------------------
+
+    async def open_link(self, link_id: str, user: UserInfo) -> None:
+        """A viewer plays the stream: offer it our media on a new peer connection."""
+        pc = make_peer_connection(self.profile.ice_servers)
+        link = ViewerLink(link_id, user.user_id, pc)
+        self.links[link_id] = link
+
+        @pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            if pc.connectionState == "failed":
+                log_event(log, logging.INFO, "viewer_failed", stream=self.stream_id, link=link_id)
+                await self.close_link(link_id)
+
+        if self.video_fanout is not None:
+            link.tracks.append(self.video_fanout.add_to(pc, name=link_id))
+        if self.audio_fanout is not None:
+            link.tracks.append(self.audio_fanout.add_to(pc, name=link_id))
+        await pc.setLocalDescription(await pc.createOffer())
+        if link_id not in self.links:
+            return  # closed while gathering
+        await self._send_signal(
+            Signal(link_id=link_id, stream_id=self.stream_id, description=local_description(pc))
+        )
+
+    async def on_signal(
+        self, link_id: str, description: SessionDescription | None, candidate: IceCandidate | None
+    ) -> None:
+        link = self.links.get(link_id)
+        if link is None:
+            return
+        if description is not None and description.type == "answer":
+            await link.pc.setRemoteDescription(to_rtc(description))
+        if candidate is not None:
+            await add_remote_candidate(link.pc, candidate)
+
+    async def close_link(self, link_id: str) -> None:
+        link = self.links.pop(link_id, None)
+        if link is None:
+            return
+        for track in link.tracks:
+            track.stop()
+        with contextlib.suppress(Exception):
+            await link.pc.close()
+
+    @property
+    def viewer_count(self) -> int:
+        return len(self.links)
+
+    async def close(self) -> None:
+        """Close every link and release the sources and encoders."""
+        for link_id in list(self.links):
+            await self.close_link(link_id)
+        for fanout in (self.video_fanout, self.audio_fanout):
+            if fanout is not None:
+                await fanout.close()
+        for tap in (self.video_tap, self.audio_tap):
+            if tap is not None:
+                tap.stop()
+        self.video_fanout = self.audio_fanout = None
+        self.video_tap = self.audio_tap = None

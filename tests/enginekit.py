@@ -1,0 +1,72 @@
+"""Helpers for engine tests: engines wired to the test server, event waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiortc.mediastreams import MediaStreamTrack
+
+from edged.engine.config import EngineProfile, EngineTimers, VideoConfig
+from edged.engine.engine import Engine
+from edged.engine.events import EventRecorder
+from edged.media.analysis import AudioToneSink, VideoCodeSink
+
+from conftest import APP, SECRET, RunningServer
+
+FAST = EngineTimers(
+    request_timeout=5.0,
+    connect_timeout=2.0,
+    retry_min=0.1,
+    retry_max=0.5,
+    reconnect_give_up=10.0,
+    play_retry=0.3,
+    quality_interval=1.0,
+)
+
+
+def make_engine(srv: RunningServer, **profile: Any) -> tuple[Engine, EventRecorder]:
+    rec = EventRecorder()
+    fields: dict[str, Any] = {
+        "app_id": APP,
+        "server_url": srv.url,
+        "app_secret": SECRET,
+        "timers": FAST,
+        "video": VideoConfig(320, 240, 30.0, 300_000),
+    }
+    fields.update(profile)
+    return Engine(EngineProfile(**fields), rec), rec
+
+
+class AnalysisSink:
+    """A player sink that reads time codes from video and the tone from audio."""
+
+    def __init__(self) -> None:
+        self.video: VideoCodeSink | None = None
+        self.audio: AudioToneSink | None = None
+
+    def attach(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            self.video = VideoCodeSink(track)
+            self.video.start()
+        else:
+            self.audio = AudioToneSink(track)
+            self.audio.start()
+
+    async def close(self) -> None:
+        for sink in (self.video, self.audio):
+            if sink is not None:
+                await sink.close()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds, failing the test after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+def names(rec: EventRecorder, *wanted: str) -> list[tuple[Any, ...]]:
+    """The recorded events with the given names, as (name, *args) tuples."""
+    return [(n, *a) for n, a in rec.events if n in wanted]

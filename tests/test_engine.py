@@ -1,0 +1,210 @@
+"""The engine against a real room server, with real aiortc media in the namespace."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from edged.engine.config import PublishConfig, RoomConfig
+from edged.model import PlayerState as PS
+from edged.model import PublisherState, RoomState, Stream, UpdateType, User
+from edged.model import RoomStateChangedReason as R
+
+from conftest import RunningServer, ServerFactory
+from enginekit import AnalysisSink, make_engine, names, until
+
+pytestmark = pytest.mark.netns
+ROOM_EVENTS = (
+    "room_state_changed",
+    "room_state_update",
+    "room_user_update",
+    "room_stream_update",
+    "player_state_update",
+    "player_recv_video_first_frame",
+)
+
+
+async def test_reference_trace_event_for_event(srv: RunningServer) -> None:
+    a, rec_a = make_engine(srv)
+    b, rec_b = make_engine(srv)
+    async with a, b:
+        await a.login_room("r", User("A"), RoomConfig(user_update=True))
+        await b.login_room("r", User("B"))
+        await b.start_publishing("s1")
+        await until(lambda: "s1" in (a.room.streams if a.room else {}))
+        await a.start_playing("s1")
+        await until(lambda: a.player_state("s1") == PS.PLAYING)
+        await until(lambda: any(n == "player_recv_video_first_frame" for n, _ in rec_a.events))
+        await b.logout_room()
+        await until(
+            lambda: any(
+                n == "room_user_update" and args[1] == UpdateType.DELETE for n, args in rec_a.events
+            )
+        )
+        b_user = User("B")
+        s1 = Stream("s1", b_user)
+        assert names(rec_a, *ROOM_EVENTS) == [
+            ("room_state_changed", "r", R.LOGINING, 0, {}),
+            ("room_state_update", "r", RoomState.CONNECTING, 0, {}),
+            ("room_state_changed", "r", R.LOGINED, 0, {}),
+            ("room_state_update", "r", RoomState.CONNECTED, 0, {}),
+            ("room_user_update", "r", UpdateType.ADD, [b_user]),
+            ("room_stream_update", "r", UpdateType.ADD, [s1], {}),
+            ("player_state_update", "s1", PS.PLAY_REQUESTING, 0, {}),
+            ("player_state_update", "s1", PS.PLAYING, 0, {}),
+            ("player_recv_video_first_frame", "s1"),
+            ("room_stream_update", "r", UpdateType.DELETE, [s1], {"reason": "stopped"}),
+            ("player_state_update", "s1", PS.PLAY_REQUESTING, 0, {}),
+            ("room_user_update", "r", UpdateType.DELETE, [b_user]),
+        ]
+        assert [e[2] for e in names(rec_b, "publisher_state_update")] == [
+            PublisherState.PUBLISH_REQUESTING,
+            PublisherState.PUBLISHING,
+            PublisherState.NO_PUBLISH,
+        ]
+
+
+async def test_player_decodes_time_codes_in_order_and_hears_the_tone(srv: RunningServer) -> None:
+    a, _ = make_engine(srv)
+    b, _ = make_engine(srv)
+    sink = AnalysisSink()
+    async with a, b:
+        await b.login_room("r", User("B"))
+        await b.start_publishing("cam")
+        await a.login_room("r", User("A"))
+        await a.start_playing("cam", sink)
+        await until(lambda: sink.video is not None and sink.audio is not None)
+        assert sink.video is not None and sink.audio is not None
+        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 45, 15)
+        await until(lambda: sink.audio is not None and sink.audio.seconds_received >= 1.5, 15)
+        stats = sink.video.stats()
+        assert stats.out_of_order == 0
+        seqs = [o.sequence for o in sink.video.observations]
+        assert seqs == sorted(seqs)
+        assert sink.audio.tone_present(440.0)
+
+
+async def test_play_before_publish_waits_then_plays(srv: RunningServer) -> None:
+    a, rec_a = make_engine(srv)
+    b, _ = make_engine(srv)
+    async with a, b:
+        await a.login_room("r", User("A"))
+        await a.start_playing("later")
+        await until(lambda: a.player_state("later") == PS.PLAY_REQUESTING)
+        await b.login_room("r", User("B"))
+        await b.start_publishing("later")
+        await until(lambda: a.player_state("later") == PS.PLAYING)
+        assert [e[2] for e in names(rec_a, "player_state_update")] == [
+            PS.PLAY_REQUESTING,
+            PS.PLAYING,
+        ]
+
+
+async def test_second_login_of_the_same_user_kicks_out_the_engine(srv: RunningServer) -> None:
+    first, rec = make_engine(srv)
+    second, _ = make_engine(srv)
+    async with first, second:
+        await first.login_room("r", User("dup"))
+        await first.start_publishing("cam")
+        await second.login_room("r", User("dup"))
+        await until(lambda: first.room is not None and first.room.state == RoomState.DISCONNECTED)
+        changed = names(rec, "room_state_changed")[-1]
+        assert (changed[2], changed[3]) == (R.KICK_OUT, 1002050)
+        assert names(rec, "publisher_state_update")[-1][2:4] == (PublisherState.NO_PUBLISH, 1002050)
+        # The same stream id is free for the new session.
+        await second.start_publishing("cam")
+
+
+async def test_max_viewers_refuses_one_more(srv: RunningServer) -> None:
+    pub, _ = make_engine(srv)
+    v1, _ = make_engine(srv)
+    v2, rec2 = make_engine(srv)
+    async with pub, v1, v2:
+        await pub.login_room("r", User("P"))
+        await pub.start_publishing("one", PublishConfig(max_viewers=1))
+        for engine, user in ((v1, "V1"), (v2, "V2")):
+            await engine.login_room("r", User(user))
+        await v1.start_playing("one")
+        await until(lambda: v1.player_state("one") == PS.PLAYING)
+        await v2.start_playing("one")
+        await until(lambda: v2.player_state("one") == PS.NO_PLAY)
+        assert names(rec2, "player_state_update")[-1][2:4] == (PS.NO_PLAY, 1004020)
+
+
+async def test_destroy_sends_the_logout_before_returning(srv: RunningServer) -> None:
+    a, _ = make_engine(srv)
+    watcher = await srv.user("W", room="r")
+    await a.login_room("r", User("A"))
+    await a.start_publishing("s")
+    await watcher.next_of("room_user_update")
+    await watcher.next_of("room_stream_update")
+    await a.destroy()
+    # Already gone on the server when destroy returns: not after a heartbeat timeout.
+    assert srv.server.rooms.store.user_session("testapp", "A") is None
+    deleted = await watcher.next_of("room_stream_update", timeout=1)
+    assert (deleted["update_type"], deleted["reason"]) == (1, "stopped")
+
+
+async def test_lost_signaling_resumes_silently_and_media_goes_on(srv: RunningServer) -> None:
+    a, rec_a = make_engine(srv)
+    b, rec_b = make_engine(srv)
+    async with a, b:
+        await a.login_room("r", User("A"), RoomConfig(user_update=True))
+        await b.login_room("r", User("B"))
+        await b.start_publishing("s1")
+        await until(lambda: "s1" in (a.room.streams if a.room else {}))
+        await a.start_playing("s1")
+        await until(lambda: a.player_state("s1") == PS.PLAYING)
+        before = len(rec_a.events)
+        for conn in list(srv.server.connections):  # cut every signaling socket
+            if conn.session is not None and conn.session.user.user_id == "B":
+                await conn.ws.close()
+        await until(lambda: any(e[2] == R.RECONNECTED for e in names(rec_b, "room_state_changed")))
+        reasons = [e[2] for e in names(rec_b, "room_state_changed")]
+        assert reasons[-2:] == [R.RECONNECTING, R.RECONNECTED]
+        states = [e[2] for e in names(rec_b, "publisher_state_update")]
+        assert states[-2:] == [PublisherState.PUBLISH_REQUESTING, PublisherState.PUBLISHING]
+        # A heard nothing: no DELETE, no ADD, and never stopped playing.
+        heard = [n for n, _ in rec_a.events[before:]]
+        assert not {"room_user_update", "room_stream_update", "player_state_update"} & set(heard)
+
+
+async def test_server_restart_mid_call_recovers_both_sides(
+    server_factory: ServerFactory,
+) -> None:
+    srv = await server_factory()
+    a, rec_a = make_engine(srv)
+    b, rec_b = make_engine(srv)
+    sink = AnalysisSink()
+    async with a, b:
+        await a.login_room("r", User("A"))
+        await b.login_room("r", User("B"))
+        await b.start_publishing("s1")
+        await until(lambda: "s1" in (a.room.streams if a.room else {}))
+        await a.start_playing("s1", sink)
+        await until(lambda: a.player_state("s1") == PS.PLAYING)
+        port = int(srv.url.rsplit(":", 1)[1].split("/")[0])
+        # Stop the server: every connection drops and every session is forgotten.
+        await srv.runner.cleanup()
+        await until(lambda: a.player_state("s1") == PS.PLAY_REQUESTING)
+        await asyncio.sleep(0.5)
+        restarted = await server_factory(port=port)
+        await until(
+            lambda: (
+                b.publisher_state("s1") == PublisherState.PUBLISHING
+                and a.player_state("s1") == PS.PLAYING
+            ),
+            20,
+        )
+        assert restarted.server.rooms.store.count() == (1, 2, 1)
+        decoded = sink.video.stats().decoded if sink.video else 0
+        await until(lambda: sink.video is not None and sink.video.stats().decoded > decoded + 10)
+        assert [e[2] for e in names(rec_a, "room_state_changed")][-2:] == [
+            R.RECONNECTING,
+            R.RECONNECTED,
+        ]
+        assert [e[2] for e in names(rec_b, "publisher_state_update")][-2:] == [
+            PublisherState.PUBLISH_REQUESTING,
+            PublisherState.PUBLISHING,
+        ]
