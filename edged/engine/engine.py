@@ -163,6 +163,7 @@ class Engine:
             sink,
             self.profile,
             room.request_play,
+            room.release_link,
             room.send_signal,
             lambda sid: sid in room.streams,
             self._emit,

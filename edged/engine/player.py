@@ -65,6 +65,7 @@ class Player:
         sink: MediaSink | None,
         profile: EngineProfile,
         request_play: Callable[[str], Awaitable[str]],
+        release_link: Callable[[str], Awaitable[None]],
         send_signal: Callable[[Signal], Awaitable[None]],
         stream_exists: Callable[[str], bool],
         emit: Callable[..., None],
@@ -78,6 +79,7 @@ class Player:
         self.pc: RTCPeerConnection | None = None
         self.counters = PlayerCounters()
         self._request_play = request_play
+        self._release_link = release_link
         self._send_signal = send_signal
         self._stream_exists = stream_exists
         self._emit = emit
@@ -216,6 +218,8 @@ class Player:
         self._reset_first_frames()
         if rebuild and link_id is not None:
             log_event(log, logging.INFO, "play_rebuild", stream=self.stream_id)
+            with contextlib.suppress(EdgedError):
+                await self._release_link(self.stream_id)
         self.request_if_possible(delay=self.profile.timers.play_retry if rebuild else 0.0)
 
     def _reset_first_frames(self) -> None:

@@ -42,6 +42,7 @@ from ..protocol import (
     ServerMessage,
     Signal,
     SignalRelay,
+    StopPlay,
     StreamExtraInfoUpdate,
     StreamInfo,
     TokenWillExpire,
@@ -367,6 +368,10 @@ class RoomSession:
     async def request_play(self, stream_id: str) -> str:
         result = await self.signaling.request(Play(stream_id=stream_id))
         return str(result["link_id"])
+
+    async def release_link(self, stream_id: str) -> None:
+        """Tell the server we no longer play ``stream_id`` on the current link."""
+        await self.signaling.request(StopPlay(stream_id=stream_id))
 
     async def send_signal(self, signal: Signal) -> None:
         await self.signaling.send(signal)

@@ -1,0 +1,459 @@
+"""Quality reports: aiortc ``getStats()`` reports plus the engine's frame counters.
+
+Every report period the engine samples each peer connection (``await pc.getStats()``)
+and its own counters, and feeds them to a :class:`PublisherQualityMeter` (one report per
+viewer link) or a :class:`PlayerQualityMeter` (the played stream's report). The meters
+keep the previous samples and turn cumulative counters into rates and loss over the
+period. Nothing here touches a peer connection, so everything is testable with
+synthetic stats. docs/quality.md describes every field, unit and threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..model import PlayQuality, PublishQuality, QualityLevel
+
+# Upper bounds of EXCELLENT, GOOD, MEDIUM and BAD; at or above the last one: DIE.
+LOSS_THRESHOLDS = (0.01, 0.03, 0.08, 0.20)
+RTT_THRESHOLDS_MS = (100.0, 200.0, 400.0, 800.0)
+# Lower bounds (fps / target fps) of EXCELLENT, GOOD and MEDIUM; below the last: BAD.
+FPS_RATIO_THRESHOLDS = (0.90, 0.75, 0.50)
+
+# RTCP sender reports carry 32-bit packet and octet counts (aiortc masks them).
+RTCP_COUNTER_WRAP = 1 << 32
+# RTP clock rates for jitter: aiortc's video codecs all use 90 kHz, Opus 48 kHz.
+CLOCK_RATES = {"video": 90_000, "audio": 48_000}
+
+StatsReport = Mapping[str, Any]
+
+
+# -- reading reports ---------------------------------------------------------------
+
+
+def stat_value(stat: Any, name: str, default: Any = None) -> Any:
+    """One field of a stats object, whether an aiortc dataclass or a plain mapping.
+
+    Looks up the camelCase name of the W3C dictionaries aiortc uses, then its
+    snake_case spelling; ``default`` when absent or None.
+    """
+    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+    for key in (name, snake):
+        value = stat.get(key) if isinstance(stat, Mapping) else getattr(stat, key, None)
+        if value is not None:
+            return value
+    return default
+
+
+def stats_by_type(report: StatsReport | Iterable[Any]) -> dict[str, list[Any]]:
+    """Group a report's stats objects by their ``type`` ("outbound-rtp", ...)."""
+    items: Iterable[Any] = report.values() if isinstance(report, Mapping) else report
+    grouped: dict[str, list[Any]] = {}
+    for stat in items:
+        kind = stat_value(stat, "type")
+        if isinstance(kind, str):
+            grouped.setdefault(kind, []).append(stat)
+    return grouped
+
+
+def _number(stat: Any, name: str) -> float | None:
+    value = stat_value(stat, name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _stream_key(stat: Any) -> tuple[str, int]:
+    return str(stat_value(stat, "id", "")), int(stat_value(stat, "ssrc", 0))
+
+
+def _owner(stat: Any) -> str:
+    """The ``id(sender or receiver)`` suffix aiortc puts in every stats id it makes."""
+    return str(stat_value(stat, "id", "")).rpartition("_")[2]
+
+
+# -- counters ----------------------------------------------------------------------
+
+
+def counter_delta(previous: float, current: float, wrap: int | None = None) -> float:
+    """The increase of a cumulative counter between two samples.
+
+    A decrease means the counter wrapped (when ``wrap`` is given) or restarted from
+    zero, so the increase is then the current value.
+    """
+    if current >= previous:
+        return current - previous
+    if wrap is not None and previous < wrap:
+        return current + wrap - previous
+    return current
+
+
+class RateMeter:
+    """Owns the last sample of one cumulative counter; gives its rate per second."""
+
+    def __init__(self, wrap: int | None = None) -> None:
+        self.wrap = wrap
+        self._value: float | None = None
+        self._time: float | None = None
+
+    def update(self, value: float, now: float) -> float | None:
+        """The rate since the previous sample; None for the first one or if no time passed."""
+        previous, previous_time = self._value, self._time
+        self._value, self._time = value, now
+        if previous is None or previous_time is None or now <= previous_time:
+            return None
+        return counter_delta(previous, value, self.wrap) / (now - previous_time)
+
+
+class CounterDeltas:
+    """Owns the last value of keyed cumulative counters (one key per RTP stream).
+
+    A key seen for the first time started within the period, so its whole value is the
+    increase. ``signed`` counters (packets lost) may legitimately go down and are then
+    differenced as they are. :meth:`prune` forgets keys not seen since the last prune.
+    """
+
+    def __init__(self, wrap: int | None = None, signed: bool = False) -> None:
+        self.wrap = wrap
+        self.signed = signed
+        self._last: dict[Hashable, float] = {}
+        self._seen: set[Hashable] = set()
+
+    def delta(self, key: Hashable, value: float) -> float:
+        previous = self._last.get(key, 0.0)
+        self._last[key] = value
+        self._seen.add(key)
+        if self.signed:
+            return value - previous
+        return counter_delta(previous, value, self.wrap)
+
+    def prune(self) -> None:
+        self._last = {k: v for k, v in self._last.items() if k in self._seen}
+        self._seen = set()
+
+
+# -- the level -------------------------------------------------------------------------
+
+
+def _grade(value: float, thresholds: tuple[float, ...]) -> int:
+    for level, bound in enumerate(thresholds):
+        if value < bound:
+            return level
+    return len(thresholds)
+
+
+def quality_level(
+    rtt_ms: float | None, loss_rate: float, fps: float, target_fps: float, receiving: bool
+) -> QualityLevel:
+    """The level of one period: DIE when no media flowed, else the worst of three grades.
+
+    * loss rate: below 1 % EXCELLENT, 3 % GOOD, 8 % MEDIUM, 20 % BAD, else DIE;
+    * rtt (ignored while unknown): below 100 ms EXCELLENT, 200 GOOD, 400 MEDIUM,
+      800 BAD, else DIE;
+    * fps / target_fps (ignored when target_fps is 0): at least 0.9 EXCELLENT, 0.75
+      GOOD, 0.5 MEDIUM, else BAD.
+    """
+    if not receiving:
+        return QualityLevel.DIE
+    loss = loss_rate if math.isfinite(loss_rate) else 1.0
+    level = _grade(min(max(loss, 0.0), 1.0), LOSS_THRESHOLDS)
+    if rtt_ms is not None and math.isfinite(rtt_ms):
+        level = max(level, _grade(rtt_ms, RTT_THRESHOLDS_MS))
+    if target_fps > 0:
+        ratio = fps / target_fps
+        fps_level = next(
+            (i for i, bound in enumerate(FPS_RATIO_THRESHOLDS) if ratio >= bound),
+            len(FPS_RATIO_THRESHOLDS),
+        )
+        level = max(level, fps_level)
+    return QualityLevel(level)
+
+
+# -- shared period bookkeeping -----------------------------------------------------------
+
+
+class _Period:
+    """The clock of a meter: the time since the previous update, None on the first."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+
+    def advance(self, now: float | None) -> float | None:
+        now = time.monotonic() if now is None else now
+        previous, self._last = self._last, now
+        if previous is None or now <= previous:
+            return None
+        return now - previous
+
+
+def _kbps(byte_count: float, seconds: float | None) -> float:
+    return byte_count * 8 / 1000 / seconds if seconds else 0.0
+
+
+def _rate(meter: RateMeter, value: float, now: float) -> float:
+    return max(meter.update(value, now) or 0.0, 0.0)
+
+
+def _loss(lost: float, received: float) -> float | None:
+    expected = lost + received
+    if expected <= 0:
+        return None
+    return min(max(lost / expected, 0.0), 1.0)
+
+
+# -- publisher -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PublishCounters:
+    """What the publisher counts itself (getStats has no frames): cumulative counts.
+
+    ``frames_sent`` counts frames handed to the viewers' senders once per frame, not
+    once per viewer. ``target_fps`` 0 means the fps is not judged (audio only).
+    """
+
+    frames_captured: int = 0
+    frames_encoded: int = 0
+    frames_sent: int = 0
+    width: int = 0
+    height: int = 0
+    codec: str = ""
+    hardware_encode: bool = False
+    target_fps: float = 0.0
+
+
+class PublisherQualityMeter:
+    """Owns one publisher's previous samples: its per-stream byte, packet and loss
+    counters over every viewer link, the frame-rate meters and the running byte total.
+    """
+
+    def __init__(self) -> None:
+        self._period = _Period()
+        self._bytes = CounterDeltas()
+        self._packets = CounterDeltas()
+        self._remote_received = CounterDeltas(signed=True)
+        self._remote_lost = CounterDeltas(signed=True)
+        self._captured, self._encoded, self._sent = RateMeter(), RateMeter(), RateMeter()
+        self.total_bytes_sent = 0
+
+    def update(
+        self, reports: Iterable[StatsReport], counters: PublishCounters, now: float | None = None
+    ) -> PublishQuality:
+        """One period's quality from one stats report per viewer link."""
+        now = time.monotonic() if now is None else now
+        seconds = self._period.advance(now)
+        sent = {"video": 0.0, "audio": 0.0}
+        packets = 0.0
+        losses: list[float] = []
+        rtts: list[float] = []
+        viewers = 0
+        for report in reports:
+            viewers += 1
+            grouped = stats_by_type(report)
+            for stat in grouped.get("outbound-rtp", []):
+                key = _stream_key(stat)
+                delta = self._bytes.delta(key, _number(stat, "bytesSent") or 0.0)
+                kind = str(stat_value(stat, "kind", "video"))
+                sent[kind] = sent.get(kind, 0.0) + delta
+                self.total_bytes_sent += int(delta)
+                packets += self._packets.delta(key, _number(stat, "packetsSent") or 0.0)
+            loss, rtt = self._viewer_loss_rtt(grouped.get("remote-inbound-rtp", []))
+            if loss is not None:
+                losses.append(loss)
+            if rtt is not None:
+                rtts.append(rtt)
+        for tracker in (self._bytes, self._packets, self._remote_received, self._remote_lost):
+            tracker.prune()
+
+        quality = PublishQuality(
+            capture_fps=_rate(self._captured, counters.frames_captured, now),
+            encode_fps=_rate(self._encoded, counters.frames_encoded, now),
+            send_fps=_rate(self._sent, counters.frames_sent, now),
+            video_kbps=_kbps(sent["video"], seconds),
+            audio_kbps=_kbps(sent["audio"], seconds),
+            rtt_ms=max(rtts) if rtts else None,
+            packet_loss_rate=max(losses) if losses else 0.0,
+            hardware_encode=counters.hardware_encode,
+            codec=counters.codec,
+            total_bytes_sent=self.total_bytes_sent,
+            width=counters.width,
+            height=counters.height,
+            viewers=viewers,
+        )
+        if seconds is not None and viewers > 0:
+            quality.level = quality_level(
+                quality.rtt_ms,
+                quality.packet_loss_rate,
+                quality.send_fps,
+                counters.target_fps,
+                receiving=packets > 0,
+            )
+        return quality
+
+    def _viewer_loss_rtt(self, remote: list[Any]) -> tuple[float | None, float | None]:
+        """One viewer's loss over the period and rtt (ms) from its receiver reports."""
+        lost = received = 0.0
+        fractions: list[float] = []
+        rtts: list[float] = []
+        for stat in remote:
+            # Keyed by the sender alone: aiortc stores the reporting receiver's SSRC here.
+            key = _owner(stat)
+            lost += self._remote_lost.delta(key, _number(stat, "packetsLost") or 0.0)
+            received += self._remote_received.delta(key, _number(stat, "packetsReceived") or 0.0)
+            fraction = _number(stat, "fractionLost")
+            if fraction is not None:
+                fractions.append(fraction / 256)
+            rtt = _number(stat, "roundTripTime")
+            if rtt is not None:
+                rtts.append(rtt * 1000)
+        loss = _loss(lost, received)
+        if loss is None and fractions:
+            loss = min(max(fractions), 1.0)
+        return loss, (max(rtts) if rtts else None)
+
+
+# -- player ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlayCounters:
+    """What the player counts itself: cumulative frame counts, the picture, the delay.
+
+    ``video_bytes``/``audio_bytes``, when the engine counts received payload bytes
+    itself, replace the publisher's sender-report counts for the bitrates and total.
+    ``target_fps`` 0 means the fps is not judged.
+    """
+
+    frames_received: int = 0
+    frames_decoded: int = 0
+    width: int = 0
+    height: int = 0
+    codec: str = ""
+    delay_ms: float | None = None
+    target_fps: float = 0.0
+    video_bytes: int | None = None
+    audio_bytes: int | None = None
+
+
+class PlayerQualityMeter:
+    """Owns one played stream's previous samples: per-stream packet, loss and sender-
+    report counters, the frame-rate and byte meters and the running byte total.
+    """
+
+    def __init__(self) -> None:
+        self._period = _Period()
+        self._received = CounterDeltas()
+        self._lost = CounterDeltas(signed=True)
+        self._sr_bytes = CounterDeltas(wrap=RTCP_COUNTER_WRAP)
+        self._sr_times: dict[Hashable, float] = {}
+        self._engine_bytes = {"video": CounterDeltas(), "audio": CounterDeltas()}
+        self._frames_in, self._decoded = RateMeter(), RateMeter()
+        self.total_bytes_received = 0
+
+    def update(
+        self, report: StatsReport, counters: PlayCounters, now: float | None = None
+    ) -> PlayQuality:
+        """One period's quality from the player's peer-connection stats report."""
+        now = time.monotonic() if now is None else now
+        seconds = self._period.advance(now)
+        grouped = stats_by_type(report)
+        sr_ssrc = {_owner(s): stat_value(s, "ssrc") for s in grouped.get("remote-outbound-rtp", [])}
+        lost = received = packets = 0.0
+        extra: dict[str, float] = {}
+        for stat in grouped.get("inbound-rtp", []):
+            key = _stream_key(stat)
+            got = self._received.delta(key, _number(stat, "packetsReceived") or 0.0)
+            packets += got
+            if sr_ssrc.get(_owner(stat), key[1]) != key[1]:
+                continue  # aiortc shows the RTX stream here once a packet was resent
+            received += got
+            lost += self._lost.delta(key, _number(stat, "packetsLost") or 0.0)
+            kind = str(stat_value(stat, "kind", "video"))
+            jitter = _number(stat, "jitter")
+            if jitter is not None and kind in CLOCK_RATES:
+                extra[f"{kind}_jitter_ms"] = jitter * 1000 / CLOCK_RATES[kind]
+        kbps = self._bitrates(grouped.get("remote-outbound-rtp", []), counters, seconds)
+        rtts = [_number(s, "roundTripTime") for s in grouped.get("remote-inbound-rtp", [])]
+        rtt_values = [r * 1000 for r in rtts if r is not None]
+        for tracker in (self._received, self._lost, self._sr_bytes):
+            tracker.prune()
+
+        frames = counters.frames_received
+        quality = PlayQuality(
+            recv_fps=_rate(self._frames_in, frames, now),
+            decode_fps=_rate(self._decoded, counters.frames_decoded, now),
+            video_kbps=kbps["video"],
+            audio_kbps=kbps["audio"],
+            rtt_ms=max(rtt_values) if rtt_values else None,
+            packet_loss_rate=_loss(lost, received) or 0.0,
+            delay_ms=counters.delay_ms,
+            codec=counters.codec,
+            total_bytes_received=self.total_bytes_received,
+            width=counters.width,
+            height=counters.height,
+            extra=extra,
+        )
+        if seconds is not None:
+            quality.level = quality_level(
+                quality.rtt_ms,
+                quality.packet_loss_rate,
+                quality.decode_fps,
+                counters.target_fps,
+                receiving=packets > 0 or quality.recv_fps > 0,
+            )
+        return quality
+
+    def _bitrates(
+        self, sender_reports: list[Any], counters: PlayCounters, seconds: float | None
+    ) -> dict[str, float]:
+        """kbps per kind: the engine's byte counts if given, else the sender reports'."""
+        kbps = {"video": 0.0, "audio": 0.0}
+        own = {"video": counters.video_bytes, "audio": counters.audio_bytes}
+        for kind, value in own.items():
+            if value is not None:
+                delta = self._engine_bytes[kind].delta(kind, value)
+                self.total_bytes_received += int(delta)
+                kbps[kind] = _kbps(delta, seconds)
+        for stat in sender_reports:
+            kind = str(stat_value(stat, "kind", "video"))
+            if own.get(kind) is not None:
+                continue
+            key = _stream_key(stat)
+            delta = self._sr_bytes.delta(key, _number(stat, "bytesSent") or 0.0)
+            self.total_bytes_received += int(delta)
+            sent_at = stat_value(stat, "remoteTimestamp") or stat_value(stat, "timestamp")
+            sent_s = sent_at.timestamp() if hasattr(sent_at, "timestamp") else None
+            previous = self._sr_times.get(key)
+            if sent_s is not None:
+                self._sr_times[key] = sent_s
+            span = sent_s - previous if sent_s is not None and previous is not None else None
+            kbps[kind] = kbps.get(kind, 0.0) + _kbps(delta, span if span else seconds)
+        live = {_stream_key(s) for s in sender_reports}
+        self._sr_times = {k: v for k, v in self._sr_times.items() if k in live}
+        return kbps
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+
+def quality_to_dict(quality: PublishQuality | PlayQuality) -> dict[str, Any]:
+    """A JSON-ready dict of a quality record: ``level`` as its number plus
+    ``level_name``, unknown values (rtt, delay) as None, floats rounded to 3 places.
+    """
+    out: dict[str, Any] = {}
+    for f in fields(quality):
+        value = getattr(quality, f.name)
+        if isinstance(value, QualityLevel):
+            out[f.name] = int(value)
+            out["level_name"] = value.name.lower()
+        elif isinstance(value, float):
+            out[f.name] = round(value, 3) if math.isfinite(value) else None
+        elif isinstance(value, dict):
+            out[f.name] = {k: round(v, 3) for k, v in value.items() if math.isfinite(v)}
+        else:
+            out[f.name] = value
+    return out
