@@ -208,3 +208,56 @@ async def test_server_restart_mid_call_recovers_both_sides(
             PublisherState.PUBLISH_REQUESTING,
             PublisherState.PUBLISHING,
         ]
+
+
+async def test_four_viewers_share_one_encoder_and_a_late_viewer_gets_a_picture(
+    srv: RunningServer,
+) -> None:
+    from edged.engine.config import VideoConfig
+
+    # A natural keyframe only every 30 s: a picture sooner proves the requested keyframe.
+    pub, _ = make_engine(srv, video=VideoConfig(320, 240, 30.0, 300_000, keyframe_interval_s=30))
+    viewers = [make_engine(srv)[0] for _ in range(4)]
+    sinks = [AnalysisSink() for _ in viewers]
+    async with pub:
+        await pub.login_room("r", User("P"))
+        await pub.start_publishing("cam")
+        for i, (viewer, sink) in enumerate(zip(viewers[:3], sinks, strict=False)):
+            await viewer.login_room("r", User(f"V{i}"))
+            await viewer.start_playing("cam", sink)
+        await until(lambda: all(s.video and s.video.stats().decoded > 10 for s in sinks[:3]))
+        await asyncio.sleep(1.0)  # well past the first keyframes
+        fanout = pub.room.publishers["cam"].video_fanout if pub.room else None
+        assert fanout is not None
+        keyframes_before = fanout.keyframes_out
+        late, late_sink = viewers[3], sinks[3]
+        await late.login_room("r", User("late"))
+        await late.start_playing("cam", late_sink)
+        await until(lambda: late_sink.video is not None and late_sink.video.stats().decoded > 0, 5)
+        stats = fanout.stats()
+        assert stats.encoders_created == 1
+        assert len(stats.viewers) == 4
+        assert stats.frames_encoded >= stats.frames_in - stats.frames_idle - 2
+        assert fanout.keyframes_out > keyframes_before
+        for viewer in viewers:
+            await viewer.destroy()
+
+
+async def test_muted_video_turns_black_and_comes_back(srv: RunningServer) -> None:
+    pub, _ = make_engine(srv)
+    viewer, _ = make_engine(srv)
+    sink = AnalysisSink()
+    async with pub, viewer:
+        await pub.login_room("r", User("P"))
+        await pub.start_publishing("cam")
+        await viewer.login_room("r", User("V"))
+        await viewer.start_playing("cam", sink)
+        await until(lambda: sink.video is not None and sink.video.stats().decoded > 5)
+        assert sink.video is not None
+        pub.mute_publish_video(True)
+        await asyncio.sleep(0.5)
+        decoded, frames = sink.video.decoded, sink.video.frames_received
+        await until(lambda: sink.video is not None and sink.video.frames_received > frames + 20)
+        assert sink.video.decoded - decoded <= 3  # black frames carry no time code
+        pub.mute_publish_video(False)
+        await until(lambda: sink.video is not None and sink.video.decoded > decoded + 10)
