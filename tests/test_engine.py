@@ -261,3 +261,28 @@ async def test_muted_video_turns_black_and_comes_back(srv: RunningServer) -> Non
         assert sink.video.decoded - decoded <= 3  # black frames carry no time code
         pub.mute_publish_video(False)
         await until(lambda: sink.video is not None and sink.video.decoded > decoded + 10)
+
+
+async def test_preview_shows_the_camera_before_and_while_publishing(srv: RunningServer) -> None:
+    from edged.engine.config import default_video_source
+
+    opened: list[object] = []
+
+    def counting_source(config: object) -> object:
+        track = default_video_source(config)  # type: ignore[arg-type]
+        opened.append(track)
+        return track
+
+    engine, _ = make_engine(srv, video_source=counting_source)
+    sink = AnalysisSink()
+    async with engine:
+        engine.start_preview(sink)
+        await until(lambda: sink.video is not None and sink.video.stats().decoded > 5)
+        assert len(opened) == 1  # the preview's own capture
+        await engine.login_room("r", User("P"))
+        await engine.start_publishing("cam")
+        assert sink.video is not None
+        decoded = sink.video.decoded
+        await until(lambda: sink.video is not None and sink.video.decoded > decoded + 10)
+        # One camera: the preview now watches the publisher's capture, its own is closed.
+        assert len(opened) == 2 and opened[0].readyState == "ended"  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from ..protocol import StopPlay, Unpublish
 from .config import EngineProfile, PublishConfig, RoomConfig, VideoConfig
 from .events import EventDispatcher, EventHandler
 from .player import MediaSink, Player
+from .preview import Preview
 from .publisher import Publisher
 from .quality_loop import QualityLoop
 from .room import RoomSession
@@ -45,6 +46,7 @@ class Engine:
         self.quality = QualityLoop(self, profile.timers.quality_interval)
         self._destroyed = False
         self._muted = {"audio": False, "video": False}
+        self.preview: Preview | None = None
 
     def add_event_handler(self, handler: EventHandler) -> None:
         """Attach a handler; do it before ``login_room`` so that no event is lost."""
@@ -89,6 +91,7 @@ class Engine:
         await self.quality.stop()
         if room is not None:
             await room.close(logout=room.state != RoomState.DISCONNECTED)
+        self._follow_capture()
 
     # ---- publishing ----------------------------------------------------------------
 
@@ -113,6 +116,7 @@ class Engine:
             publisher.start_capture()
             for kind, muted in self._muted.items():
                 publisher.mute(kind, muted)
+            self._follow_capture()
             await publisher.wait_first_frame(self.profile.timers.request_timeout)
             await room._announce(publisher)
         except EdgedError as exc:
@@ -130,6 +134,7 @@ class Engine:
             await room.signaling.request(Unpublish(stream_id=stream_id))
         await publisher.close()
         publisher.set_state(PublisherState.NO_PUBLISH)
+        self._follow_capture()
 
     def mute_publish_audio(self, muted: bool) -> None:
         self._mute("audio", muted)
@@ -149,6 +154,27 @@ class Engine:
         self.video_config = config
         for publisher in self.room.publishers.values() if self.room else ():
             publisher.set_bitrate(config.bitrate)
+
+    # ---- preview -------------------------------------------------------------------
+
+    def start_preview(self, sink: MediaSink) -> None:
+        """Hand the local camera's frames to ``sink``, whether publishing or not."""
+        self._alive()
+        if self.preview is not None:
+            raise EdgedError(ErrorCode.INVALID_PARAMETER, "a preview is already running")
+        self.preview = Preview(sink, self.profile, self.video_config)
+        self._follow_capture()
+
+    async def stop_preview(self) -> None:
+        preview, self.preview = self.preview, None
+        if preview is not None:
+            await preview.close()
+
+    def _follow_capture(self) -> None:
+        if self.preview is None:
+            return
+        taps = [p.video_tap for p in self.room.publishers.values()] if self.room else []
+        self.preview.follow(next((t for t in taps if t is not None), None))
 
     # ---- playing -------------------------------------------------------------------
 
@@ -193,6 +219,7 @@ class Engine:
             return
         with contextlib.suppress(EdgedError):
             await self.logout_room()
+        await self.stop_preview()
         self._destroyed = True
 
     # ---- views ---------------------------------------------------------------------

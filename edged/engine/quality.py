@@ -10,6 +10,7 @@ synthetic stats. docs/quality.md describes every field, unit and threshold.
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
 from collections.abc import Hashable, Iterable, Mapping
@@ -30,9 +31,6 @@ RTCP_COUNTER_WRAP = 1 << 32
 CLOCK_RATES = {"video": 90_000, "audio": 48_000}
 
 StatsReport = Mapping[str, Any]
-
-
-# -- reading reports ---------------------------------------------------------------
 
 
 def stat_value(stat: Any, name: str, default: Any = None) -> Any:
@@ -67,6 +65,10 @@ def _number(stat: Any, name: str) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _count(stat: Any, name: str) -> float:
+    return _number(stat, name) or 0.0
+
+
 def _stream_key(stat: Any) -> tuple[str, int]:
     return str(stat_value(stat, "id", "")), int(stat_value(stat, "ssrc", 0))
 
@@ -76,7 +78,8 @@ def _owner(stat: Any) -> str:
     return str(stat_value(stat, "id", "")).rpartition("_")[2]
 
 
-# -- counters ----------------------------------------------------------------------
+def _elapsed(previous: float | None, now: float) -> float | None:
+    return now - previous if previous is not None and now > previous else None
 
 
 def counter_delta(previous: float, current: float, wrap: int | None = None) -> float:
@@ -102,11 +105,11 @@ class RateMeter:
 
     def update(self, value: float, now: float) -> float | None:
         """The rate since the previous sample; None for the first one or if no time passed."""
-        previous, previous_time = self._value, self._time
-        self._value, self._time = value, now
-        if previous is None or previous_time is None or now <= previous_time:
+        previous, self._value = self._value, value
+        seconds, self._time = _elapsed(self._time, now), now
+        if previous is None or seconds is None:
             return None
-        return counter_delta(previous, value, self.wrap) / (now - previous_time)
+        return counter_delta(previous, value, self.wrap) / seconds
 
 
 class CounterDeltas:
@@ -134,9 +137,6 @@ class CounterDeltas:
     def prune(self) -> None:
         self._last = {k: v for k, v in self._last.items() if k in self._seen}
         self._seen = set()
-
-
-# -- the level -------------------------------------------------------------------------
 
 
 def _grade(value: float, thresholds: tuple[float, ...]) -> int:
@@ -173,23 +173,6 @@ def quality_level(
     return QualityLevel(level)
 
 
-# -- shared period bookkeeping -----------------------------------------------------------
-
-
-class _Period:
-    """The clock of a meter: the time since the previous update, None on the first."""
-
-    def __init__(self) -> None:
-        self._last: float | None = None
-
-    def advance(self, now: float | None) -> float | None:
-        now = time.monotonic() if now is None else now
-        previous, self._last = self._last, now
-        if previous is None or now <= previous:
-            return None
-        return now - previous
-
-
 def _kbps(byte_count: float, seconds: float | None) -> float:
     return byte_count * 8 / 1000 / seconds if seconds else 0.0
 
@@ -203,9 +186,6 @@ def _loss(lost: float, received: float) -> float | None:
     if expected <= 0:
         return None
     return min(max(lost / expected, 0.0), 1.0)
-
-
-# -- publisher -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,11 +212,12 @@ class PublisherQualityMeter:
     """
 
     def __init__(self) -> None:
-        self._period = _Period()
+        self._last: float | None = None
         self._bytes = CounterDeltas()
         self._packets = CounterDeltas()
         self._remote_received = CounterDeltas(signed=True)
         self._remote_lost = CounterDeltas(signed=True)
+        self._trackers = (self._bytes, self._packets, self._remote_received, self._remote_lost)
         self._captured, self._encoded, self._sent = RateMeter(), RateMeter(), RateMeter()
         self.total_bytes_sent = 0
 
@@ -245,7 +226,7 @@ class PublisherQualityMeter:
     ) -> PublishQuality:
         """One period's quality from one stats report per viewer link."""
         now = time.monotonic() if now is None else now
-        seconds = self._period.advance(now)
+        seconds, self._last = _elapsed(self._last, now), now
         sent = {"video": 0.0, "audio": 0.0}
         packets = 0.0
         losses: list[float] = []
@@ -256,27 +237,33 @@ class PublisherQualityMeter:
             grouped = stats_by_type(report)
             for stat in grouped.get("outbound-rtp", []):
                 key = _stream_key(stat)
-                delta = self._bytes.delta(key, _number(stat, "bytesSent") or 0.0)
+                delta = self._bytes.delta(key, _count(stat, "bytesSent"))
                 kind = str(stat_value(stat, "kind", "video"))
                 sent[kind] = sent.get(kind, 0.0) + delta
                 self.total_bytes_sent += int(delta)
-                packets += self._packets.delta(key, _number(stat, "packetsSent") or 0.0)
+                packets += self._packets.delta(key, _count(stat, "packetsSent"))
             loss, rtt = self._viewer_loss_rtt(grouped.get("remote-inbound-rtp", []))
             if loss is not None:
                 losses.append(loss)
             if rtt is not None:
                 rtts.append(rtt)
-        for tracker in (self._bytes, self._packets, self._remote_received, self._remote_lost):
+        for tracker in self._trackers:
             tracker.prune()
 
-        quality = PublishQuality(
+        send_fps = _rate(self._sent, counters.frames_sent, now)
+        rtt_ms, loss = (max(rtts) if rtts else None), (max(losses) if losses else 0.0)
+        level = QualityLevel.UNKNOWN
+        if seconds is not None and viewers > 0:
+            level = quality_level(rtt_ms, loss, send_fps, counters.target_fps, packets > 0)
+        return PublishQuality(
             capture_fps=_rate(self._captured, counters.frames_captured, now),
             encode_fps=_rate(self._encoded, counters.frames_encoded, now),
-            send_fps=_rate(self._sent, counters.frames_sent, now),
+            send_fps=send_fps,
             video_kbps=_kbps(sent["video"], seconds),
             audio_kbps=_kbps(sent["audio"], seconds),
-            rtt_ms=max(rtts) if rtts else None,
-            packet_loss_rate=max(losses) if losses else 0.0,
+            rtt_ms=rtt_ms,
+            packet_loss_rate=loss,
+            level=level,
             hardware_encode=counters.hardware_encode,
             codec=counters.codec,
             total_bytes_sent=self.total_bytes_sent,
@@ -284,15 +271,6 @@ class PublisherQualityMeter:
             height=counters.height,
             viewers=viewers,
         )
-        if seconds is not None and viewers > 0:
-            quality.level = quality_level(
-                quality.rtt_ms,
-                quality.packet_loss_rate,
-                quality.send_fps,
-                counters.target_fps,
-                receiving=packets > 0,
-            )
-        return quality
 
     def _viewer_loss_rtt(self, remote: list[Any]) -> tuple[float | None, float | None]:
         """One viewer's loss over the period and rtt (ms) from its receiver reports."""
@@ -302,8 +280,8 @@ class PublisherQualityMeter:
         for stat in remote:
             # Keyed by the sender alone: aiortc stores the reporting receiver's SSRC here.
             key = _owner(stat)
-            lost += self._remote_lost.delta(key, _number(stat, "packetsLost") or 0.0)
-            received += self._remote_received.delta(key, _number(stat, "packetsReceived") or 0.0)
+            lost += self._remote_lost.delta(key, _count(stat, "packetsLost"))
+            received += self._remote_received.delta(key, _count(stat, "packetsReceived"))
             fraction = _number(stat, "fractionLost")
             if fraction is not None:
                 fractions.append(fraction / 256)
@@ -314,9 +292,6 @@ class PublisherQualityMeter:
         if loss is None and fractions:
             loss = min(max(fractions), 1.0)
         return loss, (max(rtts) if rtts else None)
-
-
-# -- player ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +320,7 @@ class PlayerQualityMeter:
     """
 
     def __init__(self) -> None:
-        self._period = _Period()
+        self._last: float | None = None
         self._received = CounterDeltas()
         self._lost = CounterDeltas(signed=True)
         self._sr_bytes = CounterDeltas(wrap=RTCP_COUNTER_WRAP)
@@ -359,19 +334,19 @@ class PlayerQualityMeter:
     ) -> PlayQuality:
         """One period's quality from the player's peer-connection stats report."""
         now = time.monotonic() if now is None else now
-        seconds = self._period.advance(now)
+        seconds, self._last = _elapsed(self._last, now), now
         grouped = stats_by_type(report)
         sr_ssrc = {_owner(s): stat_value(s, "ssrc") for s in grouped.get("remote-outbound-rtp", [])}
         lost = received = packets = 0.0
         extra: dict[str, float] = {}
         for stat in grouped.get("inbound-rtp", []):
             key = _stream_key(stat)
-            got = self._received.delta(key, _number(stat, "packetsReceived") or 0.0)
+            got = self._received.delta(key, _count(stat, "packetsReceived"))
             packets += got
             if sr_ssrc.get(_owner(stat), key[1]) != key[1]:
                 continue  # aiortc shows the RTX stream here once a packet was resent
             received += got
-            lost += self._lost.delta(key, _number(stat, "packetsLost") or 0.0)
+            lost += self._lost.delta(key, _count(stat, "packetsLost"))
             kind = str(stat_value(stat, "kind", "video"))
             jitter = _number(stat, "jitter")
             if jitter is not None and kind in CLOCK_RATES:
@@ -382,36 +357,35 @@ class PlayerQualityMeter:
         for tracker in (self._received, self._lost, self._sr_bytes):
             tracker.prune()
 
-        frames = counters.frames_received
-        quality = PlayQuality(
-            recv_fps=_rate(self._frames_in, frames, now),
-            decode_fps=_rate(self._decoded, counters.frames_decoded, now),
+        recv_fps = _rate(self._frames_in, counters.frames_received, now)
+        decode_fps = _rate(self._decoded, counters.frames_decoded, now)
+        rtt_ms, loss = (max(rtt_values) if rtt_values else None), _loss(lost, received) or 0.0
+        level = QualityLevel.UNKNOWN
+        if seconds is not None:
+            flowing = packets > 0 or recv_fps > 0
+            level = quality_level(rtt_ms, loss, decode_fps, counters.target_fps, flowing)
+        return PlayQuality(
+            recv_fps=recv_fps,
+            decode_fps=decode_fps,
             video_kbps=kbps["video"],
             audio_kbps=kbps["audio"],
-            rtt_ms=max(rtt_values) if rtt_values else None,
-            packet_loss_rate=_loss(lost, received) or 0.0,
+            rtt_ms=rtt_ms,
+            packet_loss_rate=loss,
             delay_ms=counters.delay_ms,
+            level=level,
             codec=counters.codec,
             total_bytes_received=self.total_bytes_received,
             width=counters.width,
             height=counters.height,
             extra=extra,
         )
-        if seconds is not None:
-            quality.level = quality_level(
-                quality.rtt_ms,
-                quality.packet_loss_rate,
-                quality.decode_fps,
-                counters.target_fps,
-                receiving=packets > 0 or quality.recv_fps > 0,
-            )
-        return quality
 
     def _bitrates(
         self, sender_reports: list[Any], counters: PlayCounters, seconds: float | None
     ) -> dict[str, float]:
         """kbps per kind: the engine's byte counts if given, else the sender reports'."""
         kbps = {"video": 0.0, "audio": 0.0}
+        times: dict[Hashable, float] = {}
         own = {"video": counters.video_bytes, "audio": counters.audio_bytes}
         for kind, value in own.items():
             if value is not None:
@@ -423,21 +397,16 @@ class PlayerQualityMeter:
             if own.get(kind) is not None:
                 continue
             key = _stream_key(stat)
-            delta = self._sr_bytes.delta(key, _number(stat, "bytesSent") or 0.0)
+            delta = self._sr_bytes.delta(key, _count(stat, "bytesSent"))
             self.total_bytes_received += int(delta)
+            # The sender's own clock spans its reports exactly; the period does not.
             sent_at = stat_value(stat, "remoteTimestamp") or stat_value(stat, "timestamp")
-            sent_s = sent_at.timestamp() if hasattr(sent_at, "timestamp") else None
-            previous = self._sr_times.get(key)
-            if sent_s is not None:
-                self._sr_times[key] = sent_s
-            span = sent_s - previous if sent_s is not None and previous is not None else None
-            kbps[kind] = kbps.get(kind, 0.0) + _kbps(delta, span if span else seconds)
-        live = {_stream_key(s) for s in sender_reports}
-        self._sr_times = {k: v for k, v in self._sr_times.items() if k in live}
+            if isinstance(sent_at, datetime.datetime):
+                times[key] = sent_at.timestamp()
+            span = _elapsed(self._sr_times.get(key), times.get(key, 0.0))
+            kbps[kind] = kbps.get(kind, 0.0) + _kbps(delta, span or seconds)
+        self._sr_times = times
         return kbps
-
-
-# -- JSON ----------------------------------------------------------------------------------
 
 
 def quality_to_dict(quality: PublishQuality | PlayQuality) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 class SourceTap(MediaStreamTrack):
     """Reads one source track and passes its frames on.
 
-    Owns the frame counter, the first-frame notification and the mute switch: while
+    Owns the frame counter, the first-frame notification, the observers that see every
+    captured frame (preview, snapshots) and the mute switch: while
     muted, video frames become black and audio frames silent, with the same size, format
     and timestamps, so the encoder and the viewers keep running.
     """
@@ -33,6 +34,7 @@ class SourceTap(MediaStreamTrack):
         self.height = 0
         self._on_first_frame = on_first_frame
         self._blank: Any = None
+        self.observers: list[Callable[[Any], None]] = []
 
     async def recv(self) -> Any:
         frame = await self.source.recv()
@@ -43,6 +45,8 @@ class SourceTap(MediaStreamTrack):
                 self._on_first_frame()
         if isinstance(frame, av.VideoFrame):
             self.width, self.height = frame.width, frame.height
+        for observe in self.observers:
+            observe(frame)
         if self.muted:
             return self._silenced(frame)
         return frame
