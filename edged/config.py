@@ -1,0 +1,410 @@
+"""The daemon's configuration: one YAML file, typed, validated, mapped onto engine and server.
+
+Every section is optional and every key has a documented default (docs/configuration.md),
+so an empty file is a working configuration: an embedded room server, automatic login
+and publishing, MQTT on localhost. ``load_config`` refuses a file with every problem
+listed, each with its dotted key, what is wrong and the line. This module stays light:
+it imports neither aiortc nor the engine until a mapping method needs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
+
+from .configload import (
+    ConfigError,
+    ConfigProblem,
+    Document,
+    KeyPath,
+    parse_yaml,
+    problem_at,
+    problems_from_validation,
+    read_text,
+)
+from .configschema import (
+    AudioSection,
+    AutoSection,
+    DeviceSection,
+    IceSection,
+    LoggingSection,
+    MqttSection,
+    RoomSection,
+    Section,
+    ServerSection,
+    TimersSection,
+    VideoSection,
+    empty_if_none,
+)
+from .errors import ErrorCode
+from .model import User
+
+if TYPE_CHECKING:
+    from .engine.config import AudioConfig, EngineProfile, PublishConfig, RoomConfig, VideoConfig
+    from .server.settings import ServerSettings
+
+__all__ = [
+    "DEFAULT_PATH",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "changed_sections",
+    "check_config",
+    "check_config_command",
+    "default_device_id",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_PATH = Path("/etc/edged/edged.yaml")
+E = ErrorCode
+S = TypeVar("S", bound=Section)
+
+
+def default_device_id() -> str:
+    """A stable id: a hash of /etc/machine-id (never the id itself), else the host name."""
+    for name in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            machine = Path(name).read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if machine:
+            return "edged-" + hashlib.sha256(b"edged:" + machine.encode()).hexdigest()[:12]
+    return re.sub(r"[^A-Za-z0-9_.\-]", "-", socket.gethostname())[:64] or "edged"
+
+
+def _sec(cls: type[Section]) -> Any:
+    return Field(default_factory=cls)
+
+
+def _put(model: BaseModel, name: str, value: Any) -> None:
+    object.__setattr__(model, name, value)
+
+
+class Config(Section):
+    """The whole configuration: owns every section and maps them onto engine and server.
+
+    After validation the derived defaults are filled in: device id and name, room and
+    user id, user name, published stream id, MQTT client id and ``server.enabled``.
+    """
+
+    device: Annotated[DeviceSection, BeforeValidator(empty_if_none)] = _sec(DeviceSection)
+    room: Annotated[RoomSection, BeforeValidator(empty_if_none)] = _sec(RoomSection)
+    auto: Annotated[AutoSection, BeforeValidator(empty_if_none)] = _sec(AutoSection)
+    video: Annotated[VideoSection, BeforeValidator(empty_if_none)] = _sec(VideoSection)
+    audio: Annotated[AudioSection, BeforeValidator(empty_if_none)] = _sec(AudioSection)
+    mqtt: Annotated[MqttSection, BeforeValidator(empty_if_none)] = _sec(MqttSection)
+    ice: Annotated[IceSection, BeforeValidator(empty_if_none)] = _sec(IceSection)
+    server: Annotated[ServerSection, BeforeValidator(empty_if_none)] = _sec(ServerSection)
+    timers: Annotated[TimersSection, BeforeValidator(empty_if_none)] = _sec(TimersSection)
+    logging: Annotated[LoggingSection, BeforeValidator(empty_if_none)] = _sec(LoggingSection)
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Config:
+        dev, room, pub = self.device, self.room, self.auto.publish
+        did = dev.id or default_device_id()
+        name = dev.name or socket.gethostname()[:256] or did
+        _put(self, "device", dev.model_copy(update={"id": did, "name": name}))
+        room_ids = {"room_id": room.room_id or did, "user_id": room.user_id or did}
+        _put(
+            self, "room", room.model_copy(update={**room_ids, "user_name": room.user_name or name})
+        )
+        pub = pub.model_copy(update={"stream_id": pub.stream_id or f"{did}-cam"})
+        _put(self, "auto", self.auto.model_copy(update={"publish": pub}))
+        _put(self, "mqtt", self.mqtt.model_copy(update={"client_id": self.mqtt.client_id or did}))
+        if self.server.enabled is None:
+            enabled = not room.server_url
+            _put(self, "server", self.server.model_copy(update={"enabled": enabled}))
+        return self
+
+    # ---- mapping onto the server and the engine ----------------------------------------
+
+    @property
+    def embedded_server(self) -> bool:
+        """Whether the daemon runs the room server itself."""
+        return bool(self.server.enabled)
+
+    def effective_server_url(self) -> str:
+        """room.server_url, else the embedded server's URL (ws://127.0.0.1:8790/ws)."""
+        if self.room.server_url:
+            return self.room.server_url
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "*": "127.0.0.1"}.get(
+            self.server.host, self.server.host
+        )
+        host = f"[{host}]" if ":" in host else host
+        return f"{'wss' if self.server.tls else 'ws'}://{host}:{self.server.port}/ws"
+
+    def apps_path(self) -> Path:
+        """The embedded server's apps file (app ids and their generated secrets)."""
+        from .server.apps import default_apps_path
+
+        return self.server.apps_file or default_apps_path()
+
+    def server_settings(self, apps: Mapping[str, str] | None = None) -> ServerSettings:
+        """The embedded server's settings; without ``apps``, the apps file is read.
+
+        Reading creates the file with a new secret for room.app_id when it has none.
+        An app secret given in room overrides the file's for room.app_id.
+        """
+        from .server.apps import load_apps
+        from .server.settings import ServerSettings
+
+        s = self.server
+        known = dict(apps) if apps is not None else load_apps(self.apps_path(), self.room.app_id)
+        if self.room.app_secret is not None:
+            known[self.room.app_id] = self.room.app_secret.get_secret_value()
+        return ServerSettings(
+            apps=known,
+            host=s.host,
+            port=s.port,
+            dev_mode=s.dev_mode,
+            heartbeat_interval_s=s.heartbeat_interval_s,
+            heartbeat_timeout_s=s.heartbeat_timeout_s,
+            ice_servers=list(self.ice_server_dicts()),
+        )
+
+    def engine_profile(
+        self, server_url: str | None = None, *, apps: Mapping[str, str] | None = None
+    ) -> EngineProfile:
+        """The engine's profile. Credentials: room.token and room.app_secret, else (with
+        the embedded server) the app's secret from ``apps`` or the apps file.
+
+        Source factories stay the engine's defaults (test pattern, tone); the daemon
+        replaces them for cameras and microphones.
+        """
+        from .engine.config import EngineProfile, EngineTimers
+
+        room, t = self.room, self.timers
+        token = room.token.get_secret_value() if room.token else None
+        secret = room.app_secret.get_secret_value() if room.app_secret else None
+        if secret is None and token is None and self.embedded_server and not room.server_url:
+            if apps is None:
+                from .server.apps import load_apps
+
+                apps = load_apps(self.apps_path())
+            secret = apps.get(room.app_id)
+        elif secret is None and apps is not None:
+            secret = apps.get(room.app_id)
+        timers = EngineTimers(
+            request_timeout=t.request_timeout_s,
+            connect_timeout=t.connect_timeout_s,
+            retry_min=t.retry_min_s,
+            retry_max=t.retry_max_s,
+            reconnect_give_up=t.reconnect_give_up_s,
+            play_retry=t.play_retry_s,
+            keyframe_min_interval=t.keyframe_min_interval_s,
+            quality_interval=t.quality_interval_s,
+            token_renew_before=t.token_renew_before_s,
+        )
+        return EngineProfile(
+            app_id=room.app_id,
+            server_url=server_url or self.effective_server_url(),
+            token=token,
+            app_secret=secret,
+            token_ttl_s=room.token_ttl_s,
+            scenario=room.scenario,
+            ice_servers=self.ice_server_dicts(),
+            timers=timers,
+            video=self.video_config(),
+            audio=self.audio_config(),
+        )
+
+    def video_config(self) -> VideoConfig:
+        """The scenario's video settings with the keys set in ``video`` applied."""
+        from dataclasses import replace
+
+        from .engine.config import SCENARIO_VIDEO
+
+        keys = ("width", "height", "fps", "bitrate", "min_bitrate", "max_bitrate")
+        given = {k: getattr(self.video, k) for k in (*keys, "keyframe_interval_s")}
+        return replace(
+            SCENARIO_VIDEO[self.room.scenario], **{k: v for k, v in given.items() if v is not None}
+        )
+
+    def audio_config(self) -> AudioConfig:
+        from .engine.config import AudioConfig
+
+        a = self.audio
+        return AudioConfig(sample_rate=a.sample_rate, channels=a.channels, bitrate=a.bitrate)
+
+    def room_config(self) -> RoomConfig:
+        """The options of each login."""
+        from .engine.config import RoomConfig
+
+        return RoomConfig(user_update=self.room.user_update, max_members=self.room.max_members)
+
+    def publish_config(self) -> PublishConfig:
+        """The options of the automatically published stream."""
+        from .engine.config import PublishConfig
+
+        p = self.auto.publish
+        return PublishConfig(
+            extra_info=p.extra_info,
+            max_viewers=p.max_viewers,
+            video=self.video.source != "none",
+            audio=self.audio.source != "none",
+        )
+
+    def user(self) -> User:
+        return User(self.room.user_id, self.room.user_name)
+
+    def ice_server_dicts(self) -> list[dict[str, Any]]:
+        """ICE servers as the engine and server take them (credentials revealed)."""
+        return [
+            {
+                "urls": list(s.urls),
+                "username": s.username or None,
+                "credential": s.credential.get_secret_value() if s.credential else None,
+            }
+            for s in self.ice.servers
+        ]
+
+    def summary(self) -> str:
+        """One line: who, where, what is published and the control channel."""
+        r, p, m = self.room, self.auto.publish, self.mqtt
+        where = self.effective_server_url() + (" (embedded)" if self.embedded_server else "")
+        pub = f"publish {p.stream_id}" if p.enabled else "no publish"
+        media = f"video {self.video.source}, audio {self.audio.source}"
+        mqtt = f"mqtt {m.host}:{m.port} {m.base_topic}/{self.device.id}" if m.enabled else "no mqtt"
+        who = f"device {self.device.id}: room {r.room_id} as {r.user_id} on {where}"
+        return f"{who}; {pub} ({media}); {mqtt}"
+
+    def warnings(self) -> list[str]:
+        """Things that work but are likely not what was meant."""
+        out = []
+        r, s = self.room, self.server
+        if r.server_url and r.token is None and r.app_secret is None:
+            out.append("room: no token or app_secret: the room server must be in dev mode")
+        if r.token is not None and r.app_secret is None:
+            out.append(
+                "room.token: cannot be renewed without app_secret; the session ends at expiry"
+            )
+        if self.embedded_server and s.dev_mode and s.host not in ("127.0.0.1", "::1", "localhost"):
+            out.append(
+                f"server.dev_mode: anyone reaching {s.host}:{s.port} logs in without a token"
+            )
+        if self.mqtt.enabled and self.mqtt.tls and self.mqtt.tls.insecure:
+            out.append("mqtt.tls.insecure: the broker's certificate is not verified")
+        return out
+
+
+# ---- loading ---------------------------------------------------------------------------
+
+
+def _resolve_secrets(
+    cfg: Config, doc: Document, env: Mapping[str, str], problems: list[ConfigProblem]
+) -> Config:
+    """Every ``*_file`` and ``*_env`` secret read into its inline key."""
+
+    def read(path: KeyPath, section: S) -> S:
+        return section.with_secrets(path, doc, env, problems)
+
+    servers = [read(("ice", "servers", i), s) for i, s in enumerate(cfg.ice.servers)]
+    update = {"room": read(("room",), cfg.room), "mqtt": read(("mqtt",), cfg.mqtt)}
+    return cfg.model_copy(update={**update, "ice": cfg.ice.model_copy(update={"servers": servers})})
+
+
+def _cross_checks(cfg: Config) -> list[tuple[KeyPath, str]]:
+    """Problems that involve more than one key."""
+    out: list[tuple[KeyPath, str]] = []
+    r, v, t, s, m = cfg.room, cfg.video, cfg.timers, cfg.server, cfg.mqtt
+    if not r.server_url and not s.enabled:
+        out.append((("room", "server_url"), "empty while server.enabled is false: no server"))
+    if r.token_ttl_s <= t.token_renew_before_s:
+        out.append((("room", "token_ttl_s"), "must be longer than timers.token_renew_before_s"))
+    vc = cfg.video_config()
+    if not vc.min_bitrate <= vc.bitrate <= vc.max_bitrate:
+        key = "bitrate" if v.bitrate is not None else "min_bitrate"
+        text = f"need min_bitrate <= bitrate <= max_bitrate, have {vc.min_bitrate} {vc.bitrate}"
+        out.append((("video", key), f"{text} {vc.max_bitrate} (unset: the scenario's)"))
+    if v.source == "file" and not v.device:
+        out.append((("video", "device"), "the file to play is needed when source is file"))
+    if t.retry_min_s > t.retry_max_s:
+        out.append((("timers", "retry_min_s"), "must not be greater than retry_max_s"))
+    if s.heartbeat_timeout_s <= s.heartbeat_interval_s:
+        out.append((("server", "heartbeat_timeout_s"), "must be longer than heartbeat_interval_s"))
+    if m.password is not None and not m.username:
+        out.append((("mqtt", "password"), "a password needs a username"))
+    if m.tls and bool(m.tls.cert_file) != bool(m.tls.key_file):
+        out.append((("mqtt", "tls"), "cert_file and key_file go together"))
+    return out
+
+
+def _build(
+    data: Any, doc: Document, source: str, env: Mapping[str, str] | None, base_dir: Path | None
+) -> Config:
+    problems = list(doc.problems)
+    if isinstance(data, dict):  # top-level x-... keys hold YAML anchors for merge keys
+        data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    try:
+        cfg = Config.model_validate({} if data is None else data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(source, problems + problems_from_validation(exc, doc, Config)) from None
+    cfg = _resolve_secrets(cfg, doc, os.environ if env is None else env, problems)
+    for path, text in _cross_checks(cfg):
+        problems.append(problem_at(doc, path, E.CONFIG_INVALID_VALUE, text))
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    base_dir: str | Path | None = None,
+) -> Config:
+    """Parse and validate configuration text; raises ConfigError listing every problem.
+
+    ``env`` (default ``os.environ``) gives ``*_env`` secrets; relative paths in the text
+    are taken relative to ``base_dir``.
+    """
+    doc = parse_yaml(text, source)
+    return _build(doc.data, doc, source, env, Path(base_dir) if base_dir is not None else None)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and validate the file at ``path`` (relative paths in it are relative
+    to its directory); raises ConfigError listing every problem with its line."""
+    p = Path(path)
+    return parse_config(read_text(p), source=str(p), env=env, base_dir=p.absolute().parent)
+
+
+def changed_sections(old: Config, new: Config) -> set[str]:
+    """The top-level sections whose values differ (secrets compared by value)."""
+    return {name for name in Config.model_fields if getattr(old, name) != getattr(new, name)}
+
+
+def check_config(path: str | Path, env: Mapping[str, str] | None = None) -> list[str]:
+    """The file's problems as lines ``FILE, line L, column C: key: problem [code]``."""
+    try:
+        load_config(path, env)
+    except ConfigError as exc:
+        return [f"{p.describe(exc.source)} [{int(p.code)} {p.code.name}]" for p in exc.problems]
+    return []
+
+
+def check_config_command(path: str) -> int:
+    """``edged check-config FILE``: print ``ok: <summary>`` and warnings (0), or the
+    problems on stderr (2)."""
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(f"{p.describe(exc.source)} [{int(p.code)} {p.code.name}]", file=sys.stderr)
+        n = len(exc.problems)
+        print(f"{path}: invalid, {n} problem{'s' if n > 1 else ''}", file=sys.stderr)
+        return 2
+    for text in cfg.warnings():
+        print(f"{path}: warning: {text}", file=sys.stderr)
+    print(f"ok: {path}: {cfg.summary()}")
+    return 0
