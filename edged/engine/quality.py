@@ -140,10 +140,7 @@ class CounterDeltas:
 
 
 def _grade(value: float, thresholds: tuple[float, ...]) -> int:
-    for level, bound in enumerate(thresholds):
-        if value < bound:
-            return level
-    return len(thresholds)
+    return sum(1 for bound in thresholds if value >= bound)
 
 
 def quality_level(
@@ -165,11 +162,7 @@ def quality_level(
         level = max(level, _grade(rtt_ms, RTT_THRESHOLDS_MS))
     if target_fps > 0:
         ratio = fps / target_fps
-        fps_level = next(
-            (i for i, bound in enumerate(FPS_RATIO_THRESHOLDS) if ratio >= bound),
-            len(FPS_RATIO_THRESHOLDS),
-        )
-        level = max(level, fps_level)
+        level = max(level, sum(1 for bound in FPS_RATIO_THRESHOLDS if ratio < bound))
     return QualityLevel(level)
 
 
@@ -178,7 +171,7 @@ def _kbps(byte_count: float, seconds: float | None) -> float:
 
 
 def _rate(meter: RateMeter, value: float, now: float) -> float:
-    return max(meter.update(value, now) or 0.0, 0.0)
+    return meter.update(value, now) or 0.0
 
 
 def _loss(lost: float, received: float) -> float | None:
@@ -231,9 +224,8 @@ class PublisherQualityMeter:
         packets = 0.0
         losses: list[float] = []
         rtts: list[float] = []
-        viewers = 0
+        reports = list(reports)
         for report in reports:
-            viewers += 1
             grouped = stats_by_type(report)
             for stat in grouped.get("outbound-rtp", []):
                 key = _stream_key(stat)
@@ -253,7 +245,7 @@ class PublisherQualityMeter:
         send_fps = _rate(self._sent, counters.frames_sent, now)
         rtt_ms, loss = (max(rtts) if rtts else None), (max(losses) if losses else 0.0)
         level = QualityLevel.UNKNOWN
-        if seconds is not None and viewers > 0:
+        if seconds is not None and reports:
             level = quality_level(rtt_ms, loss, send_fps, counters.target_fps, packets > 0)
         return PublishQuality(
             capture_fps=_rate(self._captured, counters.frames_captured, now),
@@ -269,7 +261,7 @@ class PublisherQualityMeter:
             total_bytes_sent=self.total_bytes_sent,
             width=counters.width,
             height=counters.height,
-            viewers=viewers,
+            viewers=len(reports),
         )
 
     def _viewer_loss_rtt(self, remote: list[Any]) -> tuple[float | None, float | None]:
