@@ -1,0 +1,1 @@
+"""The daemon: configuration to engine, MQTT control, Home Assistant, systemd."""
