@@ -1,0 +1,161 @@
+"""The MQTT command schema: one model per command, and the parser of a payload.
+
+A command is a JSON object ``{"command": "<name>", ...arguments, "request_id": "..."}``.
+Unknown commands, unknown arguments and wrong types are refused with their own codes and
+change nothing. ``docs/mqtt.md`` documents every command.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import EdgedError, ErrorCode
+from ..protocol import ID_PATTERN
+
+MAX_COMMAND_BYTES = 64 * 1024
+OptId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)] | None
+StreamId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoginRoomArgs(_Args):
+    """Log into a room; every argument defaults to the configuration's."""
+
+    room_id: OptId = None
+    user_id: OptId = None
+    user_name: Annotated[str, Field(max_length=256)] | None = None
+    token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+
+class NoArgs(_Args):
+    pass
+
+
+class StartPublishingArgs(_Args):
+    stream_id: OptId = None
+    extra_info: Annotated[str, Field(max_length=1024)] | None = None
+    max_viewers: Annotated[int, Field(ge=0, le=10_000)] | None = None
+
+
+class StopPublishingArgs(_Args):
+    stream_id: OptId = None
+
+
+class StartPlayingArgs(_Args):
+    stream_id: StreamId
+    video: bool | None = None
+
+
+class StopPlayingArgs(_Args):
+    stream_id: StreamId
+
+
+class MuteArgs(_Args):
+    muted: bool = True
+
+
+class SetVideoConfigArgs(_Args):
+    width: Annotated[int, Field(ge=16, le=4096)] | None = None
+    height: Annotated[int, Field(ge=16, le=4096)] | None = None
+    fps: Annotated[float, Field(gt=0, le=120)] | None = None
+    bitrate: Annotated[int, Field(ge=10_000, le=50_000_000)] | None = None
+
+
+class RenewTokenArgs(_Args):
+    token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+
+COMMANDS: dict[str, type[_Args]] = {
+    "login_room": LoginRoomArgs,
+    "logout_room": NoArgs,
+    "start_publishing": StartPublishingArgs,
+    "stop_publishing": StopPublishingArgs,
+    "start_playing": StartPlayingArgs,
+    "stop_playing": StopPlayingArgs,
+    "mute_publish_audio": MuteArgs,
+    "mute_publish_video": MuteArgs,
+    "set_video_config": SetVideoConfigArgs,
+    "renew_token": RenewTokenArgs,
+    "snapshot": NoArgs,
+    "get_state": NoArgs,
+}
+
+
+class Command(BaseModel):
+    """A parsed command: its name, validated arguments and request id."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    args: _Args
+    request_id: str | None = None
+
+
+class CommandError(EdgedError):
+    """A refused command; carries what could be read of it for the response."""
+
+    def __init__(self, code: ErrorCode, message: str, name: str | None, request_id: str | None):
+        super().__init__(code, message)
+        self.name = name
+        self.request_id = request_id
+
+
+def parse_command(payload: bytes | str) -> Command:
+    """Validate one command payload, raising :class:`CommandError` (never anything else)."""
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise CommandError(
+            ErrorCode.COMMAND_PAYLOAD_TOO_LARGE,
+            f"payload over {MAX_COMMAND_BYTES} bytes",
+            None,
+            None,
+        )
+    try:
+        obj = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise CommandError(ErrorCode.COMMAND_MALFORMED, "payload is not JSON", None, None) from None
+    if not isinstance(obj, dict):
+        raise CommandError(ErrorCode.COMMAND_MALFORMED, "payload is not a JSON object", None, None)
+    rid = obj.pop("request_id", None)
+    request_id = (
+        str(rid)[:128] if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+    )
+    name = obj.pop("command", None)
+    if not isinstance(name, str):
+        raise CommandError(
+            ErrorCode.COMMAND_MALFORMED, "missing string field 'command'", None, request_id
+        )
+    model = COMMANDS.get(name)
+    if model is None:
+        raise CommandError(ErrorCode.COMMAND_UNKNOWN, "unknown command", name[:64], request_id)
+    try:
+        args = model.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "arguments"
+        raise CommandError(
+            ErrorCode.COMMAND_INVALID_ARGUMENTS, f"{where}: {first['msg']}", name, request_id
+        ) from None
+    return Command(name=name, args=args, request_id=request_id)
+
+
+def response(
+    command: str | None,
+    request_id: str | None,
+    *,
+    result: Any = None,
+    error: EdgedError | None = None,
+) -> dict[str, Any]:
+    """The ``command/response`` payload."""
+    body: dict[str, Any] = {"request_id": request_id, "command": command, "ok": error is None}
+    if error is not None:
+        body["error"] = {"code": int(error.code), "message": error.message}
+    elif result is not None:
+        body["result"] = result
+    return body
+

@@ -1,0 +1,55 @@
+"""A real Mosquitto broker on a free port of 127.0.0.1, started and stopped by tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import aiomqtt
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """Owns one mosquitto process and its configuration file."""
+
+    def __init__(self, workdir: Path) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            raise RuntimeError("mosquitto is not installed (scripts/setup installs it)")
+        self.exe = exe
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "log_dest none\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)])
+        for _ in range(200):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.1),
+            ):
+                return
+            await asyncio.sleep(0.02)
+        raise RuntimeError("mosquitto did not start")
+
+    async def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
+            self.proc = None
+
+    def client(self, **kw: object) -> aiomqtt.Client:
+        return aiomqtt.Client("127.0.0.1", self.port, **kw)  # type: ignore[arg-type]
