@@ -17,12 +17,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.daemon.commands import Command
-from edged.daemon.mqtt import ChannelTopics, ControlChannel, MqttSettings
+from edged.daemon.mqtt import ControlChannel, MqttSettings
+from edged.daemon.topics import Topics
 from edged.errors import EdgedError, ErrorCode
 
 from broker import Broker
 
-TOPICS = ChannelTopics.for_device("edged", "dev1")
+TOPICS = Topics("edged", "dev1")
 
 
 @pytest.fixture
@@ -92,12 +93,13 @@ async def test_availability_online_then_offline_on_clean_stop(broker: Broker) ->
 
 CHANNEL_PROCESS = """
 import asyncio, sys
-from edged.daemon.mqtt import ChannelTopics, ControlChannel, MqttSettings
+from edged.daemon.mqtt import ControlChannel, MqttSettings
+from edged.daemon.topics import Topics
 async def main():
     async def nothing(command):
         return None
     channel = ControlChannel(MqttSettings("127.0.0.1", int(sys.argv[1])),
-                             ChannelTopics.for_device("edged", "dev1"), nothing)
+                             Topics("edged", "dev1"), nothing)
     await channel.run()
 asyncio.run(main())
 """

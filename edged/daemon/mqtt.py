@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from .commands import Command, CommandError, parse_command, response
+from .topics import Topics
 
 log = logging.getLogger("edged.daemon")
 Payload = str | bytes
@@ -47,36 +48,6 @@ class MqttSettings:
     retry_max: float = 30.0
 
 
-@dataclass(slots=True)
-class ChannelTopics:
-    """The topics of one device."""
-
-    availability: str
-    state: str
-    quality: str
-    event: str
-    command: str
-    response: str
-    snapshot: str
-    ha_status: str = "homeassistant/status"
-
-    @classmethod
-    def for_device(
-        cls, base: str, device_id: str, ha_prefix: str = "homeassistant"
-    ) -> ChannelTopics:
-        root = f"{base}/{device_id}"
-        return cls(
-            f"{root}/availability",
-            f"{root}/state",
-            f"{root}/quality",
-            f"{root}/event",
-            f"{root}/command",
-            f"{root}/command/response",
-            f"{root}/snapshot",
-            f"{ha_prefix}/status",
-        )
-
-
 CommandHandler = Callable[[Command], Awaitable[Any]]
 
 
@@ -86,12 +57,14 @@ class ControlChannel:
     def __init__(
         self,
         settings: MqttSettings,
-        topics: ChannelTopics,
+        topics: Topics,
         on_command: CommandHandler,
+        ha_status_topic: str = "homeassistant/status",
         queue_limit: int = 32,
     ) -> None:
         self.settings = settings
         self.topics = topics
+        self.ha_status_topic = ha_status_topic
         self._on_command = on_command
         self.retained: dict[str, Payload] = {}  # topic -> latest retained payload
         self.discovery: tuple[str, Payload] | None = None
@@ -186,7 +159,7 @@ class ControlChannel:
             self.connections += 1
             await client.publish(self.topics.availability, "online", qos=1, retain=True)
             await client.subscribe(self.topics.command, qos=1)
-            await client.subscribe(self.topics.ha_status, qos=1)
+            await client.subscribe(self.ha_status_topic, qos=1)
             await self._announce(client)
             self.connected.set()
             log_event(
@@ -230,7 +203,7 @@ class ControlChannel:
                 await client.publish(topic, payload, qos=0)
 
     async def _on_message(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        if message.topic.matches(self.topics.ha_status):
+        if message.topic.matches(self.ha_status_topic):
             if message.payload in (b"online", "online"):
                 log_event(log, logging.INFO, "ha_online_republish")
                 await self._announce(client)
