@@ -286,3 +286,29 @@ async def test_preview_shows_the_camera_before_and_while_publishing(srv: Running
         await until(lambda: sink.video is not None and sink.video.decoded > decoded + 10)
         # One camera: the preview now watches the publisher's capture, its own is closed.
         assert len(opened) == 2 and opened[0].readyState == "ended"  # type: ignore[attr-defined]
+
+
+async def test_quality_reports_are_present_and_plausible(srv: RunningServer) -> None:
+    from edged.model import PlayQuality, PublishQuality, QualityLevel
+
+    pub, rec_pub = make_engine(srv)
+    viewer, rec_view = make_engine(srv)
+    async with pub, viewer:
+        await pub.login_room("r", User("P"))
+        await pub.start_publishing("cam")
+        await viewer.login_room("r", User("V"))
+        await viewer.start_playing("cam")
+        await until(lambda: len(names(rec_pub, "publisher_quality_update")) >= 3, 10)
+        await until(lambda: len(names(rec_view, "player_quality_update")) >= 3, 10)
+        sent: PublishQuality = names(rec_pub, "publisher_quality_update")[-1][2]
+        got: PlayQuality = names(rec_view, "player_quality_update")[-1][2]
+        assert sent.viewers == 1 and (sent.width, sent.height) == (320, 240)
+        assert 20 <= sent.capture_fps <= 40 and 20 <= sent.send_fps <= 40
+        assert 50 < sent.video_kbps < 2000 and 5 < sent.audio_kbps < 200
+        assert sent.total_bytes_sent > 10_000 and sent.codec == "H264"
+        assert sent.packet_loss_rate == 0.0
+        assert sent.level in (QualityLevel.EXCELLENT, QualityLevel.GOOD)
+        assert sent.rtt_ms is None or 0 <= sent.rtt_ms < 200
+        assert 20 <= got.recv_fps <= 40 and (got.width, got.height) == (320, 240)
+        assert got.packet_loss_rate == 0.0
+        assert got.level in (QualityLevel.EXCELLENT, QualityLevel.GOOD)

@@ -7,8 +7,12 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from .quality import PlayCounters, PlayerQualityMeter, PublishCounters, PublisherQualityMeter
+
 if TYPE_CHECKING:
     from .engine import Engine
+    from .player import Player
+    from .publisher import Publisher
 
 log = logging.getLogger("edged.engine")
 
@@ -20,6 +24,8 @@ class QualityLoop:
         self.engine = engine
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._publishers: dict[int, PublisherQualityMeter] = {}
+        self._players: dict[int, PlayerQualityMeter] = {}
 
     def start(self) -> None:
         if self._task is None and self.interval > 0:
@@ -42,3 +48,48 @@ class QualityLoop:
 
     async def sample(self) -> None:
         """Compute and emit one report per publisher and player."""
+        room = self.engine.room
+        if room is None:
+            return
+        publishers, players = list(room.publishers.values()), list(room.players.values())
+        for publisher in publishers:
+            await self._publisher(publisher)
+        for player in players:
+            await self._player(player)
+        live = {id(p) for p in publishers} | {id(p) for p in players}
+        for meters in (self._publishers, self._players):
+            for key in [k for k in meters if k not in live]:
+                del meters[key]
+
+    async def _publisher(self, publisher: Publisher) -> None:
+        meter = self._publishers.setdefault(id(publisher), PublisherQualityMeter())
+        reports = [await link.pc.getStats() for link in list(publisher.links.values())]
+        fanout, tap = publisher.video_fanout, publisher.video_tap
+        stats = fanout.stats() if fanout is not None else None
+        counters = PublishCounters(
+            frames_captured=tap.frames if tap else 0,
+            frames_encoded=stats.frames_encoded if stats else 0,
+            frames_sent=stats.frames_in - stats.frames_idle if stats else 0,
+            width=tap.width if tap else 0,
+            height=tap.height if tap else 0,
+            codec="H264" if fanout is not None else "",
+            hardware_encode=False,
+            target_fps=publisher.video_config.fps if fanout is not None else 0.0,
+        )
+        quality = meter.update(reports, counters)
+        self.engine.events.emit("publisher_quality_update", publisher.stream_id, quality)
+
+    async def _player(self, player: Player) -> None:
+        if player.pc is None:
+            return
+        meter = self._players.setdefault(id(player), PlayerQualityMeter())
+        c = player.counters
+        counters = PlayCounters(
+            frames_received=c.video_frames,
+            frames_decoded=c.video_frames,
+            width=c.width,
+            height=c.height,
+            codec="H264" if c.video_frames else "",
+        )
+        quality = meter.update(await player.pc.getStats(), counters)
+        self.engine.events.emit("player_quality_update", player.stream_id, quality)
