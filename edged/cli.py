@@ -13,6 +13,8 @@ from . import __version__
 from .errors import EdgedError, ErrorCode
 from .logs import setup_plain_logging
 
+DEFAULT_CONFIG = "/etc/edged/edged.yaml"
+
 
 def _server(args: argparse.Namespace) -> int:
     from .server.app import run_server
@@ -35,6 +37,27 @@ def _server(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_server(settings))
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .daemon.service import run_daemon
+    from .daemon.systemd import setup_logging
+
+    path = Path(args.config)
+    config = load_config(path)
+    if config.logging.journald is False:
+        setup_plain_logging(config.logging.level)
+    else:
+        setup_logging(config.logging.level)
+    print(f"edged {__version__}: {config.summary()}", file=sys.stderr)
+    return asyncio.run(run_daemon(path, config))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from .config import check_config_command
+
+    return check_config_command(args.file)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -74,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     sub = parser.add_subparsers(dest="command", required=True)
     apps_default = str(default_apps_path())
+
+    run = sub.add_parser("run", help="run the daemon (what the systemd unit starts)")
+    run.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML file ({DEFAULT_CONFIG})")
+    run.set_defaults(func=_run)
+
+    chk = sub.add_parser("check-config", help="validate a configuration file")
+    chk.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
+    chk.set_defaults(func=_check_config)
 
     srv = sub.add_parser("server", help="run the room server")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on")

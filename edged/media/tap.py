@@ -35,6 +35,7 @@ class SourceTap(MediaStreamTrack):
         self._on_first_frame = on_first_frame
         self._blank: Any = None
         self.observers: list[Callable[[Any], None]] = []
+        self.last_frame: Any = None  # a reference only: snapshots convert it on demand
 
     async def recv(self) -> Any:
         frame = await self.source.recv()
@@ -45,6 +46,7 @@ class SourceTap(MediaStreamTrack):
                 self._on_first_frame()
         if isinstance(frame, av.VideoFrame):
             self.width, self.height = frame.width, frame.height
+            self.last_frame = frame
         for observe in self.observers:
             observe(frame)
         if self.muted:

