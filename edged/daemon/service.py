@@ -14,6 +14,8 @@ import contextlib
 import json
 import logging
 import signal
+import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..model import PublisherState, RoomState
 from ..server.app import RoomServer
+from ..tokens import mint
 from . import systemd
 from .actions import Actions
 from .discovery import build_discovery
@@ -83,6 +86,37 @@ class Daemon:
         await web.TCPSite(runner, settings.host, settings.port).start()
         self.server_runner = runner
         log_event(log, logging.INFO, "embedded_server", host=settings.host, port=settings.port)
+        if self.config.server.print_join_info:
+            print(self.join_info(), file=sys.stderr, flush=True)
+
+    def join_info(self) -> str:
+        """What a person needs to join the device's room from the web page."""
+        from urllib.parse import urlencode
+
+        cfg = self.config
+        secret = (self.apps or {}).get(cfg.room.app_id)
+        token = (
+            mint(
+                secret,
+                cfg.room.app_id,
+                "guest",
+                3600,
+                room_id=self.actions.room_id,
+                can_publish=True,
+            )
+            if secret
+            else ""
+        )
+        scheme = "https" if cfg.server.tls else "http"
+        host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::") else socket.getfqdn()
+        query = urlencode(
+            {"app": cfg.room.app_id, "room": self.actions.room_id, "user": "guest", "token": token}
+        )
+        return (
+            f"Join the call from a browser (token valid 1 h):\n"
+            f"  {scheme}://{host}:{cfg.server.port}/?{query}\n"
+            f"  app {cfg.room.app_id}, room {self.actions.room_id}, user guest"
+        )
 
     def _make_channel(self) -> ControlChannel | None:
         m = self.config.mqtt
