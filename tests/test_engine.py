@@ -312,3 +312,26 @@ async def test_quality_reports_are_present_and_plausible(srv: RunningServer) -> 
         assert 20 <= got.recv_fps <= 40 and (got.width, got.height) == (320, 240)
         assert got.packet_loss_rate == 0.0
         assert got.level in (QualityLevel.EXCELLENT, QualityLevel.GOOD)
+
+
+async def test_reconnect_gives_up_after_the_configured_time(
+    server_factory: ServerFactory,
+) -> None:
+    from dataclasses import replace
+
+    from enginekit import FAST
+
+    srv = await server_factory()
+    engine, rec = make_engine(srv, timers=replace(FAST, reconnect_give_up=1.5))
+    async with engine:
+        await engine.login_room("r", User("A"))
+        await engine.start_publishing("cam")
+        await srv.runner.cleanup()  # the server is gone for good
+        await until(
+            lambda: engine.room is not None and engine.room.state == RoomState.DISCONNECTED, 15
+        )
+        assert [e[2:4] for e in names(rec, "room_state_changed")][-2:] == [
+            (R.RECONNECTING, 1002051),
+            (R.RECONNECT_FAILED, 1002053),
+        ]
+        assert names(rec, "publisher_state_update")[-1][2:4] == (PublisherState.NO_PUBLISH, 1002053)
