@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import aiomqtt
@@ -32,10 +31,10 @@ class Broker:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             "log_dest none\n"
         )
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)])
+        self.proc = await asyncio.create_subprocess_exec(self.exe, "-c", str(self.conf))
         for _ in range(200):
             with (
                 contextlib.suppress(OSError),
@@ -48,7 +47,7 @@ class Broker:
     async def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
+            await self.proc.wait()
             self.proc = None
 
     def client(self, **kw: object) -> aiomqtt.Client:
