@@ -158,4 +158,3 @@ def response(
     elif result is not None:
         body["result"] = result
     return body
-
