@@ -70,19 +70,21 @@ class DaemonProcess:
         self.notify.bind(str(self.notify_path))
         self.notify.setblocking(False)
         self.proc: asyncio.subprocess.Process | None = None
+        self.log_path = workdir / "daemon.log"
 
     async def start(self) -> None:
         env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path)}
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "edged",
-            "run",
-            "--config",
-            str(self.config),
-            env=env,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        with self.log_path.open("ab") as log:  # a file: a full pipe would block the daemon
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "edged",
+                "run",
+                "--config",
+                str(self.config),
+                env=env,
+                stderr=log,
+            )
 
     async def notifications(self, until: str, timeout: float = 15) -> list[str]:
         got: list[str] = []
@@ -106,6 +108,8 @@ class DaemonProcess:
             self.proc.kill()
             await self.proc.wait()
         self.notify.close()
+        if self.log_path.exists():  # shown by pytest when the test failed
+            sys.stderr.write(self.log_path.read_text()[-4000:])
 
 
 @pytest.fixture

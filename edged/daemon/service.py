@@ -63,6 +63,7 @@ class Daemon:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channel_task: asyncio.Task[Any] | None = None
+        self._supervisor: asyncio.Task[Any] | None = None
         self.engine_lock = asyncio.Lock()  # held while the engine is being replaced
         self._state_dirty = False
         self.watchdog = systemd.Watchdog()
@@ -166,7 +167,7 @@ class Daemon:
             self._channel_task = self._spawn(self.channel.run())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.channel.connected.wait(), 5)
-        self._spawn(self._supervise())
+        self._supervisor = self._spawn(self._supervise())
         self._spawn(self._quality_loop())
         self.watchdog.start()
         systemd.ready(self.status_line())
@@ -177,6 +178,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         """Log out (the server hears it before we exit), then close everything."""
+        log_event(log, logging.INFO, "daemon_stopping")
         systemd.stopping("logging out")
         systemd.extend_timeout(15)
         self.want_login = False
@@ -188,6 +190,7 @@ class Daemon:
         )
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.engine.destroy(), 10)
+        log_event(log, logging.INFO, "logged_out")
         self._publish_state()
         if self.channel is not None:
             await asyncio.sleep(0.05)
@@ -236,8 +239,10 @@ class Daemon:
                     retry_s=delay,
                 )
 
-        while True:
+        while not self._stop.is_set():
             async with self.engine_lock:
+                if self._stop.is_set():
+                    break
                 await self._restore(attempt)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
