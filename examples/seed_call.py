@@ -20,7 +20,7 @@ from aiohttp import web
 from edged.engine.config import EngineProfile, RoomConfig, VideoConfig
 from edged.engine.engine import Engine
 from edged.engine.events import EVENT_NAMES, EventHandler
-from edged.media.analysis import AudioToneSink, VideoCodeSink
+from edged.media.analysis import AnalysisSink
 from edged.model import User
 from edged.server.app import RoomServer
 from edged.server.settings import ServerSettings
@@ -50,26 +50,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Sink:
-    """A's player sink: reads the time codes and the tone."""
-
-    video: VideoCodeSink | None = None
-    audio: AudioToneSink | None = None
-
-    def attach(self, track: Any) -> None:
-        if track.kind == "video":
-            self.video = VideoCodeSink(track)
-            self.video.start()
-        else:
-            self.audio = AudioToneSink(track)
-            self.audio.start()
-
-    async def close(self) -> None:
-        for part in (self.video, self.audio):
-            if part is not None:
-                await part.close()
-
-
 async def main(seconds: float) -> None:
     secret = generate_secret()
     with socket.socket() as s:
@@ -84,7 +64,7 @@ async def main(seconds: float) -> None:
     def profile() -> EngineProfile:
         return EngineProfile("demo", url, app_secret=secret, video=VideoConfig(640, 480, 30.0))
 
-    a, b, sink = Engine(profile(), Printer("A")), Engine(profile(), Printer("B")), Sink()
+    a, b, sink = Engine(profile(), Printer("A")), Engine(profile(), Printer("B")), AnalysisSink()
     print("A logs into room r1 (with user notifications)")
     await a.login_room("r1", User("A", "Alice"), RoomConfig(user_update=True))
     print("B logs into room r1")

@@ -6,12 +6,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from aiortc.mediastreams import MediaStreamTrack
-
 from edged.engine.config import EngineProfile, EngineTimers, VideoConfig
 from edged.engine.engine import Engine
 from edged.engine.events import EventRecorder
-from edged.media.analysis import AudioToneSink, VideoCodeSink
+from edged.media.analysis import AnalysisSink as AnalysisSink  # for the tests
 
 from conftest import APP, SECRET, RunningServer
 
@@ -37,27 +35,6 @@ def make_engine(srv: RunningServer, **profile: Any) -> tuple[Engine, EventRecord
     }
     fields.update(profile)
     return Engine(EngineProfile(**fields), rec), rec
-
-
-class AnalysisSink:
-    """A player sink that reads time codes from video and the tone from audio."""
-
-    def __init__(self) -> None:
-        self.video: VideoCodeSink | None = None
-        self.audio: AudioToneSink | None = None
-
-    def attach(self, track: MediaStreamTrack) -> None:
-        if track.kind == "video":
-            self.video = VideoCodeSink(track)
-            self.video.start()
-        else:
-            self.audio = AudioToneSink(track)
-            self.audio.start()
-
-    async def close(self) -> None:
-        for sink in (self.video, self.audio):
-            if sink is not None:
-                await sink.close()
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -298,3 +298,28 @@ class AudioToneSink(_TrackReader):
         limit = max(1, round(self.keep_seconds * frame.sample_rate))
         while self._kept - self._chunks[0].size >= limit:
             self._kept -= self._chunks.popleft().size
+
+
+class AnalysisSink:
+    """A player sink (attach/close) that reads time codes from video and the tone from audio.
+
+    Owns one :class:`VideoCodeSink` and one :class:`AudioToneSink`, made as the tracks
+    arrive; used by tests, examples and benchmarks to check what a player received.
+    """
+
+    def __init__(self) -> None:
+        self.video: VideoCodeSink | None = None
+        self.audio: AudioToneSink | None = None
+
+    def attach(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            self.video = VideoCodeSink(track)
+            self.video.start()
+        else:
+            self.audio = AudioToneSink(track)
+            self.audio.start()
+
+    async def close(self) -> None:
+        for sink in (self.video, self.audio):
+            if sink is not None:
+                await sink.close()
