@@ -64,6 +64,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channel_task: asyncio.Task[Any] | None = None
         self._supervisor: asyncio.Task[Any] | None = None
+        self.speaker: Any = None  # the shared ALSA playback sink, made on first use
         self.engine_lock = asyncio.Lock()  # held while the engine is being replaced
         self._state_dirty = False
         self.watchdog = systemd.Watchdog()
@@ -199,6 +200,8 @@ class Daemon:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.speaker is not None:
+            await self.speaker.close()
         if self.server_runner is not None:
             await self.server_runner.cleanup()
         log_event(log, logging.INFO, "daemon_stopped")

@@ -13,8 +13,19 @@ log = logging.getLogger("edged.daemon")
 
 
 def player_sink(daemon: Daemon, stream_id: str) -> Any:
-    """The shared speaker sink when audio playback is configured and possible, else None."""
-    return None
+    """A way into the shared speaker (every played stream mixed into one ALSA device) when
+    pyalsaaudio is there, else None (the stream is still received, decoded and counted)."""
+    from ..media.alsa import alsa_available
+
+    if not alsa_available():
+        return None
+    if daemon.speaker is None:
+        from ..media.alsa_playback import AlsaPlaybackSink
+
+        audio = daemon.config.audio
+        daemon.speaker = AlsaPlaybackSink(audio.playback_device, buffer_ms=audio.playback_buffer_ms)
+        log.info("playing received audio on ALSA device %s", audio.playback_device)
+    return daemon.speaker.input()
 
 
 def snapshot_jpeg(daemon: Daemon) -> bytes | None:
