@@ -127,6 +127,8 @@ class Publisher:
         fanout = self.video_fanout
         if fanout is not None and fanout.encoder is not None:
             fanout.encoder.set_bitrate(bitrate)
+        elif self.video_tap is not None:  # a source that encodes by itself
+            self.video_tap.set_bitrate(bitrate)
 
     # ---- viewers -------------------------------------------------------------------
 

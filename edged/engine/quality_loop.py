@@ -70,10 +70,10 @@ class QualityLoop:
             frames_captured=tap.frames if tap else 0,
             frames_encoded=stats.frames_encoded if stats else 0,
             frames_sent=stats.frames_in - stats.frames_idle if stats else 0,
-            width=tap.width if tap else 0,
-            height=tap.height if tap else 0,
+            width=(tap.width or getattr(tap.source, "width", 0)) if tap else 0,
+            height=(tap.height or getattr(tap.source, "height", 0)) if tap else 0,
             codec="H264" if fanout is not None else "",
-            hardware_encode=False,
+            hardware_encode=bool(getattr(tap.source, "hardware_encode", False)) if tap else False,
             target_fps=publisher.video_config.fps if fanout is not None else 0.0,
         )
         quality = meter.update(reports, counters)

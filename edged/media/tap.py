@@ -53,6 +53,17 @@ class SourceTap(MediaStreamTrack):
             return self._silenced(frame)
         return frame
 
+    def request_keyframe(self) -> None:
+        """Forward to a source that encodes by itself (a camera's hardware encoder)."""
+        forward = getattr(self.source, "request_keyframe", None)
+        if forward is not None:
+            forward()
+
+    def set_bitrate(self, bitrate: int) -> int:
+        """Forward to a source that encodes by itself; returns the bitrate it took."""
+        forward = getattr(self.source, "set_bitrate", None)
+        return int(forward(bitrate)) if forward is not None else bitrate
+
     def _silenced(self, frame: Any) -> Any:
         if isinstance(frame, av.VideoFrame):
             blank = self._blank
