@@ -60,6 +60,12 @@ def _check_config(args: argparse.Namespace) -> int:
     return check_config_command(args.file)
 
 
+def _devices(args: argparse.Namespace) -> int:
+    from .media.devices import devices_command
+
+    return devices_command(args.json)
+
+
 def _token(args: argparse.Namespace) -> int:
     from .server.apps import load_apps
     from .tokens import mint
@@ -105,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a configuration file")
     chk.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
     chk.set_defaults(func=_check_config)
+
+    dev = sub.add_parser("devices", help="list cameras and sound cards")
+    dev.add_argument("--json", action="store_true", help="as JSON")
+    dev.set_defaults(func=_devices)
 
     srv = sub.add_parser("server", help="run the room server")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -1,0 +1,200 @@
+"""Snapshots: one JPEG from one raw frame, or from one H.264 keyframe decoded on demand.
+
+The continuous media path never decodes: an observer on the capture tap keeps a
+reference to the latest frame (:class:`LatestFrame`) or the latest keyframe access unit
+of a pass-through source (:class:`LatestKeyframe`), and the conversion to JPEG happens
+only when a snapshot is asked for. The conversions block for a few milliseconds: call
+them from a worker thread (``asyncio.to_thread``) on a busy event loop.
+"""
+
+from __future__ import annotations
+
+import fractions
+from typing import Any
+
+import av
+
+from ..errors import EdgedError, ErrorCode
+from .h264 import NAL_IDR, NAL_PPS, NAL_SLICE, NAL_SPS, is_keyframe, iter_nal_units
+
+MAX_WIDTH = 640
+"""Default width limit of a snapshot; larger frames are scaled down."""
+QUALITY = 4
+"""Default JPEG quantizer, 2 (best) .. 31."""
+START_CODE = b"\x00\x00\x00\x01"
+
+
+def jpeg_from_frame(
+    frame: av.VideoFrame, max_width: int = MAX_WIDTH, quality: int = QUALITY
+) -> bytes:
+    """One JPEG (full-range yuvj420p, PyAV's mjpeg encoder) of a video frame.
+
+    Frames wider than ``max_width`` are scaled down, aspect kept, to even sizes.
+    Raises ``EdgedError(SNAPSHOT_FAILED)`` when the frame cannot be converted.
+    """
+    if not 2 <= quality <= 31:
+        raise ValueError("quality must be between 2 and 31")
+    width, height = frame.width, frame.height
+    if width > max_width:
+        width, height = max_width, round(height * max_width / width)
+    width, height = max(2, width & ~1), max(2, height & ~1)
+    try:
+        picture = frame.reformat(width=width, height=height, format="yuvj420p")
+        codec = av.CodecContext.create("mjpeg", "w")
+        codec.width, codec.height = width, height
+        codec.pix_fmt = "yuvj420p"
+        codec.time_base = fractions.Fraction(1, 1)
+        codec.qmin = codec.qmax = quality
+        picture.pts = None
+        packets = list(codec.encode(picture)) + list(codec.encode(None))
+    except (av.FFmpegError, ValueError) as exc:
+        raise EdgedError(ErrorCode.SNAPSHOT_FAILED, f"JPEG encoding failed: {exc}") from exc
+    if not packets:
+        raise EdgedError(ErrorCode.SNAPSHOT_FAILED, "the JPEG encoder produced nothing")
+    return b"".join(bytes(p) for p in packets)
+
+
+def decode_h264_keyframe(access_unit: bytes) -> av.VideoFrame:
+    """The picture of one Annex-B keyframe access unit (SPS, PPS and IDR slices)."""
+    if not is_keyframe(access_unit):
+        raise EdgedError(ErrorCode.SNAPSHOT_FAILED, "not an H.264 keyframe")
+    try:
+        codec = av.CodecContext.create("h264", "r")
+        frames = list(codec.decode(av.Packet(access_unit))) + list(codec.decode(None))
+    except (av.FFmpegError, ValueError) as exc:
+        raise EdgedError(ErrorCode.SNAPSHOT_FAILED, f"H.264 decoding failed: {exc}") from exc
+    if not frames:
+        raise EdgedError(ErrorCode.SNAPSHOT_FAILED, "the keyframe decoded to no picture")
+    frame: av.VideoFrame = frames[-1]
+    return frame
+
+
+def jpeg_from_h264_keyframe(
+    packet_bytes: bytes, max_width: int = MAX_WIDTH, quality: int = QUALITY
+) -> bytes:
+    """One JPEG of an H.264 keyframe access unit, decoded on demand (pass-through sources)."""
+    return jpeg_from_frame(decode_h264_keyframe(packet_bytes), max_width, quality)
+
+
+class ParameterSets:
+    """Makes each H.264 access unit self-sufficient for a viewer starting there.
+
+    Owns the latest SPS and PPS seen. :meth:`complete` puts them in front of an IDR that
+    lacks them (encoders and cameras that send them once, or as a buffer of their own)
+    and holds back a buffer of parameter sets only, to join it to the next picture.
+    """
+
+    def __init__(self) -> None:
+        self._sps = b""
+        self._pps = b""
+        self._pending = b""
+
+    @property
+    def headers(self) -> bytes:
+        """The latest SPS and PPS, Annex-B; empty until both were seen."""
+        return START_CODE + self._sps + START_CODE + self._pps if self._sps and self._pps else b""
+
+    def complete(self, access_unit: bytes) -> bytes | None:
+        """The access unit ready to send, or None when it held parameter sets only."""
+        has_sps = has_idr = has_slice = False
+        for nal in iter_nal_units(access_unit):
+            if not nal:
+                continue
+            nal_type = nal[0] & 0x1F
+            if nal_type == NAL_SPS:
+                self._sps, has_sps = nal, True
+            elif nal_type == NAL_PPS:
+                self._pps = nal
+            elif NAL_SLICE <= nal_type <= NAL_IDR:
+                has_slice = True
+                has_idr = has_idr or nal_type == NAL_IDR
+        if not has_slice:
+            self._pending += access_unit
+            return None
+        pending, self._pending = self._pending, b""
+        if has_idr and not has_sps and not pending:
+            pending = self.headers
+        return pending + access_unit
+
+
+class LatestFrame:
+    """A capture-tap observer that keeps a reference to the latest video frame.
+
+    Owns only that reference: nothing is copied or converted until :meth:`jpeg`.
+    Plugs into ``SourceTap.observers``; anything but a video frame is ignored.
+    """
+
+    def __init__(self) -> None:
+        self.frame: av.VideoFrame | None = None
+
+    def __call__(self, item: Any) -> None:
+        if isinstance(item, av.VideoFrame):
+            self.frame = item
+
+    def jpeg(self, max_width: int = MAX_WIDTH, quality: int = QUALITY) -> bytes:
+        """A JPEG of the latest frame; SNAPSHOT_FAILED before the first one."""
+        frame = self.frame
+        if frame is None:
+            raise EdgedError(ErrorCode.SNAPSHOT_FAILED, "no video frame yet")
+        return jpeg_from_frame(frame, max_width, quality)
+
+
+class LatestKeyframe:
+    """An observer of an H.264 packet source that keeps its latest keyframe access unit.
+
+    Owns that access unit (with the latest SPS/PPS in front when it came without them);
+    it is decoded only by :meth:`jpeg`. Anything but an ``av.Packet`` is ignored.
+    """
+
+    def __init__(self) -> None:
+        self.keyframe: bytes | None = None
+        self.pts: int | None = None
+        self._sets = ParameterSets()
+
+    def __call__(self, item: Any) -> None:
+        if not isinstance(item, av.Packet):
+            return
+        data = bytes(item)
+        if not is_keyframe(data):
+            return  # the usual case: one scan up to the first slice, nothing kept
+        completed = self._sets.complete(data)
+        if completed is not None and self._sets.headers:
+            self.keyframe, self.pts = completed, item.pts
+
+    def jpeg(self, max_width: int = MAX_WIDTH, quality: int = QUALITY) -> bytes:
+        """A JPEG of the latest keyframe, decoded now; SNAPSHOT_FAILED before the first."""
+        if self.keyframe is None:
+            raise EdgedError(ErrorCode.SNAPSHOT_FAILED, "no H.264 keyframe yet")
+        return jpeg_from_h264_keyframe(self.keyframe, max_width, quality)
+
+
+class LatestPicture:
+    """One observer for a source of either kind: frames or H.264 pass-through packets.
+
+    Owns a :class:`LatestFrame` and a :class:`LatestKeyframe`; :meth:`jpeg` uses whichever
+    saw something last.
+    """
+
+    def __init__(self) -> None:
+        self.frames = LatestFrame()
+        self.keyframes = LatestKeyframe()
+        self._last: LatestFrame | LatestKeyframe | None = None
+
+    def __call__(self, item: Any) -> None:
+        if isinstance(item, av.VideoFrame):
+            self.frames(item)
+            self._last = self.frames
+        elif isinstance(item, av.Packet):
+            self.keyframes(item)
+            if self.keyframes.keyframe is not None:
+                self._last = self.keyframes
+
+    @property
+    def available(self) -> bool:
+        return self._last is not None
+
+    def jpeg(self, max_width: int = MAX_WIDTH, quality: int = QUALITY) -> bytes:
+        """A JPEG of the latest picture of either kind; SNAPSHOT_FAILED before the first."""
+        if self._last is None:
+            raise EdgedError(ErrorCode.SNAPSHOT_FAILED, "no picture yet")
+        return self._last.jpeg(max_width, quality)
