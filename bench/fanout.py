@@ -1,0 +1,428 @@
+"""CPU of publishing 1280x720@30 H.264 to many viewers: encode once, pass-through, per viewer.
+
+Each run starts a publishing process, N viewer processes and measures, over the same
+window, the publishing process's CPU-seconds (getrusage of that process: all its
+threads) per second of video, split into its event-loop thread (where aiortc packs,
+encrypts and sends to every viewer) and its other threads (the encoders), and the
+frames every viewer received. Publisher and
+viewers find each other through the room server (hosted by this script), all inside a
+private network namespace. Viewers never decode: their receivers hand out the
+reassembled H.264 frames (edged.media.aiortc_internals.passthrough_receivers), which
+they count. A run where a viewer gets under 95% of the frames sent, or where the source
+could not keep its 30 fps, is invalid and marked so.
+
+Paths measured, all from the same 60 frames of the time-code test pattern rendered once
+at start-up and looped at 30 fps:
+
+* once: edged's Engine publishing (encode once with libx264, pinned settings: preset
+  ultrafast, 2 Mbit/s fixed, keyframe every 2 s) -> fan-out -> 1, 4, 8 viewers;
+* passthrough: the same frames pre-encoded once at start-up with those settings and
+  looped as av.Packet, what a hardware encoder gives -> fan-out -> 1, 4, 8 viewers;
+* naive: plain aiortc, pc.addTrack(relay.subscribe(track)) per viewer: aiortc encodes
+  for every viewer, with its own libx264 settings -> 1, 2, 4 viewers.
+
+    python bench/fanout.py [--quick] [--duration S]
+
+Prints a table, then one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+APP, SECRET = "bench", "bench-secret-0123456789-0123456789-abcdef"
+WIDTH, HEIGHT, FPS, BITRATE, GOP_S = 1280, 720, 30, 2_000_000, 2.0
+LOOP_FRAMES = 60
+"""Frames rendered once and looped: one keyframe interval, so every loop starts at an IDR."""
+WARMUP_S = 3.0
+VALID_FRACTION = 0.95
+RUNS = [
+    ("once", 1),
+    ("once", 4),
+    ("once", 8),
+    ("passthrough", 1),
+    ("passthrough", 4),
+    ("passthrough", 8),
+    ("naive", 1),
+    ("naive", 2),
+    ("naive", 4),
+]
+
+
+def cpu_seconds() -> float:
+    """CPU time of this whole process (every thread), user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def loop_cpu_seconds() -> float:
+    """CPU time of the main thread alone: the event loop, where aiortc sends to viewers."""
+    with open(f"/proc/self/task/{os.getpid()}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def background(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` as a task kept alive until it ends (signaling handlers)."""
+    task = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def serve_commands(counter: Callable[[], int]) -> None:
+    """Say ready, then answer ``start`` / ``stop`` from stdin with this process's figures."""
+    print("ready", flush=True)
+    loop = asyncio.get_running_loop()
+    start = (0.0, 0.0, 0.0, 0)
+    while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+        if line == "start":
+            start = (time.monotonic(), cpu_seconds(), loop_cpu_seconds(), counter())
+        elif line == "stop":
+            now = (time.monotonic(), cpu_seconds(), loop_cpu_seconds(), counter())
+            seconds, cpu, loop_cpu, frames = (b - a for a, b in zip(start, now, strict=True))
+            figures = {"seconds": seconds, "cpu": cpu, "loop_cpu": loop_cpu, "frames": frames}
+            print(json.dumps(figures), flush=True)
+        else:
+            return
+
+
+# ---- the publishing side --------------------------------------------------------------
+
+
+def prerender() -> list[Any]:
+    from edged.media.testpattern import TestPatternRenderer
+
+    renderer = TestPatternRenderer(WIDTH, HEIGHT, FPS)
+    return [renderer.render(i) for i in range(LOOP_FRAMES)]
+
+
+def pinned_settings() -> Any:
+    from edged.media.h264 import H264Settings
+
+    return H264Settings(
+        bitrate=BITRATE,
+        max_bitrate=BITRATE,
+        min_bitrate=BITRATE,
+        keyframe_interval=GOP_S,
+        framerate=FPS,
+        preset="ultrafast",
+    )
+
+
+def looped_track(items: list[Any], packets: bool) -> Any:
+    """A live track replaying ``items`` (frames, or Annex-B access units) at 30 fps."""
+    import av
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+    from edged.media.clock import Pacer
+    from edged.media.h264 import VIDEO_TIME_BASE
+
+    class Looped(MediaStreamTrack):
+        kind = "video"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pacer = Pacer(1 / FPS)
+            self.sent = 0
+
+        async def recv(self) -> Any:
+            if self.readyState != "live":
+                raise MediaStreamError
+            slot = await self.pacer.next_slot()
+            item = items[self.sent % len(items)]
+            out = av.Packet(item) if packets else item
+            out.pts, out.time_base = slot * (90000 // FPS), VIDEO_TIME_BASE
+            self.sent += 1
+            return out
+
+    return Looped()
+
+
+async def edged_publisher(url: str, room: str, passthrough: bool) -> None:
+    from edged.engine.config import EngineProfile, PublishConfig, VideoConfig
+    from edged.engine.engine import Engine
+    from edged.media.h264 import H264Encoder
+    from edged.model import User
+
+    frames = prerender()
+    items: list[Any] = frames
+    if passthrough:
+        encoder = H264Encoder(pinned_settings())
+        items = [b"".join(bytes(p) for p in encoder.encode(f)) for f in frames]
+    track = looped_track(items, packets=passthrough)
+    video = VideoConfig(WIDTH, HEIGHT, FPS, BITRATE, BITRATE, BITRATE, GOP_S)
+    profile = EngineProfile(
+        APP, url, app_secret=SECRET, video=video, video_source=lambda _config: track
+    )
+    async with Engine(profile) as engine:
+        await engine.login_room(room, User("pub"))
+        await engine.start_publishing("cam", PublishConfig(audio=False))
+        await serve_commands(lambda: int(track.sent))
+
+
+async def naive_publisher(url: str, room: str) -> None:
+    """aiortc as its examples use it: a relay, addTrack per viewer, aiortc encodes each."""
+    from aiortc.contrib.media import MediaRelay
+
+    from edged.engine.peer import local_description, make_peer_connection, to_rtc
+    from edged.engine.signaling import SignalingClient
+    from edged.media.aiortc_internals import prefer_codec
+    from edged.protocol import LinkOpen, Login, Publish, Signal, SignalRelay
+    from edged.tokens import mint
+
+    track = looped_track(prerender(), packets=False)
+    relay = MediaRelay()
+    pcs: dict[str, Any] = {}
+
+    async def handle(msg: Any) -> None:
+        if isinstance(msg, LinkOpen):
+            pc = pcs[msg.link_id] = make_peer_connection([])
+            sender = pc.addTrack(relay.subscribe(track))
+            transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
+            prefer_codec(transceiver, "video/H264")
+            await pc.setLocalDescription(await pc.createOffer())
+            await client.send(Signal(link_id=msg.link_id, description=local_description(pc)))
+        elif isinstance(msg, SignalRelay) and msg.description is not None:
+            await pcs[msg.link_id].setRemoteDescription(to_rtc(msg.description))
+
+    client = SignalingClient(url, lambda m: background(handle(m)), lambda *a: None)
+    await client.login(
+        Login(app_id=APP, room_id=room, user_id="pub", token=mint(SECRET, APP, "pub", 600))
+    )
+    await client.request(Publish(stream_id="cam", audio=False))
+    await serve_commands(lambda: int(track.sent))
+    for pc in pcs.values():
+        await pc.close()
+    await client.close()
+
+
+# ---- a viewer (never decodes) ---------------------------------------------------------
+
+
+async def viewer(url: str, room: str, name: str) -> None:
+    from aiortc.mediastreams import MediaStreamError
+
+    from edged.engine.peer import local_description, make_peer_connection, to_rtc
+    from edged.engine.signaling import SignalingClient
+    from edged.media.aiortc_internals import passthrough_receivers
+    from edged.protocol import Login, Play, Signal, SignalRelay
+    from edged.tokens import mint
+
+    with passthrough_receivers(["video"]) as counter:
+        pc = make_peer_connection([])
+        readers: list[asyncio.Task[None]] = []
+
+        async def drain(track: Any) -> None:
+            try:
+                while True:
+                    await track.recv()
+            except MediaStreamError:
+                pass
+
+        pc.on("track", lambda track: readers.append(asyncio.ensure_future(drain(track))))
+
+        async def handle(msg: Any) -> None:
+            if isinstance(msg, SignalRelay) and msg.description is not None:
+                await pc.setRemoteDescription(to_rtc(msg.description))
+                await pc.setLocalDescription(await pc.createAnswer())
+                await client.send(Signal(link_id=msg.link_id, description=local_description(pc)))
+
+        client = SignalingClient(url, lambda m: background(handle(m)), lambda *a: None)
+        await client.login(
+            Login(app_id=APP, room_id=room, user_id=name, token=mint(SECRET, APP, name, 600))
+        )
+        await client.request(Play(stream_id="cam"))
+        deadline = time.monotonic() + 20
+        while not counter.frames.get("video") and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await serve_commands(lambda: counter.frames.get("video", 0))
+        for task in readers:
+            task.cancel()
+        await pc.close()
+        await client.close()
+
+
+# ---- orchestration --------------------------------------------------------------------
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, __file__, "--role", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def expect_ready(process: subprocess.Popen[str], what: str) -> None:
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "ready":
+        raise SystemExit(f"{what} failed to start")
+
+
+def tell(processes: list[subprocess.Popen[str]], line: str) -> None:
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(line + "\n")
+        process.stdin.flush()
+
+
+def run(mode: str, viewers: int, url: str, duration: float) -> dict[str, Any]:
+    room = f"{mode}-{viewers}"
+    publisher = spawn("naive" if mode == "naive" else f"edged-{mode}", url, room)
+    children = [publisher]
+    try:
+        expect_ready(publisher, f"{mode} publisher")
+        children += [spawn("viewer", url, room, f"v{i}") for i in range(viewers)]
+        for child in children[1:]:
+            expect_ready(child, "viewer")
+        time.sleep(WARMUP_S)
+        tell(children, "start")
+        time.sleep(duration)
+        tell(children, "stop")
+        figures = []
+        for child in children:
+            assert child.stdout is not None
+            figures.append(json.loads(child.stdout.readline()))
+        tell(children, "quit")
+    finally:
+        for child in children:
+            try:
+                child.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+    pub, seen = figures[0], figures[1:]
+    sent = max(pub["frames"], 1)
+    delivered = [v["frames"] / sent for v in seen]
+    source_rate = pub["frames"] / (pub["seconds"] * FPS)
+    return {
+        "cpu": pub["cpu"] / pub["seconds"],
+        "loop_cpu": pub["loop_cpu"] / pub["seconds"],
+        "delivered": delivered,
+        "source_rate": source_rate,
+        "valid": min(delivered) >= VALID_FRACTION and source_rate >= VALID_FRACTION,
+        "viewer_cpu": sum(v["cpu"] / v["seconds"] for v in seen),
+        "frames_sent": pub["frames"],
+    }
+
+
+async def serve(port: int) -> Any:
+    from aiohttp import web
+
+    from edged.server.app import RoomServer
+    from edged.server.settings import ServerSettings
+
+    server = RoomServer(ServerSettings(apps={APP: SECRET}, port=port))
+    runner = web.AppRunner(server.make_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+def role(args: argparse.Namespace) -> None:
+    name, rest = args.role[0], args.role[1:]
+    if name == "viewer":
+        asyncio.run(viewer(*rest))
+    elif name == "naive":
+        asyncio.run(naive_publisher(*rest))
+    else:
+        asyncio.run(edged_publisher(rest[0], rest[1], passthrough=name == "edged-passthrough"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="4 s per measurement")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
+    parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role:
+        role(args)
+        return
+    duration = 4.0 if args.quick else args.duration
+
+    from edged.testing.netns import enter_test_namespace
+
+    ns = enter_test_namespace()
+    import socket
+    import threading
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    runner = loop.run_until_complete(serve(port))
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    url = f"ws://127.0.0.1:{port}/ws"
+    import aiortc
+    import av
+
+    print(
+        f"# namespace {ns.name}; {WIDTH}x{HEIGHT}@{FPS} H.264 {BITRATE // 1000} kbit/s; "
+        f"{duration:g} s measured after {WARMUP_S:g} s warm-up; cpu {os.cpu_count()}; "
+        f"python {platform.python_version()}, aiortc {aiortc.__version__}, PyAV {av.__version__}"
+    )
+    results = {f"{mode}_{n}": run(mode, n, url, duration) for mode, n in RUNS}
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    report(results, duration)
+
+
+def report(results: dict[str, dict[str, Any]], duration: float) -> None:
+    print(
+        f"{'run':<13}{'viewers':>8}{'cpu s/s':>9}{'loop':>7}{'others':>8}{'min delivered':>15}"
+        f"{'source fps':>12}{'viewers cpu':>13}  valid"
+    )
+    for key, r in results.items():
+        mode, n = key.rsplit("_", 1)
+        others = max(0.0, r["cpu"] - r["loop_cpu"])  # /proc counts in 10 ms ticks
+        print(
+            f"{mode:<13}{n:>8}{r['cpu']:>9.3f}{r['loop_cpu']:>7.3f}{others:>8.3f}"
+            f"{min(r['delivered']):>15.3f}{r['source_rate'] * FPS:>12.1f}{r['viewer_cpu']:>13.3f}  "
+            + ("yes" if r["valid"] else "NO: a viewer got < 95% of the frames or the source lagged")
+        )
+    once_1, once_8 = results["once_1"]["cpu"], results["once_8"]["cpu"]
+    pass_8 = results["passthrough_8"]["cpu"]
+    scale, share = once_8 / once_1, pass_8 / once_8
+    print(
+        f"once_8/once_1 = {scale:.2f} (goal <= 1.5); "
+        f"passthrough_8/once_8 = {share:.2f} (goal <= 0.15)"
+    )
+    figures: dict[str, Any] = {}
+    for key, r in results.items():
+        figures[f"cpu_{key}"] = round(r["cpu"], 4)
+    for key, r in results.items():
+        figures[f"loop_cpu_{key}"] = round(r["loop_cpu"], 4)
+    for key, r in results.items():
+        figures[f"delivered_{key}"] = round(min(r["delivered"]), 4)
+        figures[f"valid_{key}"] = r["valid"]
+    figures.update(
+        {
+            "once_8_over_once_1": round(scale, 3),
+            "passthrough_8_over_once_8": round(share, 3),
+            "goal_once_scaling_met": scale <= 1.5,
+            "goal_passthrough_met": share <= 0.15,
+            "valid": all(r["valid"] for r in results.values()),
+            "duration_s": duration,
+        }
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

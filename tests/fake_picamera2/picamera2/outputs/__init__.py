@@ -1,0 +1,3 @@
+from .output import Output
+
+__all__ = ["Output"]
