@@ -44,6 +44,11 @@ class Actions:
         self.token: str | None = None
         self.stream_id = cfg.auto.publish.stream_id
         self.publish_config = cfg.publish_config()
+        media = self.daemon.media
+        if media is not None:  # publish what was found: no microphone, no audio
+            self.publish_config = dataclasses.replace(
+                self.publish_config, video=media.has_video, audio=media.has_audio
+            )
         self.play_all = cfg.auto.play == "all"
         self.wanted: set[str] = set() if self.play_all else set(cfg.auto.play)
         self.refused: set[str] = set()

@@ -35,6 +35,7 @@ from .actions import Actions
 from .discovery import build_discovery
 from .health import HealthReader
 from .mqtt import ControlChannel, MqttSettings
+from .sources import MediaChoice, apply_sources
 from .state import JsonDict, StateTracker
 from .topics import Topics, ha_status_topic
 
@@ -53,6 +54,7 @@ class Daemon:
             self.apps = dict(config.server_settings().apps)
         self.tracker = StateTracker(config.device.id, self._state_changed, self._event)
         self.tracker.user_id = config.room.user_id
+        self.media: MediaChoice | None = None
         self.engine = self._make_engine()
         self.topics = Topics(config.mqtt.base_topic, config.device.id)
         self.channel: ControlChannel | None = None
@@ -73,11 +75,8 @@ class Daemon:
 
     def _make_engine(self) -> Engine:
         profile = self.config.engine_profile(apps=self.apps)
-        from .sources import apply_sources
-
-        apply_sources(profile, self.config)
-        engine = Engine(profile, self.tracker)
-        return engine
+        self.media = apply_sources(profile, self.config)
+        return Engine(profile, self.tracker)
 
     async def _start_server(self) -> None:
         if not self.config.embedded_server:

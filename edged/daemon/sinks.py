@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import TYPE_CHECKING, Any
+
+from ..media.snapshot import jpeg_from_frame
 
 if TYPE_CHECKING:
     from .service import Daemon
@@ -35,9 +36,12 @@ def snapshot_jpeg(daemon: Daemon) -> bytes | None:
         return None
     for publisher in room.publishers.values():
         tap = publisher.video_tap
-        if tap is None or tap.last_frame is None:
+        if tap is None:
             continue
-        snapshot = importlib.import_module("edged.media.snapshot")
-        jpeg: bytes = snapshot.jpeg_from_frame(tap.last_frame)
-        return jpeg
+        if tap.last_frame is not None:
+            return jpeg_from_frame(tap.last_frame)
+        own = getattr(tap.source, "snapshot_jpeg", None)  # a camera's low-resolution stream
+        if own is not None:
+            jpeg: bytes = own()
+            return jpeg
     return None

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
-import importlib
-import logging
+from dataclasses import dataclass
 
 from ..config import Config
 from ..engine.config import EngineProfile
+from ..media.sources import choose_audio_source, choose_video_source
 
-log = logging.getLogger("edged.daemon")
+
+@dataclass(frozen=True, slots=True)
+class MediaChoice:
+    """What the device publishes: which sources were chosen, and why."""
+
+    video: str
+    audio: str
+    reasons: tuple[str, str]
+
+    @property
+    def has_video(self) -> bool:
+        return self.video != "none"
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio != "none"
 
 
-def apply_sources(profile: EngineProfile, config: Config) -> None:
+def apply_sources(profile: EngineProfile, config: Config) -> MediaChoice:
     """Set the profile's video and audio source factories for ``config``.
 
-    The test pattern and the tone are the engine's defaults; cameras and sound cards
-    come from :mod:`edged.media.sources` when it can serve the configured kind.
+    ``auto`` picks picamera2, then a V4L2 camera, then the test pattern for video, and an
+    ALSA microphone or nothing for audio (:mod:`edged.media.sources` logs why).
     """
-    try:
-        sources = importlib.import_module("edged.media.sources")
-    except ImportError:
-        if config.video.source not in ("testpattern", "none", "auto"):
-            log.warning("video source %s unavailable: using the test pattern", config.video.source)
-        return
-    sources.apply_to_profile(profile, config)
+    video = choose_video_source(config.video)
+    audio = choose_audio_source(config.audio)
+    if video.factory is not None:
+        profile.video_source = video.factory
+    if audio.factory is not None:
+        profile.audio_source = audio.factory
+    return MediaChoice(video.kind, audio.kind, (video.reason, audio.reason))

@@ -103,8 +103,20 @@ class Publisher:
                 self.audio_tap, bitrate=self.audio_config.bitrate
             )
             self.audio_fanout.start()
+        for tap in (self.video_tap, self.audio_tap):
+            if tap is not None and hasattr(tap.source, "on_error"):
+                tap.source.on_error = self._on_device_error
         if not self.config.video:
             self._first_frame.set()
+
+    def _on_device_error(self, code: int) -> None:
+        """A camera or microphone failed (code) or works again (0); it retries by itself."""
+        if self.state == PublisherState.NO_PUBLISH:
+            return
+        if code:
+            self.set_state(PublisherState.PUBLISH_REQUESTING, code)
+        else:
+            self.set_state(PublisherState.PUBLISHING)
 
     def _on_first_frame(self) -> None:
         self._first_frame.set()
