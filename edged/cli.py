@@ -20,8 +20,13 @@ def _server(args: argparse.Namespace) -> int:
     from .server.app import run_server
     from .server.apps import load_apps
     from .server.settings import ServerSettings
+    from .server.tls import certificate_files, fingerprint
+    from .server.webapp import guest_join_url, page_url
 
     apps = load_apps(Path(args.apps), create_app=args.app)
+    cert, key = certificate_files(
+        args.tls_cert, args.tls_key, args.self_signed, Path(args.apps).parent, args.host
+    )
     settings = ServerSettings(
         apps=apps,
         host=args.host,
@@ -29,11 +34,16 @@ def _server(args: argparse.Namespace) -> int:
         dev_mode=args.dev,
         heartbeat_interval_s=args.heartbeat_interval,
         heartbeat_timeout_s=args.heartbeat_timeout,
+        cert_file=cert,
+        key_file=key,
     )
-    print(
-        f"edged room server on ws://{args.host}:{args.port}/ws (apps file {args.apps})",
-        file=sys.stderr,
-    )
+    base = page_url(args.host, args.port, https=cert is not None)
+    ws = base.replace("http", "ws", 1)
+    print(f"edged room server on {ws}/ws (apps file {args.apps})", file=sys.stderr)
+    if cert is not None:
+        print(f"HTTPS certificate {cert}, SHA-256 {fingerprint(cert)}", file=sys.stderr)
+    link = guest_join_url(base, args.app, apps[args.app], "demo", 3600)
+    print(f"web page: {base}/\njoin link (user guest, token valid 1 h): {link}", file=sys.stderr)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_server(settings))
     return 0
@@ -124,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--dev", action="store_true", help="accept logins without a token")
     srv.add_argument("--heartbeat-interval", type=float, default=10.0, metavar="S")
     srv.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="S")
+    srv.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    srv.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    srv.add_argument(
+        "--self-signed",
+        action="store_true",
+        help="serve HTTPS with a certificate made on first start next to the apps file",
+    )
     srv.set_defaults(func=_server)
 
     tok = sub.add_parser("token", help="mint a token")

@@ -169,6 +169,8 @@ class Config(Section):
             heartbeat_interval_s=s.heartbeat_interval_s,
             heartbeat_timeout_s=s.heartbeat_timeout_s,
             ice_servers=list(self.ice_server_dicts()),
+            cert_file=str(s.tls.cert_file) if s.tls else None,
+            key_file=str(s.tls.key_file) if s.tls else None,
         )
 
     def engine_profile(

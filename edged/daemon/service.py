@@ -29,6 +29,7 @@ from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..model import PublisherState, RoomState
 from ..server.app import RoomServer
+from ..server.tls import server_ssl_context
 from ..tokens import mint
 from . import systemd
 from .actions import Actions
@@ -84,7 +85,9 @@ class Daemon:
         settings = self.config.server_settings(self.apps)
         runner = web.AppRunner(RoomServer(settings).make_app(), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        await web.TCPSite(
+            runner, settings.host, settings.port, ssl_context=server_ssl_context(settings)
+        ).start()
         self.server_runner = runner
         log_event(log, logging.INFO, "embedded_server", host=settings.host, port=settings.port)
         if self.config.server.print_join_info:

@@ -9,6 +9,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.sdp import candidate_from_sdp
 
 from ..protocol import IceCandidate, SessionDescription
+from . import mdns
 
 log = logging.getLogger("edged.engine")
 
@@ -38,8 +39,9 @@ def to_rtc(desc: SessionDescription) -> RTCSessionDescription:
 async def add_remote_candidate(pc: RTCPeerConnection, cand: IceCandidate) -> None:
     """Add a trickled candidate (browsers trickle; aiortc sends all in its SDP).
 
-    An empty candidate marks the end of gathering. mDNS ``.local`` candidates are
-    resolved by aioice itself.
+    An empty candidate marks the end of gathering. An mDNS ``.local`` host name (what
+    a browser without camera permission sends) is resolved here (:mod:`.mdns`); when
+    nobody answers, aioice is given the name and tries itself.
     """
     text = cand.candidate.strip()
     if not text:
@@ -53,4 +55,10 @@ async def add_remote_candidate(pc: RTCPeerConnection, cand: IceCandidate) -> Non
         return
     candidate.sdpMid = cand.sdpMid
     candidate.sdpMLineIndex = cand.sdpMLineIndex
+    if mdns.is_mdns_name(candidate.ip):
+        address = await mdns.resolve(candidate.ip)
+        if address is None:
+            log.info("mDNS: no answer for a remote candidate's .local name")
+        else:
+            candidate.ip = address
     await pc.addIceCandidate(candidate)

@@ -46,6 +46,8 @@ from .rooms import RoomService
 from .session import Connection, Session
 from .settings import ServerSettings
 from .store import MemoryRoomStore, RoomStore
+from .tls import server_ssl_context
+from .webapp import add_web_routes
 
 log = logging.getLogger("edged.server")
 
@@ -93,6 +95,7 @@ class RoomServer:
         app.router.add_get("/healthz", self.handle_health)
         app.cleanup_ctx.append(self._lifecycle)
         app.on_shutdown.append(self._going_away)
+        add_web_routes(app, self.settings)
         return app
 
     async def _going_away(self, app: web.Application) -> None:
@@ -344,7 +347,8 @@ async def run_server(settings: ServerSettings) -> None:
     server = RoomServer(settings)
     runner = web.AppRunner(server.make_app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    tls = server_ssl_context(settings)
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls)
     await site.start()
     log_event(
         log,

@@ -40,3 +40,5 @@ class ServerSettings:
     sweep_interval_s: float = 1.0
     ice_servers: list[dict[str, object]] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
+    cert_file: str | None = None  # HTTPS (and wss://) when set, with key_file
+    key_file: str | None = None

@@ -1,0 +1,303 @@
+"""The web client page in Debian's Chromium, in calls with edged engines and browsers.
+
+Every test drives the real page (edged/server/web) through Playwright against a real
+room server, with Chromium's fake camera (a test picture) and microphone (a beep).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from browser import CallPage, Chromium, chromium_browsers, eventually
+
+from edged.errors import ERRORS, ErrorCode
+from edged.model import UpdateType, User
+
+from conftest import APP, RunningServer, ServerFactory
+from enginekit import AnalysisSink, make_engine, names, until
+
+HOST_ADDRESSES = ("198.18.0.1", "198.18.0.2")
+
+
+@pytest.fixture
+async def chromium(tmp_path: Path) -> AsyncIterator[Chromium]:
+    async with chromium_browsers(tmp_path) as browsers:
+        yield browsers
+
+
+def page_url(srv: RunningServer) -> str:
+    return srv.url.replace("ws://", "http://").removesuffix("/ws")
+
+
+def join_query(srv: RunningServer, user: str, room: str = "r1", **extra: str) -> dict[str, str]:
+    return {"app": APP, "room": room, "user": user, "token": srv.token(user), **extra}
+
+
+async def joined_page(
+    chromium: Chromium, srv: RunningServer, user: str, fake_media: bool = True, **query: str
+) -> CallPage:
+    page = await (await chromium.page(fake_media=fake_media)).open(
+        page_url(srv), **join_query(srv, user, **query)
+    )
+    await page.join()
+    await page.wait_room("CONNECTED", "LOGINED")
+    return page
+
+
+async def frames_at_least(page: CallPage, stream_id: str, count: int) -> bool:
+    return await page.video_frames(stream_id) >= count
+
+
+@pytest.mark.netns
+async def test_browser_plays_an_engine_stream_and_reads_its_time_code(
+    srv: RunningServer, chromium: Chromium
+) -> None:
+    engine, _ = make_engine(srv)
+    async with engine:
+        await engine.login_room("r1", User("device", "Front door"))
+        await engine.start_publishing("door-cam")
+        page = await joined_page(chromium, srv, "alice")
+        await page.wait_playing("door-cam")
+        shown = await page.video_frames("door-cam")
+        await eventually(lambda: frames_at_least(page, "door-cam", shown + 30), timeout=30)
+        code: dict[str, Any] = await eventually(lambda: page.read_time_code("door-cam"))
+        # Same machine, same clock: the frame on screen was captured a moment ago.
+        assert -50 <= code["now"] - code["captureMs"] < 3000, code
+        assert (code["width"], code["height"]) == (320, 240)
+        tile = ".tile[data-stream-id='door-cam']"
+        assert "Front door" in await page.page.inner_text(tile)
+        await page.wait_text(f"{tile} .quality", "H264")
+
+
+@pytest.mark.netns
+async def test_engine_plays_the_browser_camera_and_microphone_over_h264(
+    srv: RunningServer, chromium: Chromium
+) -> None:
+    page = await joined_page(chromium, srv, "alice")
+    await page.publish("camera")
+    engine, _ = make_engine(srv)
+    async with engine:
+        await engine.login_room("r1", User("device"))
+        sink = AnalysisSink()
+        await engine.start_playing("alice-cam", sink)
+        await until(lambda: sink.video is not None and sink.video.frames_received >= 30, 30)
+        await until(lambda: sink.audio is not None and sink.audio.seconds_received >= 3.0, 30)
+        assert sink.audio is not None
+        beep = np.abs(sink.audio.samples(3.0))
+        assert beep.max() > 0.05, "the fake microphone's beep did not arrive"
+        codec = await page.evaluate(
+            """async () => {
+              const link = [...window.edged.call.publisher.links.values()][0];
+              const stats = await link.pc.getStats();
+              const video = [...stats.values()]
+                .find(s => s.type === 'outbound-rtp' && s.kind === 'video');
+              return stats.get(video.codecId).mimeType;
+            }"""
+        )
+        assert codec == "video/H264"
+
+
+@pytest.mark.netns
+async def test_viewer_without_camera_permission_hides_behind_mdns_and_the_engine_resolves_it(
+    srv: RunningServer, chromium: Chromium
+) -> None:
+    engine, _ = make_engine(srv)
+    async with engine:
+        await engine.login_room("r1", User("device"))
+        await engine.start_publishing("door-cam")
+        page = await joined_page(chromium, srv, "viewer", fake_media=False)
+        await page.wait_playing("door-cam")
+        sent = await page.evaluate(
+            "() => window.edged.call.players.get('door-cam').link.candidatesSent"
+        )
+        hosts = [c.split()[4] for c in sent if c]
+        assert hosts and all(h.endswith(".local") for h in hosts), sent
+        assert engine.room is not None
+        link = next(iter(engine.room.publishers["door-cam"].links.values()))
+        ice = link.pc.getTransceivers()[0].sender.transport.transport
+        await until(
+            lambda: any(
+                c.type == "host" and c.ip in HOST_ADDRESSES for c in ice.getRemoteCandidates()
+            )
+        )
+
+
+@pytest.mark.netns
+async def test_users_and_streams_coming_and_going_appear_in_the_page(
+    srv: RunningServer, chromium: Chromium
+) -> None:
+    page = await joined_page(chromium, srv, "alice")
+    assert await page.list_ids("users", "data-user-id") == ["alice"]
+    engine, _ = make_engine(srv)
+    async with engine:
+        await engine.login_room("r1", User("bob", "Bob"))
+        await page.wait_list("users", "data-user-id", "bob")
+        await engine.start_publishing("bob-cam")
+        await page.wait_list("streams", "data-stream-id", "bob-cam")
+        await page.wait_playing("bob-cam")
+        await engine.stop_publishing("bob-cam")
+        await page.wait_list_without("streams", "data-stream-id", "bob-cam")
+        await page.page.wait_for_selector(".tile[data-stream-id='bob-cam']", state="detached")
+        await engine.logout_room()
+    await page.wait_list_without("users", "data-user-id", "bob")
+    log = await page.page.inner_text("#log")
+    for line in ("Bob joined", "Bob publishes bob-cam", "bob-cam ended (stopped)", "Bob left"):
+        assert line in log
+
+
+@pytest.mark.netns
+async def test_leaving_shows_the_room_left_and_the_others_see_it(
+    srv: RunningServer, chromium: Chromium
+) -> None:
+    engine, rec = make_engine(srv)
+    async with engine:
+        await engine.login_room("r1", User("device"), _notify())
+        page = await joined_page(chromium, srv, "alice")
+        await page.publish("camera")
+        await until(lambda: _stream_added(rec, "alice-cam"))
+        await page.leave()
+        await page.wait_room("DISCONNECTED", "LOGOUT")
+        state = await page.room_state()
+        assert state["text"] == "Not in a room" and state["message"] == ""
+        assert await page.list_ids("users", "data-user-id") == []
+        await until(lambda: _user_deleted(rec, "alice"))
+        assert await page.page.is_enabled("#join")
+
+
+@pytest.mark.netns
+async def test_same_user_logging_in_elsewhere_kicks_the_page_out_with_1002050(
+    srv: RunningServer, chromium: Chromium
+) -> None:
+    page = await joined_page(chromium, srv, "alice")
+    await srv.user("alice")  # the same user id logs in from another client
+    await page.wait_room("DISCONNECTED", "KICK_OUT")
+    state = await page.room_state()
+    assert state["text"] == "Kicked out"
+    assert state["code"] == "1002050"
+    assert "1002050 KICKED_OUT" in state["message"]
+    assert ERRORS[ErrorCode.KICKED_OUT].meaning in state["message"]
+    assert "KICK_OUT" in state["detail"]
+    await page.screenshot("web-kicked-out.png")
+
+
+@pytest.mark.netns
+async def test_a_lost_socket_is_resumed_silently_and_the_call_goes_on(
+    srv: RunningServer, chromium: Chromium
+) -> None:
+    engine, rec = make_engine(srv)
+    async with engine:
+        await engine.login_room("r1", User("device"), _notify())
+        await engine.start_publishing("door-cam")
+        page = await joined_page(chromium, srv, "alice")
+        await page.wait_playing("door-cam")
+        conn = next(
+            c for c in srv.server.connections if c.session and c.session.user.user_id == "alice"
+        )
+        await conn.ws.close()
+        await page.wait_room("CONNECTED", "RECONNECTED")
+        log = await page.page.inner_text("#log")
+        assert "RECONNECTING" in log
+        await page.wait_playing("door-cam")
+        shown = await page.video_frames("door-cam")
+        await eventually(lambda: frames_at_least(page, "door-cam", shown + 10))
+        assert not _user_deleted(rec, "alice"), "a resume must be silent to the others"
+
+
+@pytest.mark.netns
+async def test_a_refused_token_is_explained_with_the_error_table(
+    srv: RunningServer, chromium: Chromium
+) -> None:
+    page = await (await chromium.page()).open(
+        page_url(srv), app=APP, room="r1", user="alice", token="not-a-token"
+    )
+    await page.join()
+    await page.wait_room("DISCONNECTED", "LOGIN_FAILED")
+    state = await page.room_state()
+    info = ERRORS[ErrorCode.AUTHENTICATION_FAILED]
+    assert state["text"] == "Could not join"
+    assert f"1002033 AUTHENTICATION_FAILED: {info.meaning}" in state["message"]
+    assert info.remedy in state["message"]
+
+
+@pytest.mark.netns
+async def test_development_mode_hands_the_page_a_token(
+    server_factory: ServerFactory, chromium: Chromium
+) -> None:
+    srv = await server_factory(dev_mode=True)
+    page = await (await chromium.page()).open(page_url(srv), app=APP, room="lab", user="tester")
+    assert await page.page.is_visible("#dev-note")
+    await page.join()
+    await page.wait_room("CONNECTED", "LOGINED")
+    token = await page.page.input_value("#token")
+    assert token.count(".") == 2  # a JWT the server minted for this room
+
+
+@pytest.mark.netns
+async def test_two_browsers_call_each_other_with_the_time_code_pattern(
+    srv: RunningServer, chromium: Chromium
+) -> None:
+    sender = await joined_page(chromium, srv, "sender")
+    await sender.publish("timecode")
+    viewer = await joined_page(chromium, srv, "viewer")
+    await viewer.wait_playing("sender-cam")
+    latency = await eventually(
+        lambda: viewer.evaluate("() => window.edged.view.tiles.get('sender-cam').reader.summary()"),
+        timeout=30,
+    )
+    assert 0 <= latency["p50"] < 3000, latency
+    await viewer.wait_text(".tile[data-stream-id='sender-cam'] .latency", "glass-to-glass")
+
+
+@pytest.mark.netns
+async def test_a_two_way_call_with_an_engine_looks_right(
+    srv: RunningServer, chromium: Chromium
+) -> None:
+    """Screenshots of the page in a call (desktop and phone) for a person to look at."""
+    engine, _ = make_engine(srv)
+    async with engine:
+        await engine.login_room("r1", User("door", "Front door"))
+        await engine.start_publishing("door-cam")
+        page = await joined_page(chromium, srv, "alice", name="Alice")
+        await page.publish("camera")
+        await engine.start_playing("alice-cam", AnalysisSink())
+        await page.wait_playing("door-cam")
+        await page.wait_text("#publisher-quality", "1 viewer", timeout=30)
+        await page.wait_text(".tile[data-stream-id='door-cam'] .quality", "H264", timeout=30)
+        await page.page.wait_for_function(  # a second report: rates and a level
+            "() => !['#publisher-quality', '.tile .quality'].some(s =>"
+            " document.querySelector(s).textContent.endsWith('unknown'))",
+            timeout=30_000,
+        )
+        await page.screenshot("web-call-desktop.png")
+        await page.page.set_viewport_size({"width": 390, "height": 844})
+        await page.screenshot("web-call-phone.png")
+
+
+def _connection_of(srv: RunningServer, user_id: str) -> Any:
+    return next(
+        c for c in srv.server.connections if c.session and c.session.user.user_id == user_id
+    )
+
+
+def _notify() -> Any:
+    from edged.engine.config import RoomConfig
+
+    return RoomConfig(user_update=True)
+
+
+def _stream_added(rec: Any, stream_id: str) -> bool:
+    return any(
+        e[2] == UpdateType.ADD and any(s.stream_id == stream_id for s in e[3])
+        for e in names(rec, "room_stream_update")
+    )
+
+
+def _user_deleted(rec: Any, user_id: str) -> bool:
+    return any(
+        e[2] == UpdateType.DELETE and any(u.user_id == user_id for u in e[3])
+        for e in names(rec, "room_user_update")
+    )
