@@ -259,3 +259,28 @@ async def test_home_assistant_discovery_and_birth(daemon: DaemonProcess, broker:
             async for message in ha.messages:
                 assert json.loads(message.payload)["dev"]["name"] == "Front door"  # type: ignore[arg-type]
                 break
+
+
+async def test_snapshot_and_quality_reach_their_topics(
+    daemon: DaemonProcess, broker: Broker
+) -> None:
+    await daemon.start()
+    async with broker.client() as mqtt:
+        await mqtt.subscribe(f"edged/{DEVICE}/#", qos=1)
+        await state_where(mqtt, publishing)
+        reply = await command(mqtt, "snapshot")
+        assert reply["ok"] and reply["result"]["bytes"] > 1000
+        quality: dict[str, Any] | None = None
+        jpeg: bytes | None = None
+        async with asyncio.timeout(15):
+            async for message in mqtt.messages:
+                if message.topic.matches(f"edged/{DEVICE}/snapshot"):
+                    jpeg = bytes(message.payload)  # type: ignore[arg-type]
+                elif message.topic.matches(f"edged/{DEVICE}/quality"):
+                    quality = json.loads(message.payload)  # type: ignore[arg-type]
+                pub = (quality or {}).get("publisher", {}).get(f"{DEVICE}-cam")
+                if jpeg is not None and pub and pub["capture_fps"]:
+                    break  # the first report has no rate yet
+    assert jpeg is not None and jpeg[:2] == b"\xff\xd8"  # a JPEG
+    published = quality["publisher"][f"{DEVICE}-cam"]  # type: ignore[index]
+    assert published["capture_fps"] > 10 and (published["width"], published["height"]) == (320, 240)
