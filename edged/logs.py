@@ -23,7 +23,14 @@ def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> 
     if not logger.isEnabledFor(level):
         return
     text = " ".join(f"{k}={_format_value(v)}" for k, v in fields.items() if v is not None)
-    logger.log(level, "%s %s", event, text, extra={"edged_fields": fields, "edged_event": event})
+    logger.log(
+        level,
+        "%s %s",
+        event,
+        text,
+        extra={"edged_fields": fields, "edged_event": event},
+        stacklevel=2,  # the caller's file and line, not this function's
+    )
 
 
 def setup_plain_logging(level: str | int = "INFO") -> None:

@@ -81,8 +81,8 @@ class EngineProfile:
 
     app_id: str
     server_url: str
-    token: str | None = None
-    app_secret: str | None = None
+    token: str | None = field(default=None, repr=False)
+    app_secret: str | None = field(default=None, repr=False)
     token_ttl_s: float = 3600.0
     scenario: Scenario = Scenario.CALL
     ice_servers: list[dict[str, Any]] = field(default_factory=list)

@@ -30,7 +30,7 @@ class Limits:
 class ServerSettings:
     """Everything the room server needs: apps, timers, limits and ICE servers."""
 
-    apps: dict[str, str] = field(default_factory=dict)  # app id -> secret
+    apps: dict[str, str] = field(default_factory=dict, repr=False)  # app id -> secret
     host: str = "127.0.0.1"
     port: int = 8790
     dev_mode: bool = False
