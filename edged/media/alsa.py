@@ -389,3 +389,33 @@ class PcmWorker:
         log_event(log, level, event, device=self.settings.device, code=code, detail=detail)
         if self.on_error is not None:
             self.call_on_loop(self.on_error, code)
+
+
+class PcmStatus:
+    """What a device's owner shows of its :class:`PcmWorker` (``self._worker``)."""
+
+    _worker: PcmWorker
+
+    @property
+    def settings(self) -> PcmSettings:
+        return self._worker.settings
+
+    @property
+    def error_code(self) -> int:
+        """0 while the device works, else its NOT_FOUND/OPEN_FAILED/LOST code."""
+        return self._worker.error_code
+
+    @property
+    def lost(self) -> bool:
+        """Whether the device is unavailable now."""
+        return self._worker.lost
+
+    @property
+    def losses(self) -> int:
+        """Times the device failed after it had worked."""
+        return self._worker.losses
+
+    @property
+    def clockless(self) -> bool:
+        """Whether the device has no clock and transfers are paced by the monotonic clock."""
+        return self._worker.clockless

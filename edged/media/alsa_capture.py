@@ -12,7 +12,17 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import ErrorCode
-from .alsa import RETRY, AlsaApi, DeviceCodes, ErrorCallback, Pcm, PcmFormat, PcmSettings, PcmWorker
+from .alsa import (
+    RETRY,
+    AlsaApi,
+    DeviceCodes,
+    ErrorCallback,
+    Pcm,
+    PcmFormat,
+    PcmSettings,
+    PcmStatus,
+    PcmWorker,
+)
 
 MICROPHONE_CODES = DeviceCodes(
     ErrorCode.MICROPHONE_NOT_FOUND, ErrorCode.MICROPHONE_OPEN_FAILED, ErrorCode.MICROPHONE_LOST
@@ -77,7 +87,7 @@ class _CaptureWorker(PcmWorker):
         return True
 
 
-class AlsaCaptureTrack(MediaStreamTrack):
+class AlsaCaptureTrack(PcmStatus, MediaStreamTrack):
     """A live audio track read from an ALSA capture device.
 
     Owns the device's reader (a :class:`PcmWorker` thread doing blocking reads, started
@@ -88,6 +98,8 @@ class AlsaCaptureTrack(MediaStreamTrack):
     MICROPHONE_LOST, ``lost``, ``on_error``) and reopened with backoff; no frames come
     while it is gone, and they flow again when it returns.
     """
+
+    _worker: _CaptureWorker
 
     kind = "audio"
 
@@ -113,33 +125,9 @@ class AlsaCaptureTrack(MediaStreamTrack):
         """Frames dropped because the consumer was late."""
 
     @property
-    def settings(self) -> PcmSettings:
-        return self._worker.settings
-
-    @property
-    def error_code(self) -> int:
-        """0 while the device delivers audio, else MICROPHONE_NOT_FOUND/OPEN_FAILED/LOST."""
-        return self._worker.error_code
-
-    @property
-    def lost(self) -> bool:
-        """Whether the device is unavailable now."""
-        return self._worker.lost
-
-    @property
-    def losses(self) -> int:
-        """Times the device failed after it had worked."""
-        return self._worker.losses
-
-    @property
     def xruns(self) -> int:
         """Overruns: the device had more than its buffer before it was read."""
         return self._worker.xruns
-
-    @property
-    def clockless(self) -> bool:
-        """Whether the device has no clock and reads are paced by the monotonic clock."""
-        return self._worker.clockless
 
     @property
     def format(self) -> PcmFormat | None:

@@ -22,6 +22,7 @@ from .alsa import (
     Pcm,
     PcmFormat,
     PcmSettings,
+    PcmStatus,
     PcmWorker,
     is_xrun,
 )
@@ -236,7 +237,7 @@ class _PlaybackWorker(PcmWorker):
         return False
 
 
-class AlsaPlaybackSink:
+class AlsaPlaybackSink(PcmStatus):
     """The speaker: every attached audio track, mixed, on one ALSA playback device.
 
     Owns the device writer (a :class:`PcmWorker` thread writing one mixed period at a
@@ -247,6 +248,8 @@ class AlsaPlaybackSink:
     ``close`` leaves the others playing. A failing device is reported (``error_code``
     SPEAKER_LOST, ``lost``, ``on_error``) and reopened with backoff.
     """
+
+    _worker: _PlaybackWorker
 
     def __init__(
         self,
@@ -268,25 +271,6 @@ class AlsaPlaybackSink:
         self._readers: set[asyncio.Task[None]] = set()
 
     @property
-    def settings(self) -> PcmSettings:
-        return self._worker.settings
-
-    @property
-    def error_code(self) -> int:
-        """0 while the device plays, else SPEAKER_NOT_FOUND/OPEN_FAILED/LOST."""
-        return self._worker.error_code
-
-    @property
-    def lost(self) -> bool:
-        """Whether the device is unavailable now."""
-        return self._worker.lost
-
-    @property
-    def losses(self) -> int:
-        """Times the device failed after it had worked."""
-        return self._worker.losses
-
-    @property
     def underruns(self) -> int:
         """Times the device ran out of audio before the next period was written."""
         return self._worker.underruns
@@ -299,11 +283,6 @@ class AlsaPlaybackSink:
     def running(self) -> bool:
         """Whether the writer thread runs (from the first attach until close)."""
         return self._worker.running
-
-    @property
-    def clockless(self) -> bool:
-        """Whether the device has no clock and writes are paced by the monotonic clock."""
-        return self._worker.clockless
 
     @property
     def format(self) -> PcmFormat | None:
