@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -14,6 +15,7 @@ from edged.server.app import RoomServer
 from edged.server.settings import Limits, ServerSettings
 from edged.tokens import mint
 
+from broker import Broker
 from protoclient import ProtoClient
 
 APP = "testapp"
@@ -100,3 +102,12 @@ async def server_factory() -> AsyncIterator[ServerFactory]:
 @pytest.fixture
 async def srv(server_factory: ServerFactory) -> RunningServer:
     return await server_factory()
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    """A real Mosquitto broker on a free port of 127.0.0.1, for one test."""
+    b = Broker(tmp_path)
+    await b.start()
+    yield b
+    await b.stop()

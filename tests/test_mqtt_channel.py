@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,6 @@ from edged.errors import EdgedError, ErrorCode
 from broker import Broker
 
 TOPICS = Topics("edged", "dev1")
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    b = Broker(tmp_path)
-    await b.start()
-    yield b
-    await b.stop()
 
 
 class Recorder:

@@ -27,6 +27,24 @@ def make_peer_connection(ice_servers: list[dict[str, Any]]) -> RTCPeerConnection
     return RTCPeerConnection(RTCConfiguration(iceServers=servers))
 
 
+def connection_ended(pc: RTCPeerConnection) -> bool:
+    """Whether ``pc`` stopped carrying media by itself: ``failed``, or ``closed`` because
+    its ICE transport failed. When ICE consent expires (about 30 s without an answer to
+    the consent checks) aiortc closes the DTLS transport first, so the connection reports
+    ``closed``, never ``failed``, while a peer that hangs up (DTLS close) leaves ICE as
+    it was: that end is told by signaling, in order. Callers check that ``pc`` is still
+    the one they use, since closing it themselves also makes it ``closed``."""
+    if pc.connectionState == "failed":
+        return True
+    if pc.connectionState != "closed":
+        return False
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if dtls is not None and dtls.transport.state == "failed":
+            return True
+    return False
+
+
 def local_description(pc: RTCPeerConnection) -> SessionDescription:
     desc = pc.localDescription
     return SessionDescription(type=desc.type, sdp=desc.sdp)

@@ -25,7 +25,13 @@ from ..media.tap import FrameQueueTrack
 from ..model import PlayerState
 from ..protocol import IceCandidate, SessionDescription, Signal
 from .config import EngineProfile
-from .peer import add_remote_candidate, local_description, make_peer_connection, to_rtc
+from .peer import (
+    add_remote_candidate,
+    connection_ended,
+    local_description,
+    make_peer_connection,
+    to_rtc,
+)
 
 log = logging.getLogger("edged.engine")
 
@@ -163,7 +169,7 @@ class Player:
 
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
-            if pc is self.pc and pc.connectionState == "failed":
+            if pc is self.pc and connection_ended(pc):
                 log_event(log, logging.INFO, "play_connection_failed", stream=self.stream_id)
                 await self.link_lost(rebuild=True)
 

@@ -24,7 +24,13 @@ from ..media.tap import SourceTap
 from ..model import PublisherState
 from ..protocol import IceCandidate, SessionDescription, Signal, UserInfo
 from .config import AudioConfig, EngineProfile, PublishConfig, VideoConfig
-from .peer import add_remote_candidate, local_description, make_peer_connection, to_rtc
+from .peer import (
+    add_remote_candidate,
+    connection_ended,
+    local_description,
+    make_peer_connection,
+    to_rtc,
+)
 
 log = logging.getLogger("edged.engine")
 
@@ -152,7 +158,7 @@ class Publisher:
 
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
-            if pc.connectionState == "failed":
+            if self.links.get(link_id) is link and connection_ended(pc):
                 log_event(log, logging.INFO, "viewer_failed", stream=self.stream_id, link=link_id)
                 await self.close_link(link_id)
 

@@ -2,7 +2,9 @@
 
 :class:`SignalingClient` owns one WebSocket at a time: it sends requests and matches
 replies, sends heartbeats carrying the acknowledgement of what it received, delivers
-server pushes in order, and when the socket drops it reconnects and resumes the session
+server pushes in order, and when the socket drops, or stays silent for longer than a
+heartbeat interval plus half the server's timeout (a network partition leaves a TCP
+connection open but dead), it reconnects and resumes the session
 (silently to the others) or, when the server lost it, reports the loss so the engine
 logs in afresh. Every timer is a parameter so tests stay fast.
 """
@@ -91,10 +93,12 @@ class SignalingClient:
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._next_id = 1
         self._last_seq = 0
+        self._last_heard = time.monotonic()
         self._login: Login | None = None
         self.result: LoginResult | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
+        self._beats: asyncio.Task[None] | None = None
         self._closing = False
 
     @property
@@ -114,6 +118,7 @@ class SignalingClient:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise EdgedError(ErrorCode.CONNECT_FAILED, f"{self.url}: {exc}") from None
         self._ws = ws
+        self._last_heard = time.monotonic()
         self._reader = asyncio.create_task(self._read(ws))
         return ws
 
@@ -131,7 +136,10 @@ class SignalingClient:
             await self._drop_socket()
             raise
         self.result = LoginResult.model_validate(reply.result)
-        self._spawn(self._heartbeat_loop())
+        if self._beats is None or self._beats.done():
+            self._beats = asyncio.create_task(self._heartbeat_loop())
+            self._tasks.add(self._beats)
+            self._beats.add_done_callback(self._tasks.discard)
         return self.result
 
     def _take_id(self) -> int:
@@ -179,6 +187,7 @@ class SignalingClient:
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for frame in ws:
+            self._last_heard = time.monotonic()
             if frame.type != aiohttp.WSMsgType.TEXT:
                 continue
             try:
@@ -190,9 +199,9 @@ class SignalingClient:
                 if msg.seq <= self._last_seq:
                     continue  # already seen before a resume
                 self._last_seq = msg.seq
-            if isinstance(msg, Reply) and msg.id in self._pending:
-                fut = self._pending[msg.id]
-                if not fut.done():
+            if isinstance(msg, Reply):  # unmatched: a heartbeat's, or one past its timeout
+                fut = self._pending.get(msg.id) if msg.id is not None else None
+                if fut is not None and not fut.done():
                     fut.set_result(msg)
                 continue
             if msg.type == "kicked_out":
@@ -247,11 +256,39 @@ class SignalingClient:
             self._on_state(LinkState.GAVE_UP, ErrorCode.RECONNECT_GAVE_UP)
 
     async def _heartbeat_loop(self) -> None:
+        next_beat = 0.0
         while not self._closing:
-            interval = self.result.heartbeat_interval_s if self.result else self.timers.retry_min
-            await asyncio.sleep(interval)
-            if self.connected:
-                await self.send(Heartbeat(ack=self._last_seq))
+            result = self.result
+            interval = result.heartbeat_interval_s if result else self.timers.retry_min
+            await asyncio.sleep(interval / 4)
+            ws = self._ws
+            if result is None or ws is None or ws.closed or not self.connected:
+                continue
+            now = time.monotonic()
+            silence = now - self._last_heard
+            if silence > interval + result.heartbeat_timeout_s / 2:
+                self._silent_link(ws, silence)
+            elif now >= next_beat:
+                next_beat = now + interval
+                # With an id, so the server replies: the reply is the sign of life.
+                await self.send(Heartbeat(id=self._take_id(), ack=self._last_seq))
+
+    def _silent_link(self, ws: aiohttp.ClientWebSocketResponse, silence: float) -> None:
+        """Treat a socket that stopped hearing anything as lost, and discard it."""
+        log_event(log, logging.WARNING, "signaling_silent", seconds=round(silence, 1))
+        reader = self._reader
+        self._lost()
+        self._spawn(self._discard(ws, reader))
+
+    @staticmethod
+    async def _discard(
+        ws: aiohttp.ClientWebSocketResponse, reader: asyncio.Task[None] | None
+    ) -> None:
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await ws.close()  # bounded by aiohttp's close timeout on a dead network
 
     # ---- closing -------------------------------------------------------------------
 
