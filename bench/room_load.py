@@ -7,6 +7,12 @@ time from a user's login to the moment the others in its room hear of it (the
 notification fan-out) is measured on one clock.
 
     python bench/room_load.py [--quick] [--users N] [--rooms N] [--rate LOGINS_PER_S]
+                              [--no-pin] [--server-cpu N]
+
+On a machine with at least two CPUs the server process is pinned to one CPU
+(``--server-cpu``, 0 by default) and the generators to all the others, so that the
+server has a core of its own; ``--no-pin`` lets the kernel place them. Every
+process raises its open-file limit (as root, above the hard limit when needed).
 
 Prints a table, then one JSON object as the last line.
 """
@@ -15,10 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import gc
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -31,9 +40,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 APP, SECRET = "load", "load-secret-0123456789-0123456789-abcdefgh"
 
 
-def raise_file_limit() -> None:
+WANTED_FILES = 65_536
+
+
+def raise_file_limit() -> int:
+    """Raise the open-file limit (past the hard limit when allowed); return it."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    target = max(hard, WANTED_FILES) if hard != resource.RLIM_INFINITY else hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def pinning(server_cpu: int | None) -> tuple[set[int], set[int]] | None:
+    """CPUs for (the server, the generators), or None to leave placement to the kernel."""
+    if server_cpu is None:
+        return None
+    cpus = os.sched_getaffinity(0)
+    if server_cpu not in cpus or len(cpus) < 2:
+        return None
+    return {server_cpu}, cpus - {server_cpu}
+
+
+def pinned_to(cpus: set[int] | None) -> Any:
+    """A ``preexec_fn`` that runs the child on ``cpus`` (like ``taskset -c``)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def cpu_list(cpus: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
 
 
 def rss_kb(pid: int) -> int:
@@ -43,9 +82,11 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def pct(values: list[float], q: float) -> float:
@@ -58,12 +99,16 @@ def pct(values: list[float], q: float) -> float:
 # ---- the server process ----------------------------------------------------------------
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, profile: str | None) -> None:
     from aiohttp import web
 
     from edged.server.app import RoomServer
     from edged.server.settings import Limits, ServerSettings
 
+    with contextlib.suppress(ImportError):  # a checkout from before it existed
+        from edged.server.app import tune_gc
+
+        tune_gc()  # as `edged server` does
     limits = Limits(
         max_connections=100_000,
         max_connections_per_ip=100_000,
@@ -80,6 +125,33 @@ async def serve(port: int) -> None:
     runner = web.AppRunner(server.make_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
+    # Time spent in the cyclic garbage collector, per generation, until SIGUSR1.
+    gc_runs, gc_s, gc_start = [0, 0, 0], [0.0, 0.0, 0.0], [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            gc_runs[info["generation"]] += 1
+            gc_s[info["generation"]] += time.perf_counter() - gc_start[0]
+
+    gc.callbacks.append(on_gc)
+    profiler: Any = None
+    if profile is not None:
+        # Profile the login phase: from now until SIGUSR1 (sent when everyone is idle).
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+
+    def login_phase_over() -> None:
+        gc.callbacks.remove(on_gc)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        print(json.dumps({"gc_runs": gc_runs, "gc_s": gc_s}), flush=True)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, login_phase_over)
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await runner.cleanup()
@@ -88,39 +160,133 @@ async def serve(port: int) -> None:
 # ---- a generator process ---------------------------------------------------------------
 
 
+class WsClient(asyncio.Protocol):
+    """A minimal WebSocket client (RFC 6455, text frames) for the load generator.
+
+    aiohttp's client costs the generators more CPU per login than the server spends,
+    which would make them the bottleneck on their one core. This one does only what
+    the benchmark needs: the upgrade request, unfragmented text frames each way, and
+    close. Client frames carry the all-zero masking key: legal, and the server still
+    unmasks them as usual (the key is there against proxy cache poisoning, which a
+    loopback benchmark does not have).
+    """
+
+    def __init__(self, host: str, on_text: Any) -> None:
+        self.host = host
+        self.on_text = on_text
+        self.transport: asyncio.Transport | None = None
+        self.upgraded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        if not self.upgraded.done():
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self._buf = buf
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.upgraded.set_exception(ConnectionError(buf[: buf.find(b"\r\n")].decode()))
+                return
+            self.upgraded.set_result(None)
+            buf = buf[end + 4 :]
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            opcode, length = buf[pos] & 0x0F, buf[pos + 1] & 0x7F
+            head = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if size - pos < head + length:
+                break
+            payload = buf[pos + head : pos + head + length]
+            pos += head + length
+            if opcode == 0x1:
+                self.on_text(payload)
+            elif opcode == 0x8 and self.transport is not None:
+                self.transport.close()
+        self._buf = buf[pos:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.upgraded.done():
+            self.upgraded.set_exception(exc or ConnectionError("closed"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def send_text(self, text: str) -> None:
+        data = text.encode()
+        n = len(data)
+        if n < 126:
+            head = bytes((0x81, 0x80 | n))
+        elif n < 65536:
+            head = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+        assert self.transport is not None
+        self.transport.write(head + b"\0\0\0\0" + data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"\x88\x82\0\0\0\0\x03\xe8")  # close 1000, masked
+            self.transport.close()
+
+
 class User:
-    """One simulated user: a socket, its pending request and what it heard."""
+    """One simulated user: a socket, its pending requests and what it heard."""
 
     def __init__(self, name: str, room: str) -> None:
         self.name, self.room = name, room
-        self.ws: Any = None
-        self.reader: asyncio.Task[None] | None = None
+        self.ws: WsClient | None = None
         self.replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.next_id = 1
         self.heard: dict[str, float] = {}  # user id -> when its ADD arrived
 
+    async def connect(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        _, ws = await loop.create_connection(lambda: WsClient(host, self.received), host, port)
+        await ws.upgraded
+        self.ws = ws
+
     async def request(self, mtype: str, **fields: Any) -> dict[str, Any]:
+        assert self.ws is not None
         rid = self.next_id
         self.next_id += 1
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.replies[rid] = fut
-        await self.ws.send_str(json.dumps({"type": mtype, "id": rid, **fields}))
+        self.ws.send_text(json.dumps({"type": mtype, "id": rid, **fields}))
         return await asyncio.wait_for(fut, 30)
 
-    async def read(self) -> None:
-        async for frame in self.ws:
-            msg = json.loads(frame.data)
-            if msg["type"] == "reply" and msg.get("id") in self.replies:
-                self.replies.pop(msg["id"]).set_result(msg)
-            elif msg["type"] == "room_user_update" and msg["update_type"] == 0:
-                now = time.perf_counter()
-                for user in msg["users"]:
-                    self.heard.setdefault(user["user_id"], now)
+    def received(self, data: bytes) -> None:
+        msg = json.loads(data)
+        if msg["type"] == "reply" and msg.get("id") in self.replies:
+            self.replies.pop(msg["id"]).set_result(msg)
+        elif msg["type"] == "room_user_update" and msg["update_type"] == 0:
+            now = time.perf_counter()
+            for user in msg["users"]:
+                self.heard.setdefault(user["user_id"], now)
 
 
-async def generate(url: str, rooms: list[str], per_room: int, rate: float) -> dict[str, Any]:
-    import aiohttp
-
+async def generate(
+    host: str, port: int, rooms: list[str], per_room: int, rate: float
+) -> dict[str, Any]:
     from edged.tokens import mint
 
     raise_file_limit()
@@ -128,60 +294,62 @@ async def generate(url: str, rooms: list[str], per_room: int, rate: float) -> di
     # Join rooms round-robin so every room fills at the same pace.
     order = [users[r * per_room + i] for i in range(per_room) for r in range(len(rooms))]
     tokens = {u.name: mint(SECRET, APP, u.name, 3600) for u in users}
+    setup_cpu = time.process_time()  # minting is not part of the load
     sent_at: dict[str, float] = {}
     login_ms: list[float] = []
     errors = 0
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        start = time.perf_counter()
+    start = time.perf_counter()
 
-        async def login(user: User, due: float) -> None:
-            nonlocal errors
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            t0 = time.perf_counter()
-            try:
-                user.ws = await http.ws_connect(url, max_msg_size=0)
-                user.reader = asyncio.create_task(user.read())
-                sent_at[user.name] = time.perf_counter()
-                reply = await user.request(
-                    "login",
-                    app_id=APP,
-                    room_id=user.room,
-                    user_id=user.name,
-                    token=tokens[user.name],
-                    user_update=True,
-                )
-                if not reply["ok"]:
-                    errors += 1
-                    return
-                login_ms.append((time.perf_counter() - t0) * 1000)
-            except (aiohttp.ClientError, OSError, TimeoutError):
+    async def login(user: User, due: float) -> None:
+        nonlocal errors
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        t0 = time.perf_counter()
+        try:
+            await user.connect(host, port)
+            sent_at[user.name] = time.perf_counter()
+            reply = await user.request(
+                "login",
+                app_id=APP,
+                room_id=user.room,
+                user_id=user.name,
+                token=tokens[user.name],
+                user_update=True,
+            )
+            if not reply["ok"]:
                 errors += 1
+                return
+            login_ms.append((time.perf_counter() - t0) * 1000)
+        except (OSError, TimeoutError):
+            errors += 1
 
-        await asyncio.gather(*(login(u, start + i / rate) for i, u in enumerate(order)))
-        login_s = time.perf_counter() - start
-        # The first user of each room publishes; the second plays it (signaling only).
-        for room_index, room in enumerate(rooms):
-            first, second = users[room_index * per_room], users[room_index * per_room + 1]
-            if first.ws is not None and second.ws is not None:
-                await first.request("publish", stream_id=f"{room}-cam")
-                await second.request("play", stream_id=f"{room}-cam")
-        await asyncio.sleep(1.0)
-        # Only users who joined after u: earlier ones reached u as its initial ADD.
-        notify_ms = [
-            (heard - sent_at[joiner]) * 1000
-            for u in users
-            for joiner, heard in u.heard.items()
-            if joiner in sent_at and u.name in sent_at and sent_at[joiner] > sent_at[u.name]
-        ]
-        print("idle", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        for u in users:
-            if u.ws is not None:
-                with contextlib.suppress(TimeoutError, ConnectionError):
-                    await asyncio.wait_for(u.request("logout"), 10)
-                await u.ws.close()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    await asyncio.gather(*(login(u, start + i / rate) for i, u in enumerate(order)))
+    login_s = time.perf_counter() - start
+    login_cpu = time.process_time() - setup_cpu
+    # The first user of each room publishes; the second plays it (signaling only).
+    for room_index, room in enumerate(rooms):
+        first, second = users[room_index * per_room], users[room_index * per_room + 1]
+        if first.ws is not None and second.ws is not None:
+            await first.request("publish", stream_id=f"{room}-cam")
+            await second.request("play", stream_id=f"{room}-cam")
+    await asyncio.sleep(1.0)
+    # Only users who joined after u: earlier ones reached u as its initial ADD.
+    notify_ms = [
+        (heard - sent_at[joiner]) * 1000
+        for u in users
+        for joiner, heard in u.heard.items()
+        if joiner in sent_at and u.name in sent_at and sent_at[joiner] > sent_at[u.name]
+    ]
+    print("idle", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+    async def leave(u: User) -> None:
+        if u.ws is not None:
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await asyncio.wait_for(u.request("logout"), 10)
+            u.ws.close()
+
+    for i in range(0, len(users), 500):
+        await asyncio.gather(*(leave(u) for u in users[i : i + 500]))
     return {
         "users": len(users),
         "logged_in": len(login_ms),
@@ -189,7 +357,7 @@ async def generate(url: str, rooms: list[str], per_room: int, rate: float) -> di
         "login_s": login_s,
         "login_ms": login_ms,
         "notify_ms": notify_ms,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "cpu_s": login_cpu,
     }
 
 
@@ -203,6 +371,17 @@ def main() -> None:
     parser.add_argument("--rooms", type=int, default=500)
     parser.add_argument("--rate", type=float, default=1000.0, help="target logins per second")
     parser.add_argument("--generators", type=int, default=2)
+    parser.add_argument(
+        "--server-cpu", type=int, default=0, help="the CPU the server is pinned to (default 0)"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin the server and generators to CPUs"
+    )
+    parser.add_argument(
+        "--server-profile",
+        metavar="FILE",
+        help="write a cProfile of the server's login phase to FILE (pstats format)",
+    )
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--room-list", help=argparse.SUPPRESS)
@@ -210,25 +389,31 @@ def main() -> None:
     args = parser.parse_args()
     if args.role == "server":
         raise_file_limit()
-        asyncio.run(serve(args.port))
+        asyncio.run(serve(args.port, args.server_profile))
         return
     if args.role == "generator":
         rooms = args.room_list.split(",")
-        result = asyncio.run(
-            generate(f"ws://127.0.0.1:{args.port}/ws", rooms, args.per_room, args.rate)
-        )
+        result = asyncio.run(generate("127.0.0.1", args.port, rooms, args.per_room, args.rate))
         print(json.dumps(result), flush=True)
         return
 
     users, rooms = (1000, 100) if args.quick else (args.users, args.rooms)
+    load_before = float(Path("/proc/loadavg").read_text().split()[0])
     per_room = max(2, users // rooms)
     room_ids = [f"room{r}" for r in range(rooms)]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    files = raise_file_limit()  # the children inherit it
+    pins = pinning(None if args.no_pin else args.server_cpu)
     me = [sys.executable, __file__, "--port", str(port)]
+    extra = ["--server-profile", args.server_profile] if args.server_profile else []
     server = subprocess.Popen(
-        [*me, "--role", "server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [*me, *extra, "--role", "server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=pinned_to(pins[0] if pins else None),
     )
     assert server.stdout is not None and server.stdin is not None
     if server.stdout.readline().strip() != "ready":
@@ -254,6 +439,7 @@ def main() -> None:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
+                preexec_fn=pinned_to(pins[1] if pins else None),
             )
         )
     for gen in gens:
@@ -261,7 +447,11 @@ def main() -> None:
         if gen.stdout.readline().strip() != "idle":
             raise SystemExit("a generator failed")
     time.sleep(1.0)
-    idle_rss, login_cpu = rss_kb(server.pid), cpu_s(server.pid) - base_cpu
+    idle_rss, (user_s, sys_s) = rss_kb(server.pid), cpu_s(server.pid)
+    login_cpu, login_sys = user_s + sys_s - sum(base_cpu), sys_s - base_cpu[1]
+    server.send_signal(signal.SIGUSR1)
+    gc_stats = json.loads(server.stdout.readline())
+    load_after = float(Path("/proc/loadavg").read_text().split()[0])
     results = []
     for gen in gens:
         out, _ = gen.communicate(input="\n", timeout=300)
@@ -287,11 +477,25 @@ def main() -> None:
         "kb_per_user": round(kb_per_user, 1),
         "server_rss_mb": round(idle_rss / 1024, 1),
         "server_cpu_s_logins": round(login_cpu, 2),
+        "server_sys_s_logins": round(login_sys, 2),
+        "server_gc_s_logins": round(sum(gc_stats["gc_s"]), 2),
+        "server_gc_s_by_generation": [round(x, 3) for x in gc_stats["gc_s"]],
+        "server_gc_runs": gc_stats["gc_runs"],
         "generator_cpu_s": [round(r["cpu_s"], 2) for r in results],
+        "server_cpus": cpu_list(pins[0]) if pins else "any",
+        "generator_cpus": cpu_list(pins[1]) if pins else "any",
+        "loadavg_before": load_before,
+        "loadavg_idle": load_after,
     }
+    placement = (
+        f"server pinned to CPU {cpu_list(pins[0])}, generators to CPU {cpu_list(pins[1])}"
+        if pins
+        else "not pinned"
+    )
     print(
         f"# {logged_in} users in {rooms} rooms, {args.generators} generator processes, "
-        f"target {args.rate:g} logins/s, cpu {os.cpu_count()}"
+        f"target {args.rate:g} logins/s, {os.cpu_count()} CPUs, {placement}, "
+        f"open-file limit {files}, load average {load_before} before, {load_after} at idle"
     )
     for key, value in figures.items():
         print(f"{key:<24}{value}")

@@ -399,3 +399,13 @@ def decode_server(text: str | bytes) -> ServerMessage:
 def encode(message: BaseModel) -> str:
     """Serialize a message to its JSON text, leaving out unset optional fields."""
     return message.model_dump_json(exclude_none=True)
+
+
+def encode_ok_reply(request_id: int | None, result: BaseModel) -> str:
+    """The text of ``Reply(id=request_id, ok=True, result=<result's fields>)``.
+
+    The same text as encoding that :class:`Reply`, without turning ``result`` into a
+    dict and validating it again: the result is serialized once, straight to JSON.
+    """
+    rid = "" if request_id is None else f'"id":{int(request_id)},'
+    return f'{{"type":"reply",{rid}"ok":true,"result":{encode(result)}}}'

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 
 import jwt
 import pytest
 
+from edged import tokens
 from edged.errors import EdgedError, ErrorCode
 from edged.tokens import mint, verify
 
@@ -134,3 +139,75 @@ def test_verify_names_each_problem() -> None:
     with pytest.raises(EdgedError) as err:
         mint(SECRET, APP, "u", 0)
     assert err.value.code == ErrorCode.INVALID_PARAMETER
+
+
+def _raw_token(header: dict[str, object], claims: dict[str, object], secret: str = SECRET) -> str:
+    def seg(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = f"{seg(json.dumps(header).encode())}.{seg(json.dumps(claims).encode())}"
+    mac = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{seg(mac)}"
+
+
+def _claims(**extra: object) -> dict[str, object]:
+    now = int(time.time())
+    return {"iss": "edged", "app": APP, "sub": "u", "iat": now, "exp": now + 60, **extra}
+
+
+_HS256 = {"alg": "HS256", "typ": "JWT"}
+_GOOD = mint(SECRET, APP, "u", 60)
+_TOKEN_SHAPES = {
+    "minted": lambda: _GOOD,
+    "minted with room, privileges, streams": lambda: mint(
+        SECRET, APP, "u", 60, room_id="r", can_publish=False, stream_ids=["a"]
+    ),
+    "no typ header": lambda: _raw_token({"alg": "HS256"}, _claims()),
+    "kid header": lambda: _raw_token({**_HS256, "kid": "k1"}, _claims()),
+    "HS512": lambda: jwt.encode(_claims(), SECRET, algorithm="HS512"),
+    "aud claim": lambda: _raw_token(_HS256, _claims(aud="x")),
+    "nbf in the future": lambda: _raw_token(_HS256, _claims(nbf=int(time.time()) + 30)),
+    "iat in the future": lambda: _raw_token(_HS256, _claims(iat=int(time.time()) + 30)),
+    "float iat": lambda: _raw_token(_HS256, _claims(iat=time.time())),
+    "float exp": lambda: _raw_token(_HS256, _claims(exp=time.time() + 60)),
+    "exp a string": lambda: _raw_token(_HS256, _claims(exp="soon")),
+    "sub a number": lambda: _raw_token(_HS256, _claims(sub=7)),
+    "app a number": lambda: _raw_token(_HS256, _claims(app=7)),
+    "other issuer": lambda: _raw_token(_HS256, _claims(iss="other")),
+    "no exp": lambda: _raw_token(_HS256, {k: v for k, v in _claims().items() if k != "exp"}),
+    "priv not an object": lambda: _raw_token(_HS256, _claims(priv=[1])),
+    "jti claim": lambda: _raw_token(_HS256, _claims(jti="j")),
+    "payload a list": lambda: _raw_token(_HS256, [1, 2]),  # type: ignore[arg-type]
+    "bad signature": lambda: _GOOD[:-2] + ("AA" if not _GOOD.endswith("AA") else "BB"),
+    "padded segment": lambda: _GOOD + "=",
+    "non-canonical signature": lambda: _GOOD[:-1] + chr(ord(_GOOD[-1]) ^ 1),
+    "two segments": lambda: _GOOD.rsplit(".", 1)[0],
+    "other app, same secret": lambda: mint(SECRET, "otherapp", "u", 60),
+    "other app, other secret": lambda: mint("x" * 40, "otherapp", "u", 60),
+    "no login privilege": lambda: mint(SECRET, APP, "u", 60, can_login=False),
+}
+
+
+@pytest.mark.filterwarnings("ignore:The HMAC key")
+@pytest.mark.parametrize("shape", list(_TOKEN_SHAPES))
+def test_fast_verification_agrees_with_pyjwt(shape: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokens shaped like mint's skip PyJWT; every token gets the verdict PyJWT gives."""
+    token = _TOKEN_SHAPES[shape]()
+
+    def outcome() -> object:
+        try:
+            return verify(token, SECRET, app_id=APP, user_id="u", room_id="r")
+        except EdgedError as exc:
+            return (exc.code, exc.message)
+
+    fast = outcome()
+    monkeypatch.setattr(tokens, "_plain_claims", lambda *args: None)
+    assert fast == outcome()
+
+
+def test_minted_tokens_take_the_fast_path() -> None:
+    now = time.time()
+    token = mint(SECRET, APP, "u", 60, room_id="r", stream_ids=["a"], now=now)
+    claims = tokens._plain_claims(token, SECRET, now)
+    assert claims == jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
+    assert tokens._plain_claims(token, "another-secret-of-sufficient-length!!", now) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -40,6 +41,7 @@ from ..protocol import (
     Unpublish,
     decode_client,
     encode,
+    encode_ok_reply,
 )
 from .limits import AddressLimiter, TokenBucket
 from .rooms import RoomService
@@ -220,10 +222,7 @@ class RoomServer:
                 session, result = self.rooms.login(conn, msg)
             else:
                 session, result = self.rooms.resume(conn, msg)
-            self.rooms.send(
-                session,
-                encode(Reply(id=msg.id, ok=True, result=result.model_dump(exclude_none=True))),
-            )
+            self.rooms.send(session, encode_ok_reply(msg.id, result))
             if isinstance(msg, Login):
                 self.rooms.after_login(session)
             return
@@ -342,8 +341,30 @@ class RoomServer:
         self._reply(session, msg, {"token_expires_at": expires_at})
 
 
+# Allocations (less deallocations) between two young-generation collections.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector's full collections rarer in this process.
+
+    Every WebSocket keeps about 85 objects the collector tracks (aiohttp's request,
+    protocol, reader, writer and tasks; the session), so at 5,000 users a full
+    collection walks some 450,000 objects: about 0.2 s during which no message
+    moves. Python runs a full collection only after ten middle-generation ones,
+    which come after ten young ones each; at the default 700 allocations per young
+    collection, a server taking 1,000 logins/s ran one every second or so while it
+    grew. At 10,000, young collections stay short (a few milliseconds) and the
+    full ones come about fourteen times less often. A higher setting is kept.
+    """
+    gen0, gen1, gen2 = gc.get_threshold()
+    if 0 < gen0 < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, gen1, gen2)
+
+
 async def run_server(settings: ServerSettings) -> None:
     """Serve until cancelled."""
+    tune_gc()
     server = RoomServer(settings)
     runner = web.AppRunner(server.make_app(), access_log=None)
     await runner.setup()

@@ -62,6 +62,7 @@ class RoomService:
         self.sessions: dict[str, Session] = {}
         self._by_resume: dict[str, Session] = {}
         self.links: dict[str, Link] = {}
+        self._ice_servers: list[IceServer] | None = None  # settings.ice_servers, validated
 
     # ---- sending -------------------------------------------------------------------
 
@@ -227,12 +228,17 @@ class RoomService:
             heartbeat_interval_s=s.heartbeat_interval_s,
             heartbeat_timeout_s=s.heartbeat_timeout_s,
             token_expires_at=session.claims.expires_at if session.claims else None,
-            ice_servers=[IceServer.model_validate(x) for x in s.ice_servers],
+            ice_servers=self._validated_ice_servers(),
             server_version=__version__,
             resumed=resumed,
             users=self._others(session) if session.user_update else [],
             streams=list(room.streams.values()) if room else [],
         )
+
+    def _validated_ice_servers(self) -> list[IceServer]:
+        if self._ice_servers is None:
+            self._ice_servers = [IceServer.model_validate(x) for x in self.settings.ice_servers]
+        return self._ice_servers
 
     def _others(self, session: Session) -> list[UserInfo]:
         room = self.store.room(session.app_id, session.room_id)
@@ -290,25 +296,30 @@ class RoomService:
     # ---- timers --------------------------------------------------------------------
 
     def _schedule_token(self, session: Session) -> None:
+        """Arm the session's one timer: the warning first; the warning arms the expiry."""
         session.cancel_timers()
         if session.claims is None:
             return
         loop = asyncio.get_running_loop()
         remaining = session.claims.expires_at - time.time()
         warn_in = remaining - self.settings.token_warning_s
-        session.timers.append(loop.call_later(max(0.0, warn_in), self._warn_token, session))
-        session.timers.append(loop.call_later(max(0.0, remaining), self._expire_token, session))
+        session.timer = loop.call_later(max(0.0, warn_in), self._warn_token, session)
 
     def _warn_token(self, session: Session) -> None:
-        if session.claims is None:
+        session.timer = None
+        if session.claims is None or session.closed:
             return
         remaining = max(0.0, session.claims.expires_at - time.time())
+        session.timer = asyncio.get_running_loop().call_later(
+            remaining, self._expire_token, session
+        )
         self.send(
             session,
             encode(TokenWillExpire(room_id=session.room_id, remaining_s=round(remaining, 3))),
         )
 
     def _expire_token(self, session: Session) -> None:
+        session.timer = None
         self._kick(session, ErrorCode.TOKEN_EXPIRED_KICKED_OUT, StreamDeleteReason.KICKED)
 
     def renew_token(self, session: Session, token: str) -> float:

@@ -33,26 +33,33 @@ class Connection:
         self.bucket = bucket
         self.session: Session | None = None
         self._direct: deque[str] = deque()
-        self._wake = asyncio.Event()
+        # Set while the writer waits for something to send; resolved by wake().
+        self._waiter: asyncio.Future[None] | None = None
         self._closing = False
         self._writer = asyncio.create_task(self._write_loop())
 
     def send_direct(self, text: str) -> None:
         """Queue a message that belongs to no session (errors before login)."""
         self._direct.append(text)
-        self._wake.set()
+        self.wake()
 
     def wake(self) -> None:
-        self._wake.set()
+        """Have the writer look for something to send (it may be sending already)."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def backlog(self) -> int:
         return len(self._direct) + (self.session.unsent() if self.session else 0)
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                await self._wake.wait()
-                self._wake.clear()
+                # Send everything queued, then sleep until wake(): between the last
+                # check and the new waiter there is no await, so no wake-up is lost.
                 while True:
                     if self._direct:
                         text = self._direct.popleft()
@@ -66,6 +73,8 @@ class Connection:
                     await self.ws.send_str(text)
                 if self._closing:
                     break
+                self._waiter = loop.create_future()
+                await self._waiter
         except (ConnectionError, RuntimeError):
             pass
         finally:
@@ -76,7 +85,7 @@ class Connection:
     def close_after_flush(self) -> None:
         """Send what is queued, then close the socket."""
         self._closing = True
-        self._wake.set()
+        self.wake()
 
     async def aclose(self) -> None:
         self._writer.cancel()
@@ -107,7 +116,7 @@ class Session:
     outbox: deque[tuple[int, str]] = field(default_factory=deque)
     next_seq: int = 1
     sent_seq: int = 0
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None  # the token's warning, then its expiry
     closed: bool = False
 
     def push(self, body: str) -> bool:
@@ -174,6 +183,6 @@ class Session:
         log_event(log, logging.INFO, "session_detached", session=self.session_id)
 
     def cancel_timers(self) -> None:
-        for timer in self.timers:
-            timer.cancel()
-        self.timers.clear()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
