@@ -14,16 +14,20 @@ import logging
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edged.engine.engine import Engine
 from edged.errors import ErrorCode
+from edged.model import PublisherState, User
 from edged.server.app import RoomServer
 from edged.server.settings import ServerSettings
 from edged.tokens import mint
 
-from conftest import APP, SECRET, ServerFactory, free_port
+from conftest import APP, SECRET, RunningServer, ServerFactory, free_port
+from enginekit import AnalysisSink, make_engine, until
 from protoclient import ProtoClient
 
 OTHER_APP = "otherapp"
@@ -197,3 +201,69 @@ async def _hostile_run(batch: list[dict[str, Any]]) -> None:
         for client in (a, b, evil):
             await client.close()
     await runner.cleanup()
+
+
+BAD_ANSWERS = [
+    "",
+    "v=0",
+    "not an sdp at all \x00\xff",
+    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+    "c=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtpmap:96 H264/90000\r\na=fingerprint:sha-256 00\r\n",
+    "v=0\r\n" + "m=audio 9 RTP/AVP 0\r\n" * 500,
+]
+BAD_CANDIDATES = [
+    "candidate:1 1 UDP 1 999.1.1.1 99999 typ host",
+    "candidate:garbage",
+    "candidate:1 1 UDP 2130706431 203.0.113.7 9 typ host",  # outside: never reached
+]
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("answer", BAD_ANSWERS, ids=lambda a: f"{len(a)}B")
+async def test_a_viewers_bad_answer_costs_only_its_own_link(
+    srv: RunningServer, answer: str
+) -> None:
+    """A member who plays the device's stream and answers with garbage loses its link;
+    the device keeps publishing and the honest viewer keeps decoding."""
+    device, _ = make_engine(srv)
+    viewer, _ = make_engine(srv)
+    sink = AnalysisSink()
+    async with device, viewer:
+        await device.login_room("r", User("B"))
+        await device.start_publishing("cam")
+        await viewer.login_room("r", User("A"))
+        await viewer.start_playing("cam", sink)
+        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 10, 15)
+        evil = await srv.user("evil", room="r", notify=False)
+        link = (await evil.ok("play", stream_id="cam"))["link_id"]
+        offer = await _next_signal(evil)
+        assert offer["description"]["type"] == "offer"
+        await until(lambda: viewers(device) == 2)
+        for candidate in BAD_CANDIDATES:
+            await evil.ok("signal", link_id=link, candidate={"candidate": candidate, "sdpMid": "0"})
+        await evil.ok("signal", link_id=link, description={"type": "answer", "sdp": answer})
+        await until(lambda: viewers(device) == 1)
+        decoded = sink.video.stats().decoded if sink.video else 0
+        await until(lambda: sink.video is not None and sink.video.stats().decoded >= decoded + 30)
+        assert device.publisher_state("cam") == PublisherState.PUBLISHING
+
+
+def viewers(engine: Engine) -> int:
+    publisher = engine.room.publishers.get("cam") if engine.room else None
+    return publisher.viewer_count if publisher else -1
+
+
+async def _next_of_type(client: ProtoClient, kind: str) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        while True:
+            msg = await client.next(10)
+            if msg["type"] == kind:
+                return msg
+
+
+async def _next_signal(client: ProtoClient) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        while True:
+            msg = await _next_of_type(client, "signal")
+            if msg.get("description"):
+                return msg

@@ -8,6 +8,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from ..logs import log_event
 from ..protocol import IceCandidate, SessionDescription
 from . import mdns
 
@@ -54,6 +55,21 @@ def to_rtc(desc: SessionDescription) -> RTCSessionDescription:
     return RTCSessionDescription(sdp=desc.sdp, type=desc.type)
 
 
+async def set_remote_description(pc: RTCPeerConnection, desc: SessionDescription) -> bool:
+    """Apply the other end's offer or answer; False when it is unusable.
+
+    The description comes from another member of the room, so anything may arrive:
+    aiortc's parser then raises any of several exception types. The caller drops the
+    link; nothing else is affected.
+    """
+    try:
+        await pc.setRemoteDescription(to_rtc(desc))
+    except Exception as exc:  # untrusted input: whatever aiortc's parser raises
+        log_event(log, logging.WARNING, "bad_remote_description", error=type(exc).__name__)
+        return False
+    return True
+
+
 async def add_remote_candidate(pc: RTCPeerConnection, cand: IceCandidate) -> None:
     """Add a trickled candidate (browsers trickle; aiortc sends all in its SDP).
 
@@ -68,7 +84,7 @@ async def add_remote_candidate(pc: RTCPeerConnection, cand: IceCandidate) -> Non
         text = text[len("candidate:") :]
     try:
         candidate = candidate_from_sdp(text)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, AssertionError):  # aiortc asserts on too few fields
         log.warning("ignoring a malformed remote ICE candidate")
         return
     candidate.sdpMid = cand.sdpMid
@@ -79,4 +95,7 @@ async def add_remote_candidate(pc: RTCPeerConnection, cand: IceCandidate) -> Non
             log.info("mDNS: no answer for a remote candidate's .local name")
         else:
             candidate.ip = address
-    await pc.addIceCandidate(candidate)
+    try:
+        await pc.addIceCandidate(candidate)
+    except Exception as exc:  # untrusted input, as in set_remote_description
+        log_event(log, logging.WARNING, "bad_remote_candidate", error=type(exc).__name__)

@@ -30,7 +30,7 @@ from .peer import (
     connection_ended,
     local_description,
     make_peer_connection,
-    to_rtc,
+    set_remote_description,
 )
 
 log = logging.getLogger("edged.engine")
@@ -173,7 +173,9 @@ class Player:
                 log_event(log, logging.INFO, "play_connection_failed", stream=self.stream_id)
                 await self.link_lost(rebuild=True)
 
-        await pc.setRemoteDescription(to_rtc(offer))
+        if not await set_remote_description(pc, offer):
+            await self.link_lost(rebuild=True)
+            return
         await pc.setLocalDescription(await pc.createAnswer())
         if pc is self.pc:
             await self._send_signal(

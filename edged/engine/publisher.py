@@ -29,7 +29,7 @@ from .peer import (
     connection_ended,
     local_description,
     make_peer_connection,
-    to_rtc,
+    set_remote_description,
 )
 
 log = logging.getLogger("edged.engine")
@@ -179,8 +179,13 @@ class Publisher:
         link = self.links.get(link_id)
         if link is None:
             return
-        if description is not None and description.type == "answer":
-            await link.pc.setRemoteDescription(to_rtc(description))
+        if (
+            description is not None
+            and description.type == "answer"
+            and not await set_remote_description(link.pc, description)
+        ):
+            await self.close_link(link_id)  # that viewer's loss alone
+            return
         if candidate is not None:
             await add_remote_candidate(link.pc, candidate)
 
