@@ -260,3 +260,19 @@ def test_a_session_too_far_behind_is_a_slow_consumer() -> None:
     session.ack(4)
     assert session.push('{"type":"x"}')
     assert session.can_replay_from(4) and not session.can_replay_from(1)
+
+
+async def test_a_socket_that_never_logs_in_is_closed(server_factory: ServerFactory) -> None:
+    """Opening a socket needs no token: one that does not log in in time is closed, so
+    idle sockets cannot hold the connection slots."""
+    srv = await server_factory(limits=Limits(login_timeout_s=0.5))
+    idle = await srv.client()
+    member = await srv.user("M", notify=False)
+    refused = await idle.next(5)
+    assert refused["error"]["code"] == ErrorCode.LOGIN_TIMEOUT
+    async with asyncio.timeout(5):
+        while idle.ws is not None and not idle.ws.closed:
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.6)  # past the timeout: a logged-in socket stays
+    await member.ok("heartbeat")
+    assert len(srv.server.connections) == 1

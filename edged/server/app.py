@@ -122,6 +122,17 @@ class RoomServer:
             await asyncio.sleep(self.settings.sweep_interval_s)
             self.rooms.sweep()
             self.addresses.prune()
+            self._close_loginless()
+
+    def _close_loginless(self) -> None:
+        """Close sockets that did not log in within the login timeout: an idle socket
+        costs memory and a connection slot, and needs no token to open."""
+        deadline = time.monotonic() - self.settings.limits.login_timeout_s
+        for conn in self.connections:
+            if not conn.ever_bound and conn.opened_at < deadline and not conn.closing:
+                conn.send_direct(error_reply(ErrorCode.LOGIN_TIMEOUT, "no login in time", None))
+                conn.close_after_flush()
+                log_event(log, logging.INFO, "login_timeout", addr=conn.address)
 
     async def handle_health(self, request: web.Request) -> web.Response:
         rooms, members, streams = self.rooms.store.count()

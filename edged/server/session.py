@@ -32,6 +32,8 @@ class Connection:
         self.address = address
         self.bucket = bucket
         self.session: Session | None = None
+        self.opened_at = time.monotonic()
+        self.ever_bound = False  # a session was attached once (login or resume)
         self._direct: deque[str] = deque()
         # Set while the writer waits for something to send; resolved by wake().
         self._waiter: asyncio.Future[None] | None = None
@@ -81,6 +83,10 @@ class Connection:
             if self._closing and not self.ws.closed:
                 with contextlib.suppress(Exception):
                     await self.ws.close()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def close_after_flush(self) -> None:
         """Send what is queued, then close the socket."""
@@ -164,6 +170,7 @@ class Session:
         self.sent_seq = last_seq
         self.conn = conn
         conn.session = self
+        conn.ever_bound = True
         conn.wake()
 
     def release(self) -> Connection | None:

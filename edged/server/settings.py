@@ -24,6 +24,7 @@ class Limits:
     max_streams_per_session: int = 8
     max_plays_per_session: int = 32
     default_max_members: int = 1_000
+    login_timeout_s: float = 10.0  # a socket must log in (or resume) within this
 
 
 @dataclass(slots=True)
