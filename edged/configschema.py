@@ -282,6 +282,7 @@ class VideoSection(Section):
     hflip: bool = False
     vflip: bool = False
     input_format: Literal["auto", "mjpeg", "yuyv", "h264"] = "auto"
+    stall_timeout_s: Annotated[float, Field(ge=0, le=600)] = 5.0
 
 
 class AudioSection(Section):

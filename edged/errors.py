@@ -448,7 +448,8 @@ _TABLE: dict[ErrorCode, tuple[str, str]] = {
         "Stop other programs using it; check the service user is in group video.",
     ),
     E.CAMERA_LOST: (
-        "The camera stopped delivering frames (unplugged or failed).",
+        "The camera stopped delivering frames (unplugged, failed, or silent for "
+        "video.stall_timeout_s).",
         "Nothing: edged retries with backoff; check the cable or module.",
     ),
     E.PICAMERA2_UNAVAILABLE: (

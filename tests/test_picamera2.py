@@ -14,9 +14,8 @@ import itertools
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import av
@@ -40,22 +39,8 @@ from edged.model import PublisherState, User
 from conftest import RunningServer
 from enginekit import AnalysisSink, make_engine, until
 
-STAND_IN = Path(__file__).parent / "fake_picamera2"
+pytest_plugins = ["standinkit"]  # the picamera2 stand-in: fixture `board`
 SMALL = VideoConfig(320, 240, 30.0, 300_000, min_bitrate=100_000, max_bitrate=1_000_000)
-
-
-@pytest.fixture
-def board(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The stand-in picamera2 importable and its board reset; unimportable again after."""
-    before = set(sys.modules)
-    monkeypatch.syspath_prepend(str(STAND_IN))
-    from picamera2._standin import BOARD
-
-    BOARD.reset()
-    yield BOARD
-    for name in set(sys.modules) - before:
-        if name.split(".")[0] in ("picamera2", "libcamera", "videodev2"):
-            del sys.modules[name]
 
 
 @pytest.fixture

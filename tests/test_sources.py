@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from edged.media.testpattern import TestPatternTrack
 from edged.media.tone import ToneTrack
 from edged.media.v4l2 import CaptureInput, CaptureTrack, open_input
 
-STAND_IN = Path(__file__).parent / "fake_picamera2"
+pytest_plugins = ["standinkit"]  # the picamera2 stand-in: fixture `board`
 CONFIG = VideoConfig(320, 240, 15.0, 300_000)
 MJPG = VideoFormat("MJPG", "Motion-JPEG")
 BAYER = VideoFormat("pRAA", "10-bit Bayer")
@@ -47,19 +46,6 @@ def lavfi_for(working: set[str]) -> Any:
 
 def no_libcamera() -> tuple[Camera, ...]:
     return ()
-
-
-@pytest.fixture
-def board(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    before = set(sys.modules)
-    monkeypatch.syspath_prepend(str(STAND_IN))
-    from picamera2._standin import BOARD
-
-    BOARD.reset()
-    yield BOARD
-    for name in set(sys.modules) - before:
-        if name.split(".")[0] in ("picamera2", "libcamera", "videodev2"):
-            del sys.modules[name]
 
 
 def test_explicit_sources(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -315,3 +316,112 @@ def test_hardware_encoder_reopens_for_a_new_bitrate_and_starts_with_an_idr() -> 
     encoder.set_bitrate(400_000)
     encoder.encode(renderer.render(8))
     assert encoder.opened == 2  # at most one reopen per interval
+
+
+# -- a camera that stops delivering without an error ----------------------------------
+
+
+class Stalls:
+    """A container whose reads block while ``state["stalled"]`` is set, as a driver's read
+    that never returns; the blocked reads go on only once ``state["release"]`` is set."""
+
+    def __init__(self, container: Any, state: dict[str, Any]) -> None:
+        self.container, self.state, self.streams = container, state, container.streams
+
+    def demux(self, stream: Any) -> Any:
+        for packet in self.container.demux(stream):
+            if self.state["stalled"]:
+                self.state["blocked"] += 1
+                self.state["release"].wait()
+            yield packet
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def stalling_opener(state: dict[str, Any]) -> Callable[[CaptureInput], Any]:
+    def opener(spec: CaptureInput) -> Any:
+        state["opened"] += 1
+        return Stalls(open_input(spec), state)
+
+    return opener
+
+
+def stall_state() -> dict[str, Any]:
+    return {"stalled": False, "opened": 0, "blocked": 0, "release": threading.Event()}
+
+
+async def test_a_camera_that_stops_delivering_is_lost_restarted_and_recovered(
+    tracks: list[CaptureTrack],
+) -> None:
+    state = stall_state()
+    reports: list[int] = []
+    track = capture(
+        tracks,
+        CaptureInput.lavfi(TESTSRC),
+        opener=stalling_opener(state),
+        on_error=reports.append,
+        retry=(0.05, 0.2),
+        stall_timeout=0.5,
+    )
+    try:
+        before = await read(track, 10)
+        state["stalled"] = True
+        await until(lambda: reports == [ErrorCode.CAMERA_LOST])
+        assert track.lost and track.losses == 1 and track.stalls == 1
+        opened = state["opened"]
+        # Reopened, still stalled, given up on again: with backoff, reported only once.
+        await until(lambda: state["opened"] >= opened + 2 and track.stalls >= 3)
+        assert reports == [ErrorCode.CAMERA_LOST] and track.restarts >= 3
+        assert state["blocked"] >= 3, "every run is stuck in its read, none was interrupted"
+        state["stalled"] = False
+        await until(lambda: reports == [ErrorCode.CAMERA_LOST, 0])
+        after = await read(track, 20)
+        assert track.error_code == 0 and track.losses == 1
+    finally:
+        state["release"].set()  # the stuck reads return; their runs end without delivering
+    pts = [f.pts for f in before + after]
+    assert np.all(np.diff(pts) > 0)
+    assert max(np.diff(pts)) > 0.5 * 90000, "the stall shows in the timestamps"
+    assert all(isinstance(f, av.VideoFrame) and f.width == 320 for f in after)
+
+
+async def test_a_slow_camera_is_not_a_stalled_one(tracks: list[CaptureTrack]) -> None:
+    reports: list[int] = []
+    track = capture(
+        tracks,
+        CaptureInput.lavfi("testsrc2=size=320x240:rate=5"),
+        on_error=reports.append,
+        stall_timeout=2.0,  # ten frame intervals
+    )
+    await read(track, 10)
+    assert track.stalls == 0 and reports == [] and track.opens == 1
+
+
+async def test_a_stalled_camera_with_its_own_encoder_starts_again_at_a_keyframe(
+    tracks: list[CaptureTrack],
+) -> None:
+    state = stall_state()
+    settings = H264Settings(bitrate=300_000, keyframe_interval=30.0)
+    track = capture(
+        tracks,
+        CaptureInput.lavfi(TESTSRC),
+        opener=stalling_opener(state),
+        encoder=lambda: H264Encoder(settings),
+        retry=(0.05, 0.2),
+        stall_timeout=0.5,
+    )
+    try:
+        await read(track, 10)
+        state["stalled"] = True
+        await until(lambda: track.stalls >= 1)
+        state["stalled"] = False
+        await until(lambda: track.error_code == 0)
+        after = await read(track, 10 + 4)  # the queue may still hold packets from before
+    finally:
+        state["release"].set()
+    fresh = after[-10:]
+    starts = [i for i, p in enumerate(after) if is_keyframe(bytes(p))]
+    assert starts, "the restarted run's encoder starts with an IDR"
+    assert len(decode_all(after[starts[-1] :])) == len(after) - starts[-1]
+    assert all(isinstance(p, av.Packet) for p in fresh)

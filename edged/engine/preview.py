@@ -6,19 +6,23 @@ import asyncio
 import contextlib
 from typing import Any
 
+import av
 from aiortc.mediastreams import MediaStreamError
 
+from ..media.preview_decoder import PacketDecoder
 from ..media.tap import FrameQueueTrack, SourceTap
 from .config import EngineProfile, VideoConfig
 from .player import MediaSink
 
 
 class Preview:
-    """Owns the preview sink's track and, when nothing publishes, a capture of its own.
+    """Owns the preview sink's track, the decoder of a pass-through source while it is
+    watched, and, when nothing publishes, a capture of its own.
 
     While a stream is published the preview watches that stream's capture (one camera,
     opened once); otherwise it opens the source itself and releases it when a publisher
-    takes over or the preview stops.
+    takes over or the preview stops. A source that hands out H.264 access units is
+    decoded for the preview alone; the publishing path never decodes.
     """
 
     def __init__(self, sink: MediaSink, profile: EngineProfile, video: VideoConfig) -> None:
@@ -27,19 +31,33 @@ class Preview:
         self.video = video
         self.track = FrameQueueTrack("video", maxsize=2)
         self.frames = 0
+        self.decoder: PacketDecoder | None = None
         self._tap: SourceTap | None = None
         self._own: SourceTap | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         sink.attach(self.track)
 
-    def _observe(self, frame: Any) -> None:
+    def _observe(self, item: Any) -> None:
+        if not isinstance(item, av.Packet):
+            self._show(item)
+            return
+        if self.decoder is None:
+            tap = self._tap or self._own
+            self.decoder = PacketDecoder(self._show, tap.request_keyframe if tap else None)
+        self.decoder.push(item)
+
+    def _show(self, frame: Any) -> None:
         self.frames += 1
         self.track.put(frame)
 
     def follow(self, tap: SourceTap | None) -> None:
         """Watch ``tap`` (a publisher's capture), or capture alone when None."""
+        if tap is self._tap and (tap is not None or self._own is not None):
+            return  # already watching it
         if self._tap is not None and self._observe in self._tap.observers:
             self._tap.observers.remove(self._observe)
+        self._drop_decoder()  # another stream: start again at its keyframe
         self._tap = tap
         if tap is not None:
             self._stop_own()
@@ -54,6 +72,13 @@ class Preview:
             while True:
                 await tap.recv()
 
+    def _drop_decoder(self) -> None:
+        decoder, self.decoder = self.decoder, None
+        if decoder is not None:
+            task = asyncio.get_running_loop().create_task(decoder.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     def _stop_own(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
@@ -67,5 +92,10 @@ class Preview:
             self._tap.observers.remove(self._observe)
         self._tap = None
         self._stop_own()
+        decoder, self.decoder = self.decoder, None
+        if decoder is not None:
+            await decoder.close()
+        if self._closing:
+            await asyncio.gather(*self._closing)
         self.track.stop()
         await self.sink.close()

@@ -137,9 +137,10 @@ class Publisher:
     def mute(self, kind: str, muted: bool) -> None:
         tap = self.video_tap if kind == "video" else self.audio_tap
         if tap is not None:
-            tap.muted = muted
-        if kind == "video" and not muted and self.video_fanout is not None:
-            self.video_fanout.request_keyframe("unmute")
+            tap.muted = muted  # a pass-through source is asked for a keyframe by its tap
+        fanout = self.video_fanout
+        if kind == "video" and not muted and fanout is not None and fanout.encoder is not None:
+            fanout.request_keyframe("unmute")
 
     def set_bitrate(self, bitrate: int) -> None:
         fanout = self.video_fanout

@@ -26,11 +26,12 @@ from typing import Any, Protocol
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from .clock import Pacer
+from .device import Backoff as Backoff
+from .device import DeviceCodes as DeviceCodes
+from .device import ErrorCallback as ErrorCallback
+from .device import retry_until_stopped
 
 log = logging.getLogger("edged.media.alsa")
-
-ErrorCallback = Callable[[int], None]
-"""Called with a device's error code when it fails, and with 0 when it works again."""
 
 CLOCKLESS_AFTER = 12
 """Consecutive transfers that return at once before a PCM is taken to have no clock."""
@@ -138,34 +139,6 @@ class PcmFormat:
     def audio_channels(self) -> int:
         """Channels carried as audio: a device with more than 2 has its first two used."""
         return min(self.channels, 2)
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceCodes:
-    """The error codes of one kind of device."""
-
-    not_found: ErrorCode
-    open_failed: ErrorCode
-    lost: ErrorCode
-
-
-class Backoff:
-    """Delays between retries: ``first``, doubling up to ``maximum``; reset on success."""
-
-    def __init__(self, first: float, maximum: float) -> None:
-        if not 0 < first <= maximum:
-            raise ValueError("need 0 < first <= maximum")
-        self.first = first
-        self.maximum = maximum
-        self._next = first
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self.maximum, self._next * 2)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.first
 
 
 class TransferClock:
@@ -304,24 +277,27 @@ class PcmWorker:
             self._set_error(self.codes.lost, repr(exc))
 
     def _keep_open(self) -> None:
-        while not self._stop.is_set():
-            opened = self._open()
-            if opened is None:
-                self._stop.wait(self._backoff.next())
-                continue
-            pcm, fmt = opened
-            failure: Exception | None = None
-            try:
-                self._drive(pcm, fmt)
-            except self.alsa.ALSAAudioError as exc:
-                failure = exc
-            finally:
-                with contextlib.suppress(Exception):
-                    pcm.close()
-            if failure is not None:
-                self.losses += 1
-                self._set_error(self.codes.lost, str(failure))
-                self._stop.wait(self._backoff.next())
+        retry_until_stopped(self._stop, self._backoff, self._open_and_drive)
+
+    def _open_and_drive(self) -> bool:
+        """Open the device and drive it until stopped; False when it failed (retry later)."""
+        opened = self._open()
+        if opened is None:
+            return False
+        pcm, fmt = opened
+        failure: Exception | None = None
+        try:
+            self._drive(pcm, fmt)
+        except self.alsa.ALSAAudioError as exc:
+            failure = exc
+        finally:
+            with contextlib.suppress(Exception):
+                pcm.close()
+        if failure is None:
+            return True
+        self.losses += 1
+        self._set_error(self.codes.lost, str(failure))
+        return False
 
     def _open(self) -> tuple[Pcm, PcmFormat] | None:
         s = self.settings

@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 
 from ..errors import EdgedError, ErrorCode
-from .alsa import DeviceCodes, ErrorCallback
-from .v4l2 import CaptureInput, CaptureTrack, Opener, Orientation, open_input
+from .capture_input import CaptureInput, Opener, open_input
+from .device import DeviceCodes, ErrorCallback
+from .orientation import Orientation
+from .v4l2 import CaptureTrack
 
 FILE_CODES = DeviceCodes(
     ErrorCode.MEDIA_FILE_NOT_FOUND, ErrorCode.MEDIA_FILE_UNSUPPORTED, ErrorCode.MEDIA_FILE_NOT_FOUND
@@ -25,7 +27,9 @@ FILE_CODES = DeviceCodes(
 class FileVideoTrack(CaptureTrack):
     """A looping video track read from a media file; see :class:`CaptureTrack` for what
     it owns. A file that vanishes is reported (MEDIA_FILE_NOT_FOUND) and reopened with
-    backoff; playing resumes when it is back."""
+    backoff; playing resumes when it is back. A file's reads do not stall the way a
+    camera's do, and a still picture may last long in it: no stall watchdog unless
+    ``stall_timeout`` is given."""
 
     def __init__(
         self,
@@ -37,6 +41,7 @@ class FileVideoTrack(CaptureTrack):
         on_error: ErrorCallback | None = None,
         opener: Opener = open_input,
         retry: tuple[float, float] = (0.5, 5.0),
+        stall_timeout: float | None = None,
     ) -> None:
         self.path = os.fspath(path)
         super().__init__(
@@ -47,6 +52,7 @@ class FileVideoTrack(CaptureTrack):
             on_error=on_error,
             opener=opener,
             retry=retry,
+            stall_timeout=stall_timeout,
         )
 
 

@@ -7,21 +7,18 @@ and ``audio`` sections and return a :class:`SourceChoice` whose ``factory`` is w
 first V4L2 capture node that opens, else the test pattern; audio is ALSA capture when
 a capture device exists, else none. The choice and its reason are logged.
 
-This module also picks the H.264 encoder of frame sources (:func:`pick_h264_encoder`).
+The H.264 encoder of frame sources is picked in :mod:`edged.media.encoder_choice`.
 """
 
 from __future__ import annotations
 
-import fractions
 import functools
 import importlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, Protocol
 
-import av
 from aiortc.mediastreams import MediaStreamTrack
 
 from ..logs import log_event
@@ -35,18 +32,16 @@ from .devices import (
     sound_devices,
     v4l2_cameras,
 )
+from .encoder_choice import EncoderChoice as EncoderChoice
+from .encoder_choice import V4l2m2mEncoder as V4l2m2mEncoder
+from .encoder_choice import pick_h264_encoder as pick_h264_encoder
 from .fanout import PacketEncoder
 from .filesource import file_video_source
-from .h264 import VIDEO_TIME_BASE, H264Encoder, H264Settings
+from .h264 import H264Settings
 from .v4l2 import CaptureInput, CaptureTrack, Opener, Orientation, open_input
+from .watchdog import STALL_TIMEOUT
 
 log = logging.getLogger("edged.media.sources")
-
-HARDWARE_ENCODER = "h264_v4l2m2m"
-HARDWARE_REOPEN_INTERVAL = 2.0
-"""Seconds between bitrate changes of the hardware encoder (each costs a reopen and an IDR)."""
-BITRATE_HYSTERESIS = 0.1
-PROBE_FRAMES = 10
 
 Factory = Callable[[Any], MediaStreamTrack]
 """``config -> track``: what ``EngineProfile.video_source`` and ``audio_source`` take."""
@@ -86,6 +81,8 @@ class VideoSelection(Protocol):
     def vflip(self) -> bool: ...
     @property
     def input_format(self) -> str: ...
+    @property
+    def stall_timeout_s(self) -> float: ...
 
 
 class AudioSelection(Protocol):
@@ -109,81 +106,6 @@ class SourceChoice:
     factory: Factory | None
 
 
-# ---- the H.264 encoder of frame sources ---------------------------------------------------
-
-
-class EncoderChoice(NamedTuple):
-    """Which H.264 encoder a frame source gets, and whether it is the board's hardware."""
-
-    name: str
-    hardware: bool
-
-
-@functools.cache
-def pick_h264_encoder() -> EncoderChoice:
-    """``h264_v4l2m2m`` when the board has a working one (a test encode succeeds), else
-    libx264 (tuned for latency by :class:`~edged.media.h264.H264Encoder`). Cached."""
-    try:
-        encoder = V4l2m2mEncoder(H264Settings(bitrate=500_000))
-        probe = av.VideoFrame(640, 480, "yuv420p")
-        for plane in probe.planes:
-            plane.update(bytes(plane.buffer_size))
-        # The encoder holds a few frames before its first packet comes out.
-        works = any(encoder.encode(probe) for _ in range(PROBE_FRAMES))
-        encoder.close()
-        if works:
-            return EncoderChoice(HARDWARE_ENCODER, True)
-    except Exception as exc:
-        log.debug("no hardware H.264 encoder: %s", exc)
-    return EncoderChoice("libx264", False)
-
-
-class V4l2m2mEncoder(H264Encoder):
-    """The board's V4L2 memory-to-memory H.264 encoder (Raspberry Pi 4 and older).
-
-    Same interface and timestamps as the libx264 :class:`H264Encoder`; a keyframe request
-    becomes FFmpeg's forced-key-frame control. The encoder cannot change its bitrate while
-    open, so a new bitrate (at least 10 % off) reopens it, at most every 2 s; the reopened
-    encoder starts with an IDR.
-    """
-
-    codec_name = HARDWARE_ENCODER
-    codec_options: dict[str, str] = {}
-    reopen_interval = HARDWARE_REOPEN_INTERVAL
-
-    def __init__(self, settings: H264Settings | None = None) -> None:
-        super().__init__(settings)
-        self._open_bitrate: int | None = None
-        self._opened_at = 0.0
-
-    def encode(self, frame: av.VideoFrame) -> list[av.Packet[Any]]:
-        target, opened = self.bitrate, self._open_bitrate
-        if (
-            opened is not None
-            and abs(target - opened) > BITRATE_HYSTERESIS * opened
-            and time.monotonic() - self._opened_at >= self.reopen_interval
-        ):
-            self.close()  # the next line reopens it at the new bitrate
-        return super().encode(frame)
-
-    def _open(self, size: tuple[int, int], bitrate: int) -> av.VideoCodecContext:
-        s = self.settings
-        codec = cast(av.VideoCodecContext, av.CodecContext.create(self.codec_name, "w"))
-        codec.width, codec.height = size
-        codec.pix_fmt = "yuv420p"
-        codec.framerate = fractions.Fraction(s.framerate, 1)
-        codec.time_base = VIDEO_TIME_BASE
-        codec.bit_rate = bitrate
-        codec.gop_size = max(1, round(s.keyframe_interval * s.framerate))
-        codec.max_b_frames = 0
-        codec.profile = "Constrained Baseline"  # the level is the driver's
-        codec.options = dict(self.codec_options)
-        codec.open()
-        self.opened += 1
-        self._open_bitrate, self._opened_at = bitrate, time.monotonic()
-        return codec
-
-
 def v4l2_video_source(
     config: VideoSettings,
     device: str = "/dev/video0",
@@ -191,6 +113,7 @@ def v4l2_video_source(
     orientation: Orientation | None = None,
     *,
     formats: Callable[[str], tuple[VideoFormat, ...]] = node_formats,
+    stall_timeout: float | None = STALL_TIMEOUT,
 ) -> CaptureTrack:
     """A V4L2 camera track for ``config`` (a :class:`~edged.engine.config.VideoConfig`).
 
@@ -198,6 +121,7 @@ def v4l2_video_source(
     H.264 from the camera (``input_format="h264"``) passes through; other formats are
     decoded, then encoded by the board's hardware encoder when it has one (the track then
     yields packets and ``hardware_encode`` is True), else once by the fan-out's libx264.
+    A camera that delivers nothing for ``stall_timeout`` seconds is reported and reopened.
     """
     if input_format == "auto":
         input_format = choose_input_format(formats(device), config.width, config.height, config.fps)
@@ -213,7 +137,11 @@ def v4l2_video_source(
         )
         encoder = functools.partial(V4l2m2mEncoder, settings)
     return CaptureTrack(
-        spec, orientation=orientation, encoder=encoder, hardware_encode=encoder is not None
+        spec,
+        orientation=orientation,
+        encoder=encoder,
+        hardware_encode=encoder is not None,
+        stall_timeout=stall_timeout,
     )
 
 
@@ -234,7 +162,11 @@ def _picamera2_factory(video: VideoSelection) -> Factory | None:
         log.debug("picamera2 source unavailable: %s", exc)
         return None
     source: Factory = functools.partial(
-        module.picamera2_video_source, rotation=video.rotation, hflip=video.hflip, vflip=video.vflip
+        module.picamera2_video_source,
+        rotation=video.rotation,
+        hflip=video.hflip,
+        vflip=video.vflip,
+        stall_timeout=video.stall_timeout_s,
     )
     return source
 
@@ -269,6 +201,7 @@ def choose_video_source(
             device=device,
             input_format=video.input_format,
             orientation=orientation,
+            stall_timeout=video.stall_timeout_s,
         )
         return SourceChoice("v4l2", device, reason, factory)
 

@@ -30,6 +30,11 @@ class StandInBoard:
     cameras: list[dict[str, Any]] = field(default_factory=lambda: [dict(PI4_CAMERA)])
     hardware_encoder: bool = True
     open_cameras: set[int] = field(default_factory=set)
+    stalled: bool = False
+    """While set, every sensor completes no requests: no frame reaches an encoder or a
+    capture, and nothing raises (a sensor or CSI-2 link that stopped). A camera stopped
+    and started again stays stalled until this is cleared."""
+    camera_starts: int = 0
     frames_rendered: int = 0
     encodes: int = 0
     encoder_starts: int = 0

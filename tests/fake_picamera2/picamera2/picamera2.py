@@ -164,6 +164,8 @@ class Picamera2:
         if self.started:
             return
         self.started = True
+        with BOARD.lock:
+            BOARD.camera_starts += 1
         self._sensor = threading.Thread(
             target=self._run_sensor, name="stand-in sensor", daemon=True
         )
@@ -262,6 +264,9 @@ class Picamera2:
         while self.started:
             due = start + sequence * interval
             time.sleep(max(0.0, due - time.monotonic()))
+            if BOARD.stalled:  # no request completes; the frame's slot passes unseen
+                start += interval
+                continue
             frame = renderer.render(sequence)
             buffers = {"main": _pack(frame, config["main"], config["transform"])}
             if config.get("lores") is not None:
