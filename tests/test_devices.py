@@ -12,7 +12,6 @@ import json
 import os
 import struct
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from edged.media.devices import (
     v4l2_cameras,
 )
 
-STAND_IN = Path(__file__).parent / "fake_picamera2"
+pytest_plugins = ["standinkit"]  # the picamera2 stand-in: fixture `board`
 
 LIST_FORMATS_EXT = """\
 ioctl: VIDIOC_ENUM_FMT
@@ -255,19 +254,6 @@ def test_sound_devices_from_proc_asound(fake_proc: Path) -> None:
 
 
 # ---- libcamera -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def board(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    before = set(sys.modules)
-    monkeypatch.syspath_prepend(str(STAND_IN))
-    from picamera2._standin import BOARD
-
-    BOARD.reset()
-    yield BOARD
-    for name in set(sys.modules) - before:
-        if name.split(".")[0] in ("picamera2", "libcamera", "videodev2"):
-            del sys.modules[name]
 
 
 def test_libcamera_cameras_come_from_picamera2(board: Any) -> None:

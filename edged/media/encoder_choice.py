@@ -3,15 +3,14 @@ it has a working one (Raspberry Pi 4 and older), else libx264 in the fan-out."""
 
 from __future__ import annotations
 
-import fractions
 import functools
 import logging
 import time
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import av
 
-from .h264 import VIDEO_TIME_BASE, H264Encoder, H264Settings
+from .h264 import H264Encoder, H264Settings
 
 log = logging.getLogger("edged.media.sources")
 
@@ -77,15 +76,7 @@ class V4l2m2mEncoder(H264Encoder):
         return super().encode(frame)
 
     def _open(self, size: tuple[int, int], bitrate: int) -> av.VideoCodecContext:
-        s = self.settings
-        codec = cast(av.VideoCodecContext, av.CodecContext.create(self.codec_name, "w"))
-        codec.width, codec.height = size
-        codec.pix_fmt = "yuv420p"
-        codec.framerate = fractions.Fraction(s.framerate, 1)
-        codec.time_base = VIDEO_TIME_BASE
-        codec.bit_rate = bitrate
-        codec.gop_size = max(1, round(s.keyframe_interval * s.framerate))
-        codec.max_b_frames = 0
+        codec = self._context(self.codec_name, size, bitrate)
         codec.profile = "Constrained Baseline"  # the level is the driver's
         codec.options = dict(self.codec_options)
         codec.open()

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import av
 from av.video.frame import PictureType
@@ -243,9 +243,13 @@ class H264Encoder:
             self.keyframes += 1
         return packet
 
-    def _open(self, size: tuple[int, int], bitrate: int) -> av.VideoCodecContext:
+    def _context(
+        self, codec_name: str, size: tuple[int, int], bitrate: int
+    ) -> av.VideoCodecContext:
+        """An encoder context with what every H.264 encoder here shares: size, yuv420p,
+        frame rate, 90 kHz time base, bitrate, keyframe interval, no B-frames."""
         s = self.settings
-        codec = av.CodecContext.create("libx264", "w")
+        codec = cast(av.VideoCodecContext, av.CodecContext.create(codec_name, "w"))
         codec.width, codec.height = size
         codec.pix_fmt = "yuv420p"
         codec.framerate = fractions.Fraction(s.framerate, 1)
@@ -253,6 +257,11 @@ class H264Encoder:
         codec.bit_rate = bitrate
         codec.gop_size = max(1, round(s.keyframe_interval * s.framerate))
         codec.max_b_frames = 0
+        return codec
+
+    def _open(self, size: tuple[int, int], bitrate: int) -> av.VideoCodecContext:
+        s = self.settings
+        codec = self._context("libx264", size, bitrate)
         codec.thread_count = s.threads
         # A named profile: libx264's own "profile" option stopped accepting
         # "baseline" in the FFmpeg that PyAV 14 bundles.
