@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -335,3 +336,35 @@ async def test_reconnect_gives_up_after_the_configured_time(
             (R.RECONNECT_FAILED, 1002053),
         ]
         assert names(rec, "publisher_state_update")[-1][2:4] == (PublisherState.NO_PUBLISH, 1002053)
+
+
+async def test_audio_only_play_declines_the_video(srv: RunningServer) -> None:
+    """``video=False``: the tone arrives, no video frame does (the publisher sends none),
+    while another viewer of the same stream gets both."""
+    pub, _ = make_engine(srv)
+    ears, _ = make_engine(srv)
+    eyes, _ = make_engine(srv)
+    heard, seen = AnalysisSink(), AnalysisSink()
+    async with pub, ears, eyes:
+        await pub.login_room("r", User("P"))
+        await pub.start_publishing("cam")
+        await ears.login_room("r", User("ears"))
+        await eyes.login_room("r", User("eyes"))
+        await ears.start_playing("cam", heard, video=False)
+        await eyes.start_playing("cam", seen)
+        await until(lambda: heard.audio is not None and heard.audio.seconds_received >= 1.5, 15)
+        await until(lambda: seen.video is not None and seen.video.stats().decoded >= 30, 15)
+        assert heard.audio is not None and heard.audio.tone_present(440.0)
+        assert heard.video is None
+        assert ears.player_state("cam") == PS.PLAYING
+        assert ears.room is not None and eyes.room is not None
+        assert await video_packets(ears.room.players["cam"].pc) == 0
+        assert await video_packets(eyes.room.players["cam"].pc) > 0
+
+
+async def video_packets(pc: Any) -> int:
+    """Video RTP packets ``pc`` received, from its getStats()."""
+    stats = await pc.getStats()
+    return sum(
+        s.packetsReceived for s in stats.values() if s.type == "inbound-rtp" and s.kind == "video"
+    )

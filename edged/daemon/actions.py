@@ -52,6 +52,8 @@ class Actions:
         self.play_all = cfg.auto.play == "all"
         self.wanted: set[str] = set() if self.play_all else set(cfg.auto.play)
         self.refused: set[str] = set()
+        self.play_video = cfg.auto.play_video
+        self.video_choice: dict[str, bool] = {}  # per stream, from start_playing
 
     # ---- the desired state ---------------------------------------------------------
 
@@ -74,7 +76,10 @@ class Actions:
         return sorted(wanted - set(room.players) - self.refused)
 
     async def play(self, stream_id: str) -> None:
-        await self.daemon.engine.start_playing(stream_id, self.daemon.player_sink(stream_id))
+        video = self.video_choice.get(stream_id, self.play_video)
+        await self.daemon.engine.start_playing(
+            stream_id, self.daemon.player_sink(stream_id), video=video
+        )
 
     # ---- commands ------------------------------------------------------------------
 
@@ -142,6 +147,8 @@ class Actions:
         self._engine_room()
         self.wanted.add(args.stream_id)
         self.refused.discard(args.stream_id)
+        if args.video is not None:
+            self.video_choice[args.stream_id] = args.video
         await self.play(args.stream_id)
         return {"stream_id": args.stream_id}
 

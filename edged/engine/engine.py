@@ -178,8 +178,14 @@ class Engine:
 
     # ---- playing -------------------------------------------------------------------
 
-    async def start_playing(self, stream_id: str, sink: MediaSink | None = None) -> None:
-        """Play ``stream_id``; if it does not exist yet, wait for it in PLAY_REQUESTING."""
+    async def start_playing(
+        self, stream_id: str, sink: MediaSink | None = None, *, video: bool = True
+    ) -> None:
+        """Play ``stream_id``; if it does not exist yet, wait for it in PLAY_REQUESTING.
+
+        ``video=False`` plays the audio only: the answer declines the video, so the
+        publisher sends none and nothing is decoded (a board with just a speaker).
+        """
         room = self._session()
         _check_id(stream_id, 128, ErrorCode.STREAM_ID_INVALID)
         if stream_id in room.players:
@@ -193,6 +199,7 @@ class Engine:
             room.send_signal,
             lambda sid: sid in room.streams,
             self._emit,
+            video=video,
         )
         room.players[stream_id] = player
         player.start()

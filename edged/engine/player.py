@@ -75,8 +75,11 @@ class Player:
         send_signal: Callable[[Signal], Awaitable[None]],
         stream_exists: Callable[[str], bool],
         emit: Callable[..., None],
+        *,
+        video: bool = True,
     ) -> None:
         self.stream_id = stream_id
+        self.video = video
         self.sink = sink
         self.profile = profile
         self.state = PlayerState.NO_PLAY
@@ -163,6 +166,8 @@ class Player:
 
         @pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video" and not self.video:
+                return  # declined in the answer: nothing will arrive
             task = asyncio.create_task(self._read(track))
             self._readers.add(task)
             task.add_done_callback(self._readers.discard)
@@ -176,6 +181,10 @@ class Player:
         if not await set_remote_description(pc, offer):
             await self.link_lost(rebuild=True)
             return
+        if not self.video:  # decline it: the publisher then sends no video at all
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":
+                    transceiver.direction = "inactive"
         await pc.setLocalDescription(await pc.createAnswer())
         if pc is self.pc:
             await self._send_signal(
