@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import fractions
 import inspect
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, cast
 
 import aiortc
+import av
+import numpy as np
 import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc import rtcrtpreceiver as receiver_module
@@ -18,20 +22,41 @@ from aiortc.codecs.h264 import H264Encoder as AiortcH264Encoder
 from aiortc.codecs.opus import OpusEncoder as AiortcOpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import RtcpPsfbPacket, pack_remb_fci
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtp import (
+    RTCP_RTPFB_NACK,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+)
+from aiortc.stats import RTCStatsReport
 
 from edged.media import aiortc_internals as internals
 from edged.media.aiortc_internals import (
     AIORTC_VERSION,
+    RTP_HISTORY_SIZE,
     AiortcInternalsError,
+    DirectSender,
     PassthroughCounter,
     PassthroughDecoder,
+    SenderHook,
     codec_capabilities,
+    direct_send_problems,
     hook_sender,
+    packer_for,
     passthrough_receivers,
     prefer_codec,
     verify,
 )
+from edged.media.h264 import H264Encoder, H264Settings
+from edged.media.rtp_frames import FramePacker, RtpFrame
 
 UPGRADE = f"aiortc {aiortc.__version__} changed private API: update edged/media/aiortc_internals.py"
 
@@ -218,3 +243,223 @@ def test_passthrough_receivers_patch_only_their_kinds_and_restore() -> None:
         with pytest.raises(RuntimeError, match="already active"), passthrough_receivers():
             pass
     assert receiver_module.get_decoder is original  # type: ignore[attr-defined]
+
+
+# -- the direct send path, offline: a sender on a stub of a connected transport -------
+
+
+class CapturedDatagrams:
+    """Stands in for the nominated pair's datagram transport: keeps what is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        assert address == PEER
+        self.sent.append(data)
+
+
+PEER = ("198.18.0.2", 5000)
+
+
+class ConnectedStubTransport:
+    """A connected RTCDtlsTransport as far as a sender uses it; SRTP leaves packets clear."""
+
+    def __init__(self, datagrams: CapturedDatagrams) -> None:
+        protocol = internals.aioice.ice.StunProtocol(cast(Any, None))
+        protocol.transport = cast(Any, datagrams)
+        pair = SimpleNamespace(protocol=protocol, remote_addr=PEER)
+        self._state = DtlsState.CONNECTED
+        self._tx_srtp = SimpleNamespace(protect=lambda data: data)
+        self.transport = SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair}))
+        self._stats_id = "transport"
+        self.rtp: list[bytes] = []  # what went through aiortc's own path
+        setattr(self, "_RTCDtlsTransport__tx_bytes", 0)  # noqa: B010
+        setattr(self, "_RTCDtlsTransport__tx_packets", 0)  # noqa: B010
+
+    @property
+    def state(self) -> str:
+        return "connected" if self._state is DtlsState.CONNECTED else "closed"
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.rtp.append(data)
+
+    def _get_stats(self) -> RTCStatsReport:
+        return RTCStatsReport()
+
+
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+def send_parameters(*uris: str) -> RTCRtpSendParameters:
+    return RTCRtpSendParameters(
+        codecs=[RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)],
+        headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=i + 1, uri=uri) for i, uri in enumerate(uris)
+        ],
+        muxId="0",
+    )
+
+
+def encoded_pictures(count: int) -> list[av.Packet[Any]]:
+    """A keyframe big enough for several RTP packets, then P-frames, pts in 1/90000."""
+    encoder = H264Encoder(H264Settings(bitrate=2_000_000, keyframe_interval=10))
+    packets = []
+    for i in range(count):
+        noise = np.random.default_rng(i).integers(0, 255, (360, 320), dtype=np.uint8)
+        noise[:, 80:] = 128  # a noisy strip: a keyframe of a few packets, not a hundred
+        frame = av.VideoFrame.from_ndarray(noise, format="gray").reformat(format="yuv420p")
+        frame.pts, frame.time_base = i * 3000, fractions.Fraction(1, 90000)
+        packets += encoder.encode(frame)
+    return packets
+
+
+@dataclass
+class Rig:
+    """A started sender on a stub transport, sent to by a DirectSender."""
+
+    direct: DirectSender
+    sender: RTCRtpSender
+    hook: SenderHook
+    transport: ConnectedStubTransport
+    datagrams: CapturedDatagrams
+    packer: FramePacker
+
+    def send(self, packets: list[av.Packet[Any]]) -> list[RtpFrame]:
+        frames = [self.packer.pack(packet) for packet in packets]
+        assert all(self.direct.send(frame) for frame in frames)
+        return frames
+
+
+def direct_sender(*uris: str) -> Rig:
+    datagrams = CapturedDatagrams()
+    transport = ConnectedStubTransport(datagrams)
+    sender = RTCRtpSender("video", cast(RTCDtlsTransport, transport))
+    hook = hook_sender(sender)
+    hook.parameters = send_parameters(*uris)  # as the hooked send() records it
+    packer = FramePacker(packer_for("video/H264"), RTP_HISTORY_SIZE)
+    direct = DirectSender.open(hook, "video/H264", packer.find)
+    assert direct is not None
+    return Rig(direct, sender, hook, transport, datagrams, packer)
+
+
+@pytest.mark.parametrize("uris", [(MID, ABS_SEND_TIME), (ABS_SEND_TIME, MID), ()])
+async def test_direct_packets_are_byte_for_byte_what_aiortc_would_send(
+    uris: tuple[str, ...],
+) -> None:
+    rig = direct_sender(*uris)
+    extensions = HeaderExtensionsMap()
+    extensions.configure(send_parameters(*uris))
+    frames = rig.send(encoded_pictures(4))
+    assert 2 < len(frames[0].payloads) < 40, "the keyframe needs several packets"
+    payloads = [(frame, i) for frame in frames for i in range(len(frame.payloads))]
+    assert len(rig.datagrams.sent) == len(payloads)
+    first = RtpPacket.parse(rig.datagrams.sent[0], extensions)
+    origin = first.timestamp - frames[0].timestamp
+    for n, (data, (frame, i)) in enumerate(zip(rig.datagrams.sent, payloads, strict=True)):
+        expected = RtpPacket(
+            payload_type=102,
+            marker=int(i == len(frame.payloads) - 1),
+            sequence_number=(first.sequence_number + n) & 0xFFFF,
+            timestamp=(origin + frame.timestamp) & 0xFFFFFFFF,
+            ssrc=rig.sender._ssrc,
+            payload=frame.payloads[i],
+        )
+        expected.extensions.mid = "0"
+        expected.extensions.abs_send_time = frame.abs_send_time
+        assert data == expected.serialize(extensions)
+
+
+async def test_direct_sends_are_counted_where_sender_reports_and_stats_read_them() -> None:
+    rig = direct_sender(MID, ABS_SEND_TIME)
+    frames = rig.send(encoded_pictures(3))
+    sent = rig.datagrams.sent
+    stats = await rig.sender.getStats()
+    outbound = next(s for s in stats.values() if s.type == "outbound-rtp")
+    assert outbound.packetsSent == len(sent) == rig.direct.packets_sent
+    assert outbound.bytesSent == sum(len(p) for f in frames for p in f.payloads)
+    transport = vars(rig.transport)
+    assert transport["_RTCDtlsTransport__tx_packets"] == len(sent)
+    assert transport["_RTCDtlsTransport__tx_bytes"] == sum(map(len, sent))
+    report = vars(rig.sender)  # what the next RTCP sender report carries
+    assert report["_RTCRtpSender__rtp_timestamp"] == RtpPacket.parse(sent[-1]).timestamp
+    assert report["_RTCRtpSender__ntp_timestamp"] == frames[-1].ntp_time
+
+
+async def test_a_nack_for_a_direct_packet_resends_it_through_aiortc() -> None:
+    rig = direct_sender(MID, ABS_SEND_TIME)
+    rig.send(encoded_pictures(3))
+    sent = rig.datagrams.sent
+    lost = RtpPacket.parse(sent[2]).sequence_number
+    never_sent = (RtpPacket.parse(sent[-1]).sequence_number + 5) & 0xFFFF
+    nack = RtcpRtpfbPacket(
+        fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=rig.sender._ssrc, lost=[lost, never_sent]
+    )
+    await rig.sender._handle_rtcp_packet(nack)
+    (resent,) = rig.transport.rtp  # not wrapped in RTX: none negotiated on this stub
+    fields = ("sequence_number", "timestamp", "marker", "payload_type", "ssrc", "payload")
+    again, original = RtpPacket.parse(resent), RtpPacket.parse(sent[2])
+    assert [getattr(again, f) for f in fields] == [getattr(original, f) for f in fields]
+    assert rig.hook.retransmits == 1
+
+
+async def test_nacks_are_answered_across_a_sequence_number_wraparound() -> None:
+    frames = [RtpFrame([i.to_bytes(4, "big")], i * 3000, i, i + 1, 0, 0) for i in range(70_000)]
+    rig = direct_sender(MID)
+    direct = DirectSender.open(rig.hook, "video/H264", lambda i: (frames[i], 0))
+    assert direct is not None
+    for frame in frames:
+        assert direct.send(frame)
+    last = RtpPacket.parse(rig.datagrams.sent[-1])
+    for back in (0, 1, 100):  # recent packets, their numbers wrapped around at least once
+        packet = direct.retransmission((last.sequence_number - back) & 0xFFFF)
+        assert packet is not None and packet.payload == (69_999 - back).to_bytes(4, "big")
+    assert direct.retransmission((last.sequence_number + 1) & 0xFFFF) is None, "not sent yet"
+    assert direct.retransmission((last.sequence_number - 500) & 0xFFFF) is None, "too old"
+
+
+async def test_a_direct_sender_gives_way_when_the_connection_closes() -> None:
+    rig = direct_sender(MID)
+    first, second = (rig.packer.pack(packet) for packet in encoded_pictures(2))
+    assert rig.direct.send(first)
+    rig.transport._state = DtlsState.CLOSED
+    assert not rig.direct.send(second), "aiortc's path takes over (and ends the track)"
+
+
+async def test_no_direct_sender_before_the_sender_has_started() -> None:
+    sender = RTCRtpSender(
+        "video", cast(RTCDtlsTransport, ConnectedStubTransport(CapturedDatagrams()))
+    )
+    hook = hook_sender(sender)
+    packer = FramePacker(packer_for("video/H264"), RTP_HISTORY_SIZE)
+    assert DirectSender.open(hook, "video/H264", packer.find) is None  # send() not called yet
+    hook.parameters = send_parameters(MID)
+    assert DirectSender.open(hook, "audio/opus", packer.find) is None  # another codec
+
+
+def test_a_missing_piece_of_the_direct_path_fails_verify_and_turns_the_path_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(RTCRtpSender, "_retransmit")
+    direct_send_problems.cache_clear()
+    try:
+        with pytest.raises(AiortcInternalsError, match=r"RTCRtpSender\._retransmit is missing"):
+            verify()
+        assert direct_send_problems(), "at run time the fan-out then uses aiortc's own path"
+    finally:
+        monkeypatch.undo()
+        direct_send_problems.cache_clear()
+    assert direct_send_problems() == ()
+
+
+def test_the_direct_path_mirrors_how_aiortc_sends_and_counts() -> None:
+    names = RTCRtpSender._run_rtp.__code__.co_names
+    assert {"abs_send_time", "mid", "serialize", "_send_rtp"} <= set(names), UPGRADE
+    init = RTCRtpSender.__init__.__code__.co_names
+    for counter in ("packet_count", "octet_count", "ntp_timestamp", "rtp_timestamp", "rtp_history"):
+        assert f"_RTCRtpSender__{counter}" in init, f"{UPGRADE}: RTCRtpSender.__{counter}"
+    assert "_retransmit" in RTCRtpSender._handle_rtcp_packet.__code__.co_names, UPGRADE
+    assert "_nominated" in internals.aioice.Connection.sendto.__code__.co_names, (
+        f"aioice changed Connection.sendto: update {internals.__name__}"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import ipaddress
+import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import ifaddr
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc.clock import current_ntp_time
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpPsfbPacket, pack_remb_fci
@@ -29,6 +31,7 @@ from edged.media.fanout import (
     ViewerVideoTrack,
 )
 from edged.media.h264 import H264Encoder, H264Settings, is_keyframe, split_nal_units
+from edged.media.rtp_frames import FramePacker, RtpFrame, ntp_time
 
 TB = fractions.Fraction(1, 90000)
 FPS = 30
@@ -144,6 +147,81 @@ async def test_an_overflowing_audio_viewer_keeps_the_newest_packet() -> None:
     for n in range(3):
         viewer.push(*fake_packet(True, n))
     assert (await viewer.recv()).pts == 2 and viewer.stats().dropped == 2
+
+
+class FakeDirect:
+    """Stands in for a DirectSender: records the frames it is given."""
+
+    def __init__(self) -> None:
+        self.frames: list[RtpFrame] = []
+        self.usable = True
+        self.closed = False
+
+    def send(self, frame: RtpFrame) -> bool:
+        if self.usable:
+            self.frames.append(frame)
+        return self.usable
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def rtp_frame(n: int) -> RtpFrame:
+    return RtpFrame([bytes([n])], n * 3000, n, n + 1, 0, 0)
+
+
+async def test_a_connected_viewer_sends_its_queue_then_live_packets_directly_until_unusable() -> (
+    None
+):
+    direct = FakeDirect()
+    viewer = ViewerVideoTrack("v", maxsize=5, open_direct=lambda _viewer: cast(Any, direct))
+    for n, key in enumerate([True, False]):
+        viewer.push(*fake_packet(key, n), rtp_frame(n))
+    reading = asyncio.ensure_future(viewer.recv())  # the sender starts: DTLS is up
+    await asyncio.sleep(0.01)
+    assert [f.first_index for f in direct.frames] == [0, 1], "the queue went first, in order"
+    viewer.push(*fake_packet(False, 2), rtp_frame(2))
+    assert [f.first_index for f in direct.frames] == [0, 1, 2] and viewer.stats().direct
+    assert not reading.done(), "aiortc's task has nothing to send meanwhile"
+    direct.usable = False  # the connection closed: aiortc's own path takes over
+    viewer.push(*fake_packet(False, 3), rtp_frame(3))
+    assert (await asyncio.wait_for(reading, 1)).pts == 3
+    assert direct.closed and not viewer.stats().direct and viewer.stats().sent == 4
+
+
+async def test_a_viewer_read_by_something_else_than_a_sender_keeps_its_queue() -> None:
+    viewer = ViewerVideoTrack("recorder", maxsize=5, open_direct=lambda _viewer: None)
+    viewer.push(*fake_packet(True, 0), rtp_frame(0))
+    viewer.push(*fake_packet(False, 1), None)  # not packed: nobody needs RTP here
+    assert [(await viewer.recv()).pts for _ in range(2)] == [0, 1]
+    assert not viewer.stats().direct
+
+
+class CountingPacker:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def pack(self, packet: av.Packet[Any]) -> tuple[list[bytes], int]:
+        self.calls += 1
+        data = bytes(packet)
+        return [data[i : i + 2] for i in range(0, len(data), 2)], packet.pts or 0
+
+
+def test_each_access_unit_is_packed_once_and_its_recent_payloads_are_kept() -> None:
+    packer = CountingPacker()
+    frames = FramePacker(packer, history=4, clock=lambda: 5 << 32)
+    first = frames.pack(fake_packet(True, 1)[0])  # 6 bytes: 3 payloads
+    second = frames.pack(fake_packet(False, 2)[0])
+    assert packer.calls == 2 and frames.frames_packed == 2
+    assert (first.first_index, first.end_index, second.first_index) == (0, 3, 3)
+    assert frames.find(4) == (second, 1)
+    assert frames.find(0) is None and frames.find(1) is None, "older than the last 4"
+    assert frames.find(6) is None, "not sent yet"
+    assert second.ntp_time == 5 << 32 and second.abs_send_time == ((5 << 32) >> 14) & 0xFFFFFF
+
+
+def test_ntp_time_is_aiortcs_clock() -> None:
+    assert abs(ntp_time() - current_ntp_time()) < (1 << 32) // 20  # 50 ms
 
 
 async def test_keyframe_requests_are_rate_limited_with_one_trailing_request() -> None:
@@ -333,7 +411,7 @@ async def test_four_viewers_decode_h264_from_a_single_encoder(calls: list[Call])
     assert all(isinstance(f, av.VideoFrame) and f.width == 320 for c in calls for f in c.frames)
     assert stats.encoders_created == 1
     assert stats.frames_in - stats.frames_idle - stats.frames_encoded <= 1
-    assert all(v.sent >= 30 for v in stats.viewers)
+    assert all(v.sent >= 30 and v.direct for v in stats.viewers)
 
 
 @pytest.mark.netns
@@ -403,6 +481,136 @@ async def test_two_audio_viewers_decode_opus_from_a_single_encoder(calls: list[C
             calls.append(await call(fanout, board_offers=offers))
         assert all(codec_names(c.answer, "audio") == {"opus"} for c in calls)
         await asyncio.gather(*(watch(c, 25) for c in calls))
+        assert all(v.direct for v in fanout.stats().viewers)
     assert all(isinstance(f, av.AudioFrame) for c in calls for f in c.frames)
     assert fanout.encoders_created == 1
     assert fanout.frames_in - fanout.frames_idle - fanout.frames_encoded <= 1
+
+
+# -- the direct send path (inside a private network namespace) ------------------------
+
+
+def received_units(c: Call, source: PreEncodedTrack) -> list[tuple[bytes, ...]]:
+    """The access units a passthrough viewer got, checked to be consecutive ones the
+    source emitted (by RTP timestamp), as NAL units; fails on any gap or altered byte."""
+    pts = [p.pts for p in c.frames]
+    steps = [((b - a) & 0xFFFFFFFF) // 3000 for a, b in itertools.pairwise(pts)]
+    assert steps == [1] * len(steps), f"frames missing or out of order: {steps}"
+    got = [tuple(split_nal_units(bytes(p))) for p in c.frames]
+    emitted = [tuple(split_nal_units(bytes(p))) for p in source.emitted]
+    starts = [i for i in range(len(emitted)) if emitted[i : i + len(got)] == got]
+    assert starts, "the frames differ from what the source emitted"
+    return got
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("direct_send", [True, False])
+async def test_every_viewer_gets_every_access_unit_intact_on_either_send_path(
+    calls: list[Call], direct_send: bool
+) -> None:
+    source = PreEncodedTrack(frames=90)
+    with passthrough_receivers(kinds=["video"]):
+        async with EncodedVideoFanout(source, direct_send=direct_send) as fanout:
+            for offers in (True, False, True):
+                calls.append(await call(fanout, board_offers=offers))
+            await asyncio.gather(*(watch(c, 45) for c in calls))
+            stats = fanout.stats()
+    for c in calls:
+        assert is_keyframe(bytes(c.frames[0]))
+        received_units(c, source)
+    assert [v.direct for v in stats.viewers] == [direct_send] * 3
+    if direct_send:  # packed once per access unit for all three viewers
+        assert 0 < stats.frames_packed <= stats.packets_out
+    else:
+        assert stats.frames_packed == 0
+
+
+@pytest.mark.netns
+async def test_a_packet_lost_on_the_way_to_a_direct_viewer_is_retransmitted(
+    calls: list[Call],
+) -> None:
+    source = PreEncodedTrack(frames=90)
+    with passthrough_receivers(kinds=["video"]):
+        async with EncodedVideoFanout(source) as fanout:
+            c = await call(fanout, board_offers=True)
+            calls.append(c)
+            dropped = drop_one_media_packet(c.viewer, after=25)
+            await watch(c, 60)
+            stats = fanout.stats()
+    assert dropped, "the loss was simulated"
+    (viewer,) = stats.viewers
+    assert viewer.direct and viewer.retransmits >= 1
+    received_units(c, source)  # no frame lost: the retransmission filled the gap
+
+
+def drop_one_media_packet(pc: RTCPeerConnection, after: int) -> list[int]:
+    """Make the network lose one RTP packet (not a retransmission) on its way to ``pc``;
+    returns the sequence number that was lost, once it was."""
+    transport = pc.getTransceivers()[0].receiver.transport
+    deliver = transport._handle_rtp_data
+    seen: list[int] = []  # SSRC of the media stream, then a count
+    dropped: list[int] = []
+
+    async def lossy(data: bytes, arrival_time_ms: int) -> None:
+        ssrc = int.from_bytes(data[8:12], "big")
+        if not seen:
+            seen[:] = [ssrc, 0]
+        if ssrc == seen[0] and not dropped:
+            seen[1] += 1
+            if seen[1] == after:
+                dropped.append(int.from_bytes(data[2:4], "big"))
+                return
+        await deliver(data, arrival_time_ms=arrival_time_ms)
+
+    transport._handle_rtp_data = lossy  # type: ignore[method-assign]
+    return dropped
+
+
+@pytest.mark.netns
+async def test_sender_reports_and_stats_count_what_a_direct_viewer_received(
+    calls: list[Call],
+) -> None:
+    with passthrough_receivers(kinds=["video"]):
+        fanout = EncodedVideoFanout(PreEncodedTrack(frames=60))
+        c = await call(fanout, board_offers=True)
+        calls.append(c)
+        await watch(c, 30)
+        assert fanout.stats().viewers[0].direct
+        await fanout.close()  # the media stops; RTCP goes on
+
+        async def agreed() -> tuple[Any, Any, Any]:
+            while True:
+                outbound = stat(await c.board.getStats(), "outbound-rtp")
+                inbound = stat(await c.viewer.getStats(), "inbound-rtp", outbound.ssrc)
+                report = stat(await c.viewer.getStats(), "remote-outbound-rtp", outbound.ssrc)
+                if report is not None and report.packetsSent == outbound.packetsSent:
+                    return outbound, inbound, report
+                await asyncio.sleep(0.2)
+
+        outbound, inbound, report = await asyncio.wait_for(agreed(), 8)
+    assert outbound.packetsSent == inbound.packetsReceived > 30
+    assert report.bytesSent == outbound.bytesSent > 0
+
+
+def stat(report: Any, kind: str, ssrc: int | None = None) -> Any:
+    return next((s for s in report.values() if s.type == kind and ssrc in (None, s.ssrc)), None)
+
+
+@pytest.mark.netns
+async def test_a_direct_viewer_that_hangs_up_leaves_and_the_others_keep_watching(
+    calls: list[Call],
+) -> None:
+    async with EncodedVideoFanout(SyntheticVideoTrack()) as fanout:
+        staying, leaving = await call(fanout, True), await call(fanout, False)
+        calls.append(staying)
+        await asyncio.gather(watch(staying, 5), watch(leaving, 5))
+        assert all(v.direct for v in fanout.stats().viewers)
+        await leaving.viewer.close()
+
+        async def left() -> None:
+            while fanout.viewers != {staying.sent}:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(left(), 10)
+        await watch(staying, 30)
+        await leaving.board.close()

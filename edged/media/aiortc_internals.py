@@ -3,7 +3,10 @@
 edged sends already-encoded H.264/Opus through aiortc (``RTCRtpSender`` packs an
 ``av.Packet`` instead of encoding it), which leaves keyframe requests and bitrate
 estimates unused. This module routes them to callbacks, forces the negotiated codec,
-and can make receivers hand out encoded frames without decoding them.
+sends a fan-out's shared RTP payloads to established viewers without each sender's own
+task (:class:`DirectSender`), and can make receivers hand out encoded frames without
+decoding them. It is longer than edged's other modules on purpose: every private piece
+lives here, next to the check that it is still there.
 
 What differs between the aiortc versions supported (1.11, the Debian 13 floor, to 1.16):
 
@@ -17,30 +20,46 @@ What differs between the aiortc versions supported (1.11, the Debian 13 floor, t
   before ``setCodecPreferences`` can be called on the transceiver the offer created.
 
 :func:`verify` checks every piece, and raises :class:`AiortcInternalsError` naming the
-aiortc version and what is missing.
+aiortc version and what is missing. At run time a missing piece of the direct send path
+only turns that path off (:func:`direct_send_problems`): viewers then go through aiortc's
+own sender task, as before.
 """
 
 from __future__ import annotations
 
 import fractions
+import functools
 import inspect
 import logging
+import secrets
+import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from types import ModuleType
 from typing import Any
 
+import aioice
 import aiortc
 import av
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import codecs as _codecs
+from aiortc import rtcdtlstransport as _dtls_module
 from aiortc import rtcrtpreceiver as _receiver_module
 from aiortc import rtp as _rtp
 from aiortc.codecs import h264 as _h264_codec
 from aiortc.codecs import opus as _opus_codec
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecCapability,
+    RTCRtpCodecParameters,
+    RTCRtpSendParameters,
+)
+
+from .rtp_frames import Packer, RtpFrame
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +71,29 @@ RTCP_PSFB_APP = 15
 
 _HOOK_ATTR = "_edged_sender_hook"
 _GET_DECODER = "get_decoder"
+
+# name-mangled private attributes of aiortc's sender and DTLS transport
+_SENDER_PACKETS = "_RTCRtpSender__packet_count"
+_SENDER_OCTETS = "_RTCRtpSender__octet_count"
+_SENDER_NTP = "_RTCRtpSender__ntp_timestamp"
+_SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
+_SENDER_HISTORY = "_RTCRtpSender__rtp_history"
+_SENDER_COUNTERS = (_SENDER_PACKETS, _SENDER_OCTETS, _SENDER_NTP, _SENDER_RTP_TIMESTAMP)
+_DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
+_DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
+
+# what aiortc's sender puts in each RTP packet, which DirectSender writes the same way
+_SENT_AS_AIORTC = ("abs_send_time", "mid", "current_ntp_time", "serialize", "_send_rtp")
+_NOT_MIRRORED = ("rtp_stream_id", "transmission_offset", "transport_sequence_number", "csrc")
+_RTP_PACKET_PARAMS = [
+    "self",
+    "payload_type",
+    "marker",
+    "sequence_number",
+    "timestamp",
+    "ssrc",
+    "payload",
+]
 
 
 class AiortcInternalsError(RuntimeError):
@@ -68,7 +110,7 @@ def _params(func: object) -> list[str]:
 
 
 def _check_method(
-    owner: type, name: str, params: Sequence[str], coroutine: bool = False
+    owner: type | ModuleType, name: str, params: Sequence[str], coroutine: bool = False
 ) -> str | None:
     func = inspect.getattr_static(owner, name, None)
     if func is None or not callable(func):
@@ -86,6 +128,11 @@ def _check_calls(func: object, label: str, names: Sequence[str]) -> str | None:
     return f"{label} no longer refers to {', '.join(missing)}" if missing else None
 
 
+def _check_not_called(func: object, label: str, names: Sequence[str]) -> str | None:
+    found = [n for n in names if n in _code_names(func)]
+    return f"{label} now also sets {', '.join(found)}" if found else None
+
+
 def _check_fields(cls: type, names: Sequence[str]) -> str | None:
     have = {f.name for f in fields(cls)}
     missing = [n for n in names if n not in have]
@@ -100,7 +147,7 @@ def _check_constant(module: Any, name: str, value: int) -> str | None:
 def _requirements() -> dict[str, Callable[[], str | None]]:
     """What edged relies on, by name, each with a check returning a problem or None."""
     sender = RTCRtpSender
-    return {
+    return _direct_requirements() | {
         "RTCRtpSender._send_keyframe": lambda: _check_method(sender, "_send_keyframe", ["self"]),
         "RTCRtpSender._handle_rtcp_packet": lambda: (
             _check_method(sender, "_handle_rtcp_packet", ["self", "packet"], coroutine=True)
@@ -157,6 +204,69 @@ def _requirements() -> dict[str, Callable[[], str | None]]:
     }
 
 
+def _direct_requirements() -> dict[str, Callable[[], str | None]]:
+    """What :class:`DirectSender` relies on (a subset of :func:`_requirements`)."""
+    sender, dtls = RTCRtpSender, RTCDtlsTransport
+    connection, stun = aioice.Connection, aioice.ice.StunProtocol
+    return {
+        "RTCRtpSender.send(parameters)": lambda: _check_method(
+            sender, "send", ["self", "parameters"], coroutine=True
+        ),
+        "RTCRtpSender._retransmit": lambda: (
+            _check_method(sender, "_retransmit", ["self", "sequence_number"], coroutine=True)
+            or _check_calls(sender._retransmit, "RTCRtpSender._retransmit", [_SENDER_HISTORY])
+            or _check_calls(
+                sender._handle_rtcp_packet, "RTCRtpSender._handle_rtcp_packet", ["_retransmit"]
+            )
+        ),
+        "RTCRtpSender counters and history": lambda: (
+            _check_calls(
+                sender.__init__, "RTCRtpSender.__init__", [*_SENDER_COUNTERS, _SENDER_HISTORY]
+            )
+            or _check_calls(sender._run_rtcp, "RTCRtpSender._run_rtcp", _SENDER_COUNTERS)
+            or _check_calls(sender.getStats, "RTCRtpSender.getStats", _SENDER_COUNTERS[:2])
+        ),
+        "RTCRtpSender._run_rtp sends what DirectSender mirrors": lambda: (
+            _check_calls(sender._run_rtp, "RTCRtpSender._run_rtp", _SENT_AS_AIORTC)
+            or _check_not_called(sender._run_rtp, "RTCRtpSender._run_rtp", _NOT_MIRRORED)
+            or _check_calls(
+                sender._next_encoded_frame, "RTCRtpSender._next_encoded_frame", ["_enabled"]
+            )
+        ),
+        "RTCDtlsTransport SRTP, state and counters": lambda: (
+            _check_calls(
+                dtls.__init__,
+                "RTCDtlsTransport.__init__",
+                ["_state", "_tx_srtp", _DTLS_TX_BYTES, _DTLS_TX_PACKETS],
+            )
+            or _check_calls(
+                dtls._send_rtp, "RTCDtlsTransport._send_rtp", ["_tx_srtp", "protect", "_send"]
+            )
+            or (None if hasattr(_dtls_module.State, "CONNECTED") else "State.CONNECTED is gone")
+        ),
+        "RTCIceTransport._connection": lambda: _check_calls(
+            RTCIceTransport.__init__, "RTCIceTransport.__init__", ["_connection"]
+        ),
+        "aioice Connection._nominated": lambda: (
+            _check_calls(connection.__init__, "aioice.Connection.__init__", ["_nominated"])
+            or _check_calls(
+                connection.sendto,
+                "aioice.Connection.sendto",
+                ["_nominated", "protocol", "send_data", "remote_addr"],
+            )
+        ),
+        "aioice StunProtocol.send_data": lambda: _check_calls(
+            stun.send_data, "aioice.StunProtocol.send_data", ["transport", "sendto"]
+        ),
+        "aiortc.rtp RtpPacket and HeaderExtensionsMap": lambda: (
+            _check_method(_rtp.RtpPacket, "__init__", _RTP_PACKET_PARAMS)
+            or _check_method(_rtp.HeaderExtensionsMap, "configure", ["self", "parameters"])
+            or (None if _rtp.RTP_HISTORY_SIZE > 0 else "aiortc.rtp.RTP_HISTORY_SIZE is gone")
+        ),
+        "aiortc.codecs.get_encoder": lambda: _check_method(_codecs, "get_encoder", ["codec"]),
+    }
+
+
 REQUIREMENTS: tuple[str, ...] = tuple(_requirements())
 """The names of everything :func:`verify` checks."""
 
@@ -164,16 +274,29 @@ SENDER_HANDLES_FIR: bool = "RTCP_PSFB_FIR" in _code_names(RTCRtpSender._handle_r
 """Whether aiortc itself turns an RTCP FIR into ``_send_keyframe()`` (1.16 does, 1.11 not)."""
 
 
-def problems() -> list[str]:
-    """Every private piece that is missing or changed, as readable sentences."""
+def _run_checks(checks: dict[str, Callable[[], str | None]]) -> list[str]:
     found: list[str] = []
-    for name, check in _requirements().items():
+    for name, check in checks.items():
         try:
             problem = check()
         except Exception as exc:  # a changed signature may break inspection itself
             problem = f"{name}: cannot be inspected ({exc!r})"
         if problem:
             found.append(problem)
+    return found
+
+
+def problems() -> list[str]:
+    """Every private piece that is missing or changed, as readable sentences."""
+    return _run_checks(_requirements())
+
+
+@functools.cache
+def direct_send_problems() -> tuple[str, ...]:
+    """What the direct send path misses in this aiortc (checked once); empty when usable."""
+    found = tuple(_run_checks(_direct_requirements()))
+    if found:
+        logger.warning("aiortc %s: sending through each sender's task (%s)", AIORTC_VERSION, found)
     return found
 
 
@@ -229,16 +352,25 @@ def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> None:
 
 @dataclass
 class SenderHook:
-    """The feedback routed out of one ``RTCRtpSender``: keyframe requests and REMB."""
+    """The feedback routed out of one ``RTCRtpSender``: keyframe requests and REMB.
+
+    It also keeps the parameters the sender was started with and, while a
+    :class:`DirectSender` sends for it, answers NACKs from that sender's history
+    (``retransmits`` counts the packets it supplied).
+    """
 
     sender: RTCRtpSender
     keyframe_requests: int = 0
     remb_bitrate: int | None = None
     remb_reports: int = 0
+    parameters: RTCRtpSendParameters | None = None
+    retransmit_source: Callable[[int], _rtp.RtpPacket | None] | None = None
+    retransmits: int = 0
     _installed: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def remove(self) -> None:
         """Give the sender back its own methods."""
+        self.retransmit_source = None
         for name in self._installed:
             if name in vars(self.sender):
                 delattr(self.sender, name)
@@ -264,7 +396,10 @@ def hook_sender(
     aiortc calls ``_send_keyframe()`` on PLI (and on FIR in 1.16), which only flags its
     own encoder: useless when the track yields ``av.Packet``. The hook keeps aiortc's
     behaviour and calls ours too. REMB estimates (bits per second) for this sender's
-    SSRC are read from the same RTCP stream. Callbacks run on the event loop.
+    SSRC are read from the same RTCP stream. Callbacks run on the event loop. The
+    parameters given to ``send()`` are kept in ``hook.parameters``; a NACKed sequence
+    number that ``hook.retransmit_source`` knows is put in the sender's history before
+    aiortc retransmits it (wrapped in RTX when negotiated).
     """
     if getattr(sender, _HOOK_ATTR, None) is not None:
         raise ValueError("this sender already has a hook")
@@ -273,6 +408,9 @@ def hook_sender(
     hook = SenderHook(sender)
     send_keyframe: Callable[[], None] = sender._send_keyframe
     handle_rtcp: Callable[[Any], Any] = sender._handle_rtcp_packet
+    send: Callable[[RTCRtpSendParameters], Any] = sender.send
+    retransmit: Callable[[int], Any] = sender._retransmit
+    history: dict[int, _rtp.RtpPacket] | None = vars(sender).get(_SENDER_HISTORY)
 
     def keyframe_wanted() -> None:
         send_keyframe()
@@ -287,7 +425,24 @@ def hook_sender(
                 _read_remb(hook, packet.fci, on_remb)
         await handle_rtcp(packet)
 
-    hook._installed = {"_send_keyframe": keyframe_wanted, "_handle_rtcp_packet": handle_rtcp_packet}
+    async def send_started(parameters: RTCRtpSendParameters) -> None:
+        hook.parameters = parameters
+        await send(parameters)
+
+    async def retransmit_from_source(sequence_number: int) -> None:
+        source = hook.retransmit_source
+        packet = source(sequence_number) if source is not None else None
+        if packet is not None and history is not None:
+            history[sequence_number % _rtp.RTP_HISTORY_SIZE] = packet
+            hook.retransmits += 1
+        await retransmit(sequence_number)
+
+    hook._installed = {
+        "_send_keyframe": keyframe_wanted,
+        "_handle_rtcp_packet": handle_rtcp_packet,
+        "send": send_started,
+        "_retransmit": retransmit_from_source,
+    }
     for name, value in hook._installed.items():
         setattr(sender, name, value)
     setattr(sender, _HOOK_ATTR, hook)
@@ -315,6 +470,221 @@ async def send_pli(receiver: RTCRtpReceiver) -> int:
     for source in sources:
         await receiver._send_rtcp_pli(source.source)
     return len(sources)
+
+
+# -- sending without each sender's task ---------------------------------------------
+
+RTP_HISTORY_SIZE: int = _rtp.RTP_HISTORY_SIZE
+"""How many packets aiortc keeps per sender for retransmissions."""
+
+_CONNECTED = _dtls_module.State.CONNECTED
+_RTP_HEADER = struct.Struct("!BBH")
+_UINT32 = struct.Struct("!I")
+
+
+def packer_for(mime_type: str) -> Packer:
+    """aiortc's own packer for a codec (what each ``RTCRtpSender`` would use)."""
+    capability = codec_capabilities(mime_type)[0]
+    codec = RTCRtpCodecParameters(
+        mimeType=capability.mimeType,
+        clockRate=capability.clockRate,
+        channels=capability.channels,
+        payloadType=0,
+    )
+    packer: Packer = _codecs.get_encoder(codec)
+    return packer
+
+
+class RtpHeaderTemplate:
+    """The RTP header aiortc's sender puts in front of each payload, made once per sender.
+
+    aiortc serializes a template packet (its SSRC, the negotiated codec's payload type,
+    ``mid`` and abs-send-time extensions as negotiated); per packet only the marker,
+    sequence number, timestamp and abs-send-time are written into it.
+    """
+
+    def __init__(self, ssrc: int, parameters: RTCRtpSendParameters) -> None:
+        payload_type = parameters.codecs[0].payloadType
+        if payload_type is None:
+            raise ValueError("the sender's codec has no payload type")
+        extensions = _rtp.HeaderExtensionsMap()
+        extensions.configure(parameters)
+
+        def serialized(abs_send_time: int) -> bytes:
+            packet = _rtp.RtpPacket(payload_type=payload_type, ssrc=ssrc)
+            packet.extensions.mid = parameters.muxId
+            packet.extensions.abs_send_time = abs_send_time
+            return packet.serialize(extensions)
+
+        low, high = serialized(0), serialized(0xFFFFFF)
+        moved = [i for i, (a, b) in enumerate(zip(low, high, strict=True)) if a != b]
+        if moved and moved != list(range(moved[0], moved[0] + 3)):
+            raise AiortcInternalsError(f"aiortc {AIORTC_VERSION}: unexpected abs-send-time layout")
+        at = moved[0] if moved else len(low)
+        self.first_byte = low[0]
+        self.payload_type = payload_type
+        self._before, self._after = low[8:at], low[at + 3 :]
+        self._has_abs_send_time = bool(moved)
+
+    def tail(self, timestamp: int, abs_send_time: int) -> bytes:
+        """The header from its timestamp on: timestamp, SSRC, header extensions."""
+        if not self._has_abs_send_time:
+            return _UINT32.pack(timestamp) + self._before
+        return (
+            _UINT32.pack(timestamp) + self._before + _UINT32.pack(abs_send_time)[1:] + self._after
+        )
+
+
+def _unrouted(data: bytes, address: tuple[str, int]) -> None:
+    raise ConnectionError("no nominated ICE pair")
+
+
+class DirectSender:
+    """Sends one aiortc sender's RTP straight from a fan-out, bypassing the sender's task.
+
+    Owns that sender's RTP sequence numbers and timestamp origin while it is used, and
+    the mapping from them to the fan-out's shared payloads (for NACKs). Per access unit
+    it writes each payload's header, protects it with the DTLS transport's SRTP session
+    and hands it to the nominated ICE pair's datagram transport, then updates the
+    counters aiortc's sender reports and ``getStats`` read. RTCP stays aiortc's: sender
+    reports, PLI/FIR and REMB as before; NACKs are answered through the hook's
+    ``retransmit_source`` and aiortc's own RTX path.
+
+    Made by :meth:`open` once the sender has started (DTLS connected, its task reading
+    the track); :meth:`send` returns False when the connection is no longer usable, and
+    the caller then hands the access unit to aiortc's path instead.
+    """
+
+    def __init__(
+        self,
+        hook: SenderHook,
+        parameters: RTCRtpSendParameters,
+        find: Callable[[int], tuple[RtpFrame, int] | None],
+    ) -> None:
+        sender = hook.sender
+        self._hook = hook
+        self._sender = sender
+        self._dtls = sender.transport
+        self._nominated: dict[int, Any] = self._dtls.transport._connection._nominated
+        self._protect: Callable[[bytes], bytes] = self._dtls._tx_srtp.protect
+        self._sender_counters: dict[str, Any] = vars(sender)
+        self._dtls_counters: dict[str, Any] = vars(self._dtls)
+        self._find = find
+        self._mid = parameters.muxId
+        self._template = RtpHeaderTemplate(sender._ssrc, parameters)
+        self._pair: Any = None
+        self._sendto: Callable[[bytes, tuple[str, int]], None] = _unrouted
+        self._address: tuple[str, int] = ("", 0)
+        self._sequence = secrets.randbits(15)  # lower half, as aiortc: no early wraparound
+        self._origin = secrets.randbits(32)
+        self._run_start: int | None = None  # payload index where the current run began
+        self._next_index = -1
+        self.packets_sent = 0
+        hook.retransmit_source = self.retransmission
+
+    @classmethod
+    def open(
+        cls,
+        hook: SenderHook,
+        mime_type: str,
+        find: Callable[[int], tuple[RtpFrame, int] | None],
+    ) -> DirectSender | None:
+        """A direct sender for a started sender of ``mime_type``, or None to keep aiortc's."""
+        parameters = hook.parameters
+        if direct_send_problems() or parameters is None or not parameters.codecs:
+            return None
+        codec = parameters.codecs[0]
+        if codec.mimeType.lower() != mime_type.lower() or codec.payloadType is None:
+            return None
+        dtls = hook.sender.transport
+        if dtls._state is not _CONNECTED or dtls._tx_srtp is None:
+            return None
+        direct = cls(hook, parameters, find)
+        if not direct._follow(direct._nominated.get(1)):
+            direct.close()
+            return None
+        return direct
+
+    def send(self, frame: RtpFrame) -> bool:
+        """Send one access unit's payloads; False when aiortc's path must take over."""
+        if self._dtls._state is not _CONNECTED:
+            return False
+        pair = self._nominated.get(1)
+        if pair is not self._pair and not self._follow(pair):
+            return False
+        if not self._sender._enabled:  # inactive: aiortc reads and drops, and so do we
+            return True
+        sequence = self._sequence
+        if frame.first_index != self._next_index:  # not right after the last one sent
+            self._run_start = frame.first_index
+        timestamp = (self._origin + frame.timestamp) & 0xFFFFFFFF
+        protect, sendto, address = self._protect, self._sendto, self._address
+        template = self._template
+        tail = template.tail(timestamp, frame.abs_send_time)
+        header, first_byte = _RTP_HEADER.pack, template.first_byte
+        payload_type = template.payload_type
+        payloads = frame.payloads
+        last = len(payloads) - 1
+        octets = wire = 0
+        for position, payload in enumerate(payloads):
+            if position == last:
+                payload_type |= 0x80  # the marker: the access unit's last packet
+            data = protect(header(first_byte, payload_type, sequence) + tail + payload)
+            sendto(data, address)
+            octets += len(payload)
+            wire += len(data)
+            sequence = (sequence + 1) & 0xFFFF
+        self._sequence = sequence
+        self._next_index = frame.end_index
+        counters, count = self._sender_counters, last + 1
+        counters[_SENDER_PACKETS] += count
+        counters[_SENDER_OCTETS] += octets
+        counters[_SENDER_NTP] = frame.ntp_time
+        counters[_SENDER_RTP_TIMESTAMP] = timestamp
+        self._dtls_counters[_DTLS_TX_BYTES] += wire
+        self._dtls_counters[_DTLS_TX_PACKETS] += count
+        self.packets_sent += count
+        return True
+
+    def retransmission(self, sequence_number: int) -> _rtp.RtpPacket | None:
+        """The packet sent with ``sequence_number``, rebuilt from the shared payloads."""
+        if self._run_start is None:
+            return None
+        back = (self._sequence - 1 - sequence_number) & 0xFFFF  # 0: the last one sent
+        index = self._next_index - 1 - back
+        if back >= RTP_HISTORY_SIZE or index < self._run_start:
+            return None  # as aiortc: only the last RTP_HISTORY_SIZE packets are kept
+        found = self._find(index)
+        if found is None:
+            return None
+        frame, position = found
+        packet = _rtp.RtpPacket(
+            payload_type=self._template.payload_type,
+            marker=int(position == len(frame.payloads) - 1),
+            sequence_number=sequence_number,
+            timestamp=(self._origin + frame.timestamp) & 0xFFFFFFFF,
+            ssrc=self._sender._ssrc,
+            payload=frame.payloads[position],
+        )
+        packet.extensions.mid = self._mid
+        packet.extensions.abs_send_time = frame.abs_send_time
+        return packet
+
+    def close(self) -> None:
+        """Stop answering NACKs for this sender."""
+        if self._hook.retransmit_source == self.retransmission:
+            self._hook.retransmit_source = None
+
+    def _follow(self, pair: Any) -> bool:
+        """Send through ``pair`` from now on, if it is the plain datagram path aioice uses."""
+        protocol = getattr(pair, "protocol", None)
+        if protocol is None or type(protocol).send_data is not aioice.ice.StunProtocol.send_data:
+            return False
+        transport = getattr(protocol, "transport", None)
+        if transport is None:
+            return False
+        self._pair, self._sendto, self._address = pair, transport.sendto, pair.remote_addr
+        return True
 
 
 # -- receivers that do not decode ----------------------------------------------------

@@ -1,10 +1,15 @@
 """Encode once, send to many: one encoder per published stream, fanned out to every viewer.
 
 A source is read by one task; each frame is encoded once (a source that already yields
-``av.Packet`` — a hardware encoder, picamera2 — passes through untouched) and the packet
-is offered to every viewer's bounded queue. A video viewer whose queue overflows is
+``av.Packet`` — a hardware encoder, picamera2 — passes through untouched), packed into
+RTP payloads once, and offered to every viewer (:mod:`edged.media.viewer`): a viewer
+whose connection is up is sent to at once by its direct sender; the others queue it in
+a bounded queue for aiortc's sender task. A video viewer whose queue overflows is
 emptied, skips packets until the next keyframe and asks for one. Joining viewers and
 PLI/FIR from any viewer ask for a keyframe too, through one limiter shared by all.
+
+The viewer tracks, the keyframe limiter and the Opus encoder live in their own modules
+and are importable from here as before.
 """
 
 from __future__ import annotations
@@ -17,23 +22,49 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self
 
 import av
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from edged.media.aiortc_internals import SenderHook, hook_sender, prefer_codec
-from edged.media.h264 import VIDEO_TIME_BASE, H264Encoder, H264Settings, is_keyframe
+from .aiortc_internals import (
+    RTP_HISTORY_SIZE,
+    DirectSender,
+    hook_sender,
+    packer_for,
+    prefer_codec,
+)
+from .h264 import VIDEO_TIME_BASE, H264Encoder, H264Settings, is_keyframe
+from .keyframes import BitrateSource, KeyframeLimiter, KeyframeSource
+from .opus import OPUS_FRAME_SAMPLES, OPUS_TIME_BASE, OpusEncoder
+from .rtp_frames import FramePacker
+from .viewer import ViewerAudioTrack, ViewerStats, ViewerTrack, ViewerVideoTrack
+
+__all__ = [
+    "OPUS_FRAME_SAMPLES",
+    "OPUS_TIME_BASE",
+    "BitrateSource",
+    "EncodedAudioFanout",
+    "EncodedFanout",
+    "EncodedVideoFanout",
+    "FanoutStats",
+    "KeyframeLimiter",
+    "KeyframeSource",
+    "OpusEncoder",
+    "PacketEncoder",
+    "Source",
+    "ViewerAudioTrack",
+    "ViewerStats",
+    "ViewerTrack",
+    "ViewerVideoTrack",
+]
 
 logger = logging.getLogger(__name__)
 
 Source = MediaStreamTrack | AsyncIterator[Any]
 """A track yielding frames (encoded here) or ``av.Packet`` (passed through), or an async
 iterator of ``av.Packet``."""
-
-OPUS_TIME_BASE = fractions.Fraction(1, 48000)
-OPUS_FRAME_SAMPLES = 960
 
 
 class PacketEncoder(Protocol):
@@ -48,182 +79,6 @@ class PacketEncoder(Protocol):
     def close(self) -> None: ...
 
 
-@runtime_checkable
-class KeyframeSource(Protocol):
-    """A pre-encoded source (hardware encoder, camera) that can be asked for an IDR."""
-
-    def request_keyframe(self) -> None: ...
-
-
-@runtime_checkable
-class BitrateSource(Protocol):
-    """A pre-encoded source whose bitrate can be changed while it runs."""
-
-    def set_bitrate(self, bitrate: int) -> int: ...
-
-
-class KeyframeLimiter:
-    """Forwards keyframe requests at most once per ``min_interval`` seconds.
-
-    A request inside the interval is not lost: one trailing request is scheduled for the
-    end of the interval (a timer owned here, cancelled by :meth:`close`), so a viewer
-    joining just after another still gets its keyframe promptly.
-    """
-
-    def __init__(self, forward: Callable[[], None], min_interval: float = 0.5) -> None:
-        self._forward = forward
-        self.min_interval = min_interval
-        self._last: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self.requests = 0
-        self.forwarded = 0
-
-    def request(self) -> bool:
-        """Ask for a keyframe; True if it was forwarded at once."""
-        self.requests += 1
-        loop = asyncio.get_running_loop()
-        if self._last is None or loop.time() - self._last >= self.min_interval:
-            self._fire()
-            return True
-        if self._timer is None:
-            self._timer = loop.call_at(self._last + self.min_interval, self._fire)
-        return False
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _fire(self) -> None:
-        self.close()  # a late loop may fire directly while the trailing timer is still due
-        self._last = asyncio.get_running_loop().time()
-        self.forwarded += 1
-        try:
-            self._forward()
-        except Exception:
-            logger.exception("keyframe request failed")
-
-
-@dataclass(frozen=True)
-class ViewerStats:
-    """One viewer's counters (``keyframe_requests``: PLI/FIR from its receiver)."""
-
-    name: str
-    sent: int
-    dropped: int
-    queued: int
-    waiting_for_keyframe: bool
-    keyframe_requests: int
-    remb_bitrate: int | None
-
-
-class ViewerTrack(MediaStreamTrack):
-    """One viewer's end of a fan-out: owns a bounded queue of shared encoded packets.
-
-    Its ``recv()`` is read by the viewer's ``RTCRtpSender``, which packs the packets
-    without re-encoding them. When ``gated`` (video) the viewer starts at a keyframe;
-    on overflow it drops everything queued, skips packets until the next keyframe and
-    calls ``on_overflow`` to get one soon. Otherwise overflow drops the queued packets.
-    """
-
-    gated = False
-
-    def __init__(
-        self,
-        name: str,
-        maxsize: int,
-        on_overflow: Callable[[], object] | None = None,
-        on_stop: Callable[[ViewerTrack], None] | None = None,
-    ) -> None:
-        super().__init__()
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
-        self.name = name
-        self._queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue(maxsize)
-        self._awaiting_keyframe = self.gated
-        self._on_overflow = on_overflow
-        self._on_stop = on_stop
-        self.sender_hook: SenderHook | None = None
-        self.sent = 0
-        self.dropped = 0
-
-    def push(self, packet: av.Packet[Any], keyframe: bool) -> None:
-        """Offer one packet; never blocks (drops instead)."""
-        if self.readyState != "live":
-            return
-        if self._awaiting_keyframe and not keyframe:
-            self.dropped += 1
-            return
-        if self._queue.full():
-            self.dropped += self._flush()
-            if self.gated and not keyframe:
-                self.dropped += 1
-                self._awaiting_keyframe = True
-                if self._on_overflow is not None:
-                    self._on_overflow()
-                return
-        self._awaiting_keyframe = False
-        self._queue.put_nowait(packet)
-
-    def end(self) -> None:
-        """The source has ended: ``recv()`` raises once the queue is read."""
-        if self._queue.full():
-            self.dropped += self._flush()
-        self._queue.put_nowait(None)
-
-    async def recv(self) -> av.Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        packet = await self._queue.get()
-        if packet is None:
-            self.stop()
-            raise MediaStreamError
-        self.sent += 1
-        return packet
-
-    def stop(self) -> None:
-        if self.readyState != "live":
-            return
-        super().stop()
-        self.end()
-        if self.sender_hook is not None:
-            self.sender_hook.remove()
-        if self._on_stop is not None:
-            self._on_stop(self)
-
-    def stats(self) -> ViewerStats:
-        hook = self.sender_hook
-        return ViewerStats(
-            name=self.name,
-            sent=self.sent,
-            dropped=self.dropped,
-            queued=self._queue.qsize(),
-            waiting_for_keyframe=self._awaiting_keyframe,
-            keyframe_requests=hook.keyframe_requests if hook else 0,
-            remb_bitrate=hook.remb_bitrate if hook else None,
-        )
-
-    def _flush(self) -> int:
-        count = 0
-        while not self._queue.empty():
-            self._queue.get_nowait()
-            count += 1
-        return count
-
-
-class ViewerVideoTrack(ViewerTrack):
-    """A viewer's H.264 track: starts, and resumes after an overflow, at a keyframe."""
-
-    kind = "video"
-    gated = True
-
-
-class ViewerAudioTrack(ViewerTrack):
-    """A viewer's Opus track: every packet stands alone, so nothing waits for a keyframe."""
-
-    kind = "audio"
-
-
 @dataclass(frozen=True)
 class FanoutStats:
     """A fan-out's counters; ``encoders_created`` is 1 with a frame source, 0 in pass-through."""
@@ -231,6 +86,7 @@ class FanoutStats:
     frames_in: int
     frames_idle: int
     frames_encoded: int
+    frames_packed: int
     packets_out: int
     keyframes_out: int
     encoders_created: int
@@ -243,7 +99,14 @@ class FanoutStats:
 class EncodedFanout:
     """Owns the task reading one source, the single encoder and its thread (created on
     the first frame; none for a pre-encoded source), the keyframe limiter shared by all
-    viewers, and the viewer tracks. Frames read while nobody watches are not encoded.
+    viewers, the viewer tracks, and the packer that splits each access unit into RTP
+    payloads once for every viewer sent to directly. Frames read while nobody watches
+    are not encoded.
+
+    With ``direct_send`` (the default) a viewer added to a peer connection is sent to by
+    a :class:`~edged.media.aiortc_internals.DirectSender` once its connection is up: the
+    shared payloads get that viewer's RTP header, SRTP and go to its socket right here,
+    instead of through a queue, a task and aiortc's packing for every viewer.
     """
 
     mime_type = ""
@@ -257,10 +120,13 @@ class EncodedFanout:
         queue_size: int,
         keyframe_min_interval: float,
         adapt_bitrate: bool,
+        direct_send: bool = True,
     ) -> None:
         self.source = source
         self.queue_size = queue_size
         self.adapt_bitrate = adapt_bitrate
+        self.direct_send = direct_send
+        self._packer: FramePacker | None = None
         self.encoder: PacketEncoder | None = None
         self._new_encoder = new_encoder
         self._executor: ThreadPoolExecutor | None = None
@@ -301,6 +167,7 @@ class EncodedFanout:
             self.queue_size,
             on_overflow=lambda: self.request_keyframe("overflow"),
             on_stop=self._viewers.discard,
+            open_direct=self._open_direct,
         )
         self._viewers.add(viewer)
         if viewer.gated:
@@ -343,6 +210,7 @@ class EncodedFanout:
             frames_in=self.frames_in,
             frames_idle=self.frames_idle,
             frames_encoded=encoded,
+            frames_packed=self._packer.frames_packed if self._packer else 0,
             packets_out=self.packets_out,
             keyframes_out=self.keyframes_out,
             encoders_created=self.encoders_created,
@@ -430,8 +298,26 @@ class EncodedFanout:
         keyframe = not self.viewer_class.gated or is_keyframe(bytes(packet))
         self.packets_out += 1
         self.keyframes_out += keyframe
-        for viewer in list(self._viewers):
-            viewer.push(packet, keyframe)
+        viewers = list(self._viewers)
+        frame = None
+        if self.direct_send and any(v.sender_hook is not None for v in viewers):
+            try:
+                frame = self._frame_packer().pack(packet)  # once, for every viewer
+            except Exception:  # aiortc's packer would fail on it in every viewer's task
+                logger.exception("%s: an access unit cannot be packed into RTP", self.mime_type)
+                return
+        for viewer in viewers:
+            viewer.push(packet, keyframe, frame)
+
+    def _frame_packer(self) -> FramePacker:
+        if self._packer is None:
+            self._packer = FramePacker(packer_for(self.mime_type), RTP_HISTORY_SIZE)
+        return self._packer
+
+    def _open_direct(self, viewer: ViewerTrack) -> DirectSender | None:
+        if not self.direct_send or viewer.sender_hook is None:
+            return None
+        return DirectSender.open(viewer.sender_hook, self.mime_type, self._frame_packer().find)
 
 
 class EncodedVideoFanout(EncodedFanout):
@@ -450,6 +336,7 @@ class EncodedVideoFanout(EncodedFanout):
         queue_size: int = 15,
         keyframe_min_interval: float = 0.5,
         adapt_bitrate: bool = True,
+        direct_send: bool = True,
     ) -> None:
         self.settings = settings or H264Settings()
         super().__init__(
@@ -458,49 +345,8 @@ class EncodedVideoFanout(EncodedFanout):
             queue_size,
             keyframe_min_interval,
             adapt_bitrate,
+            direct_send,
         )
-
-
-class OpusEncoder:
-    """One libopus context: 48 kHz stereo, 20 ms packets, timestamped by a sample count."""
-
-    def __init__(self, bitrate: int = 64000) -> None:
-        self.codec = av.CodecContext.create("libopus", "w")
-        self.codec.bit_rate = bitrate
-        self.codec.format = "s16"
-        self.codec.layout = "stereo"
-        self.codec.sample_rate = 48000
-        self.codec.time_base = OPUS_TIME_BASE
-        self.codec.options = {"application": "voip"}
-        self._resampler = av.AudioResampler(
-            format="s16", layout="stereo", rate=48000, frame_size=OPUS_FRAME_SAMPLES
-        )
-        self._pts = 0
-        self.frames_encoded = 0
-        self.encode_seconds = 0.0
-
-    def encode(self, frame: av.AudioFrame) -> list[av.Packet[Any]]:
-        started = time.perf_counter()
-        packets: list[av.Packet[Any]] = []
-        for chunk in self._resampler.resample(frame):
-            self.frames_encoded += 1
-            for packet in self.codec.encode(chunk):
-                packet.pts = self._pts
-                packet.time_base = OPUS_TIME_BASE
-                self._pts += OPUS_FRAME_SAMPLES
-                packets.append(packet)
-        self.encode_seconds += time.perf_counter() - started
-        return packets
-
-    def request_keyframe(self) -> None:
-        """Opus packets are all independent: nothing to do."""
-
-    def set_bitrate(self, bitrate: int) -> int:
-        """The bitrate is fixed once the codec is open."""
-        return self.codec.bit_rate or 0
-
-    def close(self) -> None:
-        """Nothing to release beyond the codec context itself."""
 
 
 class EncodedAudioFanout(EncodedFanout):
@@ -514,6 +360,14 @@ class EncodedAudioFanout(EncodedFanout):
     time_base = OPUS_TIME_BASE
     viewer_class = ViewerAudioTrack
 
-    def __init__(self, source: Source, bitrate: int = 64000, queue_size: int = 10) -> None:
+    def __init__(
+        self,
+        source: Source,
+        bitrate: int = 64000,
+        queue_size: int = 10,
+        direct_send: bool = True,
+    ) -> None:
         self.bitrate = bitrate
-        super().__init__(source, lambda: OpusEncoder(self.bitrate), queue_size, 0.0, False)
+        super().__init__(
+            source, lambda: OpusEncoder(self.bitrate), queue_size, 0.0, False, direct_send
+        )
