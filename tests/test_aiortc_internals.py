@@ -463,3 +463,19 @@ def test_the_direct_path_mirrors_how_aiortc_sends_and_counts() -> None:
     assert "_nominated" in internals.aioice.Connection.sendto.__code__.co_names, (
         f"aioice changed Connection.sendto: update {internals.__name__}"
     )
+
+
+async def test_opus_packer_packs_exactly_as_aiortc_without_an_encoder() -> None:
+    from edged.media.aiortc_internals import OpusPacker, spare_audio_encoder
+    from edged.media.opus import OPUS_TIME_BASE
+
+    packet = av.Packet(b"\x78" + bytes(range(60)))
+    packet.pts, packet.time_base = 960 * 7, OPUS_TIME_BASE
+    assert OpusPacker().pack(packet) == AiortcOpusEncoder().pack(packet)
+    pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+    try:
+        sender = pc.addTransceiver("audio", direction="sendonly").sender
+        spare_audio_encoder(sender)
+        assert isinstance(vars(sender)["_RTCRtpSender__encoder"], OpusPacker)
+    finally:
+        await pc.close()

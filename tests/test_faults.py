@@ -22,7 +22,6 @@ from typing import Any
 import aiomqtt
 import pytest
 from aiohttp import web
-from daemonkit import DEVICE, STATE, DaemonProcess, command, publishing, state_where, write_config
 
 from edged.engine.config import RoomConfig
 from edged.engine.engine import Engine
@@ -35,6 +34,7 @@ from edged.testing.faults import NetworkFaults
 
 from broker import Broker
 from conftest import RunningServer, ServerFactory, free_port
+from daemonkit import DEVICE, STATE, DaemonProcess, command, publishing, state_where, write_config
 from enginekit import FAST, AnalysisSink, make_engine, names, until
 
 pytestmark = pytest.mark.netns

@@ -51,6 +51,7 @@ from aiortc import rtp as _rtp
 from aiortc.codecs import h264 as _h264_codec
 from aiortc.codecs import opus as _opus_codec
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import convert_timebase
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import (
@@ -79,6 +80,7 @@ _SENDER_NTP = "_RTCRtpSender__ntp_timestamp"
 _SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
 _SENDER_HISTORY = "_RTCRtpSender__rtp_history"
 _SENDER_COUNTERS = (_SENDER_PACKETS, _SENDER_OCTETS, _SENDER_NTP, _SENDER_RTP_TIMESTAMP)
+_SENDER_ENCODER = "_RTCRtpSender__encoder"
 _DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
 _DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
 
@@ -160,6 +162,12 @@ def _requirements() -> dict[str, Callable[[], str | None]]:
         ),
         "RTCRtpSender._next_encoded_frame packs av.Packet[Any]": lambda: _check_calls(
             sender._next_encoded_frame, "RTCRtpSender._next_encoded_frame", ["recv", "pack"]
+        ),
+        "RTCRtpSender.__encoder (made only when None)": lambda: (
+            _check_calls(
+                sender._next_encoded_frame, "RTCRtpSender._next_encoded_frame", [_SENDER_ENCODER]
+            )
+            or _check_calls(sender.__init__, "RTCRtpSender.__init__", [_SENDER_ENCODER])
         ),
         "RTCDtlsTransport._handle_rtcp_data": lambda: _check_calls(
             RTCDtlsTransport._handle_rtcp_data,
@@ -482,8 +490,33 @@ _RTP_HEADER = struct.Struct("!BBH")
 _UINT32 = struct.Struct("!I")
 
 
+class OpusPacker:
+    """What aiortc's ``OpusEncoder.pack`` does (an Opus packet is one RTP payload), without
+    the libopus context and the resampler aiortc's encoder opens on creation: that
+    resampler is a filter graph with a thread per core, for every audio viewer."""
+
+    def pack(self, packet: av.Packet[Any]) -> tuple[list[bytes], int]:
+        if packet.pts is None or packet.time_base is None:
+            raise ValueError("an Opus packet without pts or time base")
+        return [bytes(packet)], convert_timebase(packet.pts, packet.time_base, _OPUS_TIME_BASE)
+
+
+_OPUS_TIME_BASE = fractions.Fraction(1, 48000)
+
+
+def spare_audio_encoder(sender: RTCRtpSender) -> None:
+    """Give an audio sender whose track yields Opus packets our :class:`OpusPacker`, so
+    aiortc never opens an encoder it would only use to pack them (it makes one only
+    while its own is None)."""
+    if sender.kind == "audio" and vars(sender).get(_SENDER_ENCODER) is None:
+        setattr(sender, _SENDER_ENCODER, OpusPacker())
+
+
 def packer_for(mime_type: str) -> Packer:
-    """aiortc's own packer for a codec (what each ``RTCRtpSender`` would use)."""
+    """The packer each ``RTCRtpSender`` would use for a codec: aiortc's own, except for
+    Opus (:class:`OpusPacker`, the same packing without an encoder behind it)."""
+    if mime_type.lower() == "audio/opus":
+        return OpusPacker()
     capability = codec_capabilities(mime_type)[0]
     codec = RTCRtpCodecParameters(
         mimeType=capability.mimeType,

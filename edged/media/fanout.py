@@ -34,6 +34,7 @@ from .aiortc_internals import (
     hook_sender,
     packer_for,
     prefer_codec,
+    spare_audio_encoder,
 )
 from .h264 import VIDEO_TIME_BASE, H264Encoder, H264Settings, is_keyframe
 from .keyframes import BitrateSource, KeyframeLimiter, KeyframeSource
@@ -189,6 +190,7 @@ class EncodedFanout:
 
     def attach_sender(self, viewer: ViewerTrack, sender: RTCRtpSender) -> None:
         """Route the viewer's PLI/FIR to the encoder and its REMB to the bitrate control."""
+        spare_audio_encoder(sender)
         viewer.sender_hook = hook_sender(
             sender,
             on_keyframe_request=lambda: self.request_keyframe("pli"),

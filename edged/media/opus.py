@@ -16,14 +16,16 @@ class OpusEncoder:
     """One libopus context: 48 kHz stereo, 20 ms packets, timestamped by a sample count."""
 
     def __init__(self, bitrate: int = 64000) -> None:
-        self.codec = av.CodecContext.create("libopus", "w")
-        self.codec.bit_rate = bitrate
-        self.codec.format = "s16"
-        self.codec.layout = "stereo"
-        self.codec.sample_rate = 48000
-        self.codec.time_base = OPUS_TIME_BASE
-        self.codec.options = {"application": "voip"}
-        self._resampler = av.AudioResampler(
+        codec = av.CodecContext.create("libopus", "w")
+        codec.bit_rate = bitrate
+        codec.format = "s16"
+        codec.layout = "stereo"
+        codec.sample_rate = 48000
+        codec.time_base = OPUS_TIME_BASE
+        codec.options = {"application": "voip"}
+        self._codec: av.AudioCodecContext | None = codec
+        self._bitrate = bitrate
+        self._resampler: av.AudioResampler | None = av.AudioResampler(
             format="s16", layout="stereo", rate=48000, frame_size=OPUS_FRAME_SAMPLES
         )
         self._pts = 0
@@ -33,9 +35,12 @@ class OpusEncoder:
     def encode(self, frame: av.AudioFrame) -> list[av.Packet[Any]]:
         started = time.perf_counter()
         packets: list[av.Packet[Any]] = []
-        for chunk in self._resampler.resample(frame):
+        codec, resampler = self._codec, self._resampler
+        if codec is None or resampler is None:
+            raise RuntimeError("the Opus encoder is closed")
+        for chunk in resampler.resample(frame):
             self.frames_encoded += 1
-            for packet in self.codec.encode(chunk):
+            for packet in codec.encode(chunk):
                 packet.pts = self._pts
                 packet.time_base = OPUS_TIME_BASE
                 self._pts += OPUS_FRAME_SAMPLES
@@ -48,7 +53,10 @@ class OpusEncoder:
 
     def set_bitrate(self, bitrate: int) -> int:
         """The bitrate is fixed once the codec is open."""
-        return self.codec.bit_rate or 0
+        return self._bitrate
 
     def close(self) -> None:
-        """Nothing to release beyond the codec context itself."""
+        """Release the codec context and the resampler now: each resampler (ours and the
+        one PyAV keeps in the context) is a filter graph with a thread per core, which
+        would otherwise wait for the garbage collector to reach this encoder's cycle."""
+        self._codec = self._resampler = None
