@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransport,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.sdp import candidate_from_sdp
 
 from ..logs import log_event
@@ -28,22 +36,40 @@ def make_peer_connection(ice_servers: list[dict[str, Any]]) -> RTCPeerConnection
     return RTCPeerConnection(RTCConfiguration(iceServers=servers))
 
 
-def connection_ended(pc: RTCPeerConnection) -> bool:
-    """Whether ``pc`` stopped carrying media by itself: ``failed``, or ``closed`` because
-    its ICE transport failed. When ICE consent expires (about 30 s without an answer to
-    the consent checks) aiortc closes the DTLS transport first, so the connection reports
-    ``closed``, never ``failed``, while a peer that hangs up (DTLS close) leaves ICE as
-    it was: that end is told by signaling, in order. Callers check that ``pc`` is still
-    the one they use, since closing it themselves also makes it ``closed``."""
-    if pc.connectionState == "failed":
-        return True
-    if pc.connectionState != "closed":
-        return False
+def watch_ice(pc: RTCPeerConnection) -> Callable[[], bool]:
+    """A function telling whether an ICE transport of ``pc`` has failed so far.
+
+    Call it once ``pc`` has its transceivers. When ICE consent expires (about 30 s
+    without an answer to the consent checks) aiortc closes the DTLS transport, then sets
+    ICE to ``failed`` and, in aiortc 1.11, at once to ``closed``: by the time a
+    connection-state handler runs, the failure may no longer show, so it is recorded as
+    it happens.
+    """
+    failed = False
+
+    def changed(ice: RTCIceTransport) -> None:
+        nonlocal failed
+        if ice.state == "failed":
+            failed = True
+
+    seen: set[int] = set()
     for transceiver in pc.getTransceivers():
         dtls = transceiver.sender.transport
-        if dtls is not None and dtls.transport.state == "failed":
-            return True
-    return False
+        if dtls is not None and id(dtls.transport) not in seen:
+            seen.add(id(dtls.transport))
+            dtls.transport.on("statechange", functools.partial(changed, dtls.transport))
+    return lambda: failed
+
+
+def connection_ended(pc: RTCPeerConnection, ice_failed: Callable[[], bool] | None) -> bool:
+    """Whether ``pc`` stopped carrying media by itself: ``failed``, or ``closed`` after its
+    ICE transport failed (consent expiry: aiortc then reports ``closed``, never
+    ``failed``). A peer that hangs up (DTLS close) leaves ICE as it was: that end is told
+    by signaling, in order. Callers check that ``pc`` is still the one they use, since
+    closing it themselves also makes it ``closed``."""
+    if pc.connectionState == "failed":
+        return True
+    return pc.connectionState == "closed" and ice_failed is not None and ice_failed()
 
 
 def local_description(pc: RTCPeerConnection) -> SessionDescription:

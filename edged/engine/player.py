@@ -31,6 +31,7 @@ from .peer import (
     local_description,
     make_peer_connection,
     set_remote_description,
+    watch_ice,
 )
 
 log = logging.getLogger("edged.engine")
@@ -172,15 +173,18 @@ class Player:
             self._readers.add(task)
             task.add_done_callback(self._readers.discard)
 
+        ice_failed: Callable[[], bool] | None = None  # set once the transceivers exist
+
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
-            if pc is self.pc and connection_ended(pc):
+            if pc is self.pc and connection_ended(pc, ice_failed):
                 log_event(log, logging.INFO, "play_connection_failed", stream=self.stream_id)
                 await self.link_lost(rebuild=True)
 
         if not await set_remote_description(pc, offer):
             await self.link_lost(rebuild=True)
             return
+        ice_failed = watch_ice(pc)
         if not self.video:  # decline it: the publisher then sends no video at all
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video":

@@ -30,6 +30,7 @@ from .peer import (
     local_description,
     make_peer_connection,
     set_remote_description,
+    watch_ice,
 )
 
 log = logging.getLogger("edged.engine")
@@ -159,7 +160,7 @@ class Publisher:
 
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
-            if self.links.get(link_id) is link and connection_ended(pc):
+            if self.links.get(link_id) is link and connection_ended(pc, ice_failed):
                 log_event(log, logging.INFO, "viewer_failed", stream=self.stream_id, link=link_id)
                 await self.close_link(link_id)
 
@@ -167,6 +168,7 @@ class Publisher:
             link.tracks.append(self.video_fanout.add_to(pc, name=link_id))
         if self.audio_fanout is not None:
             link.tracks.append(self.audio_fanout.add_to(pc, name=link_id))
+        ice_failed = watch_ice(pc)
         await pc.setLocalDescription(await pc.createOffer())
         if link_id not in self.links:
             return  # closed while gathering
