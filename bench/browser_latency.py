@@ -64,16 +64,10 @@ async def edged_publisher(url: str, audio: bool) -> None:
 
 
 async def serve(port: int) -> Any:
-    from aiohttp import web
-
-    from edged.server.app import RoomServer
+    from edged.server.app import start_server
     from edged.server.settings import ServerSettings
 
-    server = RoomServer(ServerSettings(apps={APP: SECRET}, port=port))
-    runner = web.AppRunner(server.make_app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
+    return await start_server(ServerSettings(apps={APP: SECRET}, port=port))
 
 
 def token(user: str) -> str:

@@ -15,14 +15,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edged.engine.engine import Engine
 from edged.errors import ErrorCode
 from edged.model import PublisherState, User
-from edged.server.app import RoomServer
+from edged.server.app import SERVICE_KEY, start_server
 from edged.server.settings import ServerSettings
 from edged.tokens import mint
 
@@ -160,11 +159,9 @@ class _ErrorRecords(logging.Handler):
 
 
 async def _hostile_run(batch: list[dict[str, Any]]) -> None:
-    server = RoomServer(ServerSettings(apps={APP: SECRET}))  # type: ignore[arg-type]
-    runner = web.AppRunner(server.make_app(), access_log=None)
-    await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner = await start_server(ServerSettings(apps={APP: SECRET}, port=port))
+    rooms = runner.app[SERVICE_KEY]
     url = f"ws://127.0.0.1:{port}/ws"
     async with aiohttp.ClientSession() as http:
         a, b, evil = [await ProtoClient(url, http).connect() for _ in range(3)]
@@ -193,8 +190,8 @@ async def _hostile_run(batch: list[dict[str, Any]]) -> None:
             got = await client.quiet(0.1)
             assert not [m for m in got if m["type"] == "kicked_out"]
             assert not [m for m in got if m.get("link_id") == link], got
-        assert server.rooms.store.user_session(APP, "A") is not None
-        assert server.rooms.store.user_session(APP, "B") is not None
+        assert rooms.store.user_session(APP, "A") is not None
+        assert rooms.store.user_session(APP, "B") is not None
         await a.ok("signal", link_id=link, candidate={"candidate": "", "sdpMid": "0"})
         relayed = await b.next_of("signal")
         assert relayed["link_id"] == link

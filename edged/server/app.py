@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -373,15 +374,20 @@ def tune_gc() -> None:
         gc.set_threshold(GC_YOUNG_THRESHOLD, gen1, gen2)
 
 
+async def start_server(
+    settings: ServerSettings, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    """A room server listening on ``settings.host``/``port``; ``runner.cleanup()`` stops it."""
+    runner = web.AppRunner(RoomServer(settings).make_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context).start()
+    return runner
+
+
 async def run_server(settings: ServerSettings) -> None:
     """Serve until cancelled."""
     tune_gc()
-    server = RoomServer(settings)
-    runner = web.AppRunner(server.make_app(), access_log=None)
-    await runner.setup()
-    tls = server_ssl_context(settings)
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls)
-    await site.start()
+    runner = await start_server(settings, server_ssl_context(settings))
     log_event(
         log,
         logging.INFO,
