@@ -61,6 +61,7 @@ from aiortc.rtcrtpparameters import (
 )
 
 from .rtp_frames import Packer, RtpFrame
+from .udp_batch import BatchSender
 
 logger = logging.getLogger(__name__)
 
@@ -568,17 +569,14 @@ class RtpHeaderTemplate:
         )
 
 
-def _unrouted(data: bytes, address: tuple[str, int]) -> None:
-    raise ConnectionError("no nominated ICE pair")
-
-
 class DirectSender:
     """Sends one aiortc sender's RTP straight from a fan-out, bypassing the sender's task.
 
     Owns that sender's RTP sequence numbers and timestamp origin while it is used, and
     the mapping from them to the fan-out's shared payloads (for NACKs). Per access unit
     it writes each payload's header, protects it with the DTLS transport's SRTP session
-    and hands it to the nominated ICE pair's datagram transport, then updates the
+    and hands the access unit's packets to the nominated ICE pair's socket in as few
+    calls as it can (:class:`~edged.media.udp_batch.BatchSender`), then updates the
     counters aiortc's sender reports and ``getStats`` read. RTCP stays aiortc's: sender
     reports, PLI/FIR and REMB as before; NACKs are answered through the hook's
     ``retransmit_source`` and aiortc's own RTX path.
@@ -606,7 +604,7 @@ class DirectSender:
         self._mid = parameters.muxId
         self._template = RtpHeaderTemplate(sender._ssrc, parameters)
         self._pair: Any = None
-        self._sendto: Callable[[bytes, tuple[str, int]], None] = _unrouted
+        self._batch: BatchSender | None = None
         self._address: tuple[str, int] = ("", 0)
         self._sequence = secrets.randbits(15)  # lower half, as aiortc: no early wraparound
         self._origin = secrets.randbits(32)
@@ -651,22 +649,23 @@ class DirectSender:
         if frame.first_index != self._next_index:  # not right after the last one sent
             self._run_start = frame.first_index
         timestamp = (self._origin + frame.timestamp) & 0xFFFFFFFF
-        protect, sendto, address = self._protect, self._sendto, self._address
-        template = self._template
+        protect, template = self._protect, self._template
         tail = template.tail(timestamp, frame.abs_send_time)
         header, first_byte = _RTP_HEADER.pack, template.first_byte
         payload_type = template.payload_type
         payloads = frame.payloads
         last = len(payloads) - 1
-        octets = wire = 0
+        datagrams: list[bytes] = []
+        octets = 0
         for position, payload in enumerate(payloads):
             if position == last:
                 payload_type |= 0x80  # the marker: the access unit's last packet
-            data = protect(header(first_byte, payload_type, sequence) + tail + payload)
-            sendto(data, address)
+            datagrams.append(protect(header(first_byte, payload_type, sequence) + tail + payload))
             octets += len(payload)
-            wire += len(data)
             sequence = (sequence + 1) & 0xFFFF
+        if self._batch is not None:
+            self._batch.send(datagrams, self._address)
+        wire = sum(map(len, datagrams))
         self._sequence = sequence
         self._next_index = frame.end_index
         counters, count = self._sender_counters, last + 1
@@ -704,9 +703,10 @@ class DirectSender:
         return packet
 
     def close(self) -> None:
-        """Stop answering NACKs for this sender."""
+        """Stop answering NACKs for this sender and sending through its socket."""
         if self._hook.retransmit_source == self.retransmission:
             self._hook.retransmit_source = None
+        self._use(None, None)
 
     def _follow(self, pair: Any) -> bool:
         """Send through ``pair`` from now on, if it is the plain datagram path aioice uses."""
@@ -714,10 +714,16 @@ class DirectSender:
         if protocol is None or type(protocol).send_data is not aioice.ice.StunProtocol.send_data:
             return False
         transport = getattr(protocol, "transport", None)
-        if transport is None:
+        if transport is None or (sock := transport.get_extra_info("socket")) is None:
             return False
-        self._pair, self._sendto, self._address = pair, transport.sendto, pair.remote_addr
+        self._use(pair, BatchSender(sock, transport.sendto))
+        self._address = pair.remote_addr
         return True
+
+    def _use(self, pair: Any, batch: BatchSender | None) -> None:
+        if self._batch is not None:
+            self._batch.close()
+        self._pair, self._batch = pair, batch
 
 
 # -- receivers that do not decode ----------------------------------------------------

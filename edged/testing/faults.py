@@ -10,6 +10,9 @@ The kernel here has no ``netem`` qdisc, so faults are made with netfilter:
 All rules live in one chain of their own, jumped to first from INPUT. Every packet
 between two addresses of the namespace (the veth ends, loopback) is delivered locally
 and so crosses INPUT exactly once: a rule there acts on each direction of a flow once.
+While faults are set up, loopback cuts segmented sends (UDP segmentation offload,
+:mod:`edged.media.udp_batch`) into datagrams on the way out, as a real network card
+does, so that a rule sees, drops and delays each datagram, not a run of them.
 
 Typical use, inside the namespace (a test marked ``netns``)::
 
@@ -189,6 +192,7 @@ class NetworkFaults:
         self._delay: DelayQueue | None = None
         self._iptables("-N", CHAIN)
         self._iptables("-I", "INPUT", "1", "-j", CHAIN)
+        netns.ip("link", "set", "dev", "lo", "gso_max_segs", "1")
 
     @staticmethod
     def _iptables(*args: str) -> None:
@@ -244,6 +248,7 @@ class NetworkFaults:
         self.heal()
         self._iptables("-D", "INPUT", "-j", CHAIN)
         self._iptables("-X", CHAIN)
+        netns.ip("link", "set", "dev", "lo", "gso_max_segs", str(netns.GSO_MAX_SEGS))
 
     def __enter__(self) -> NetworkFaults:
         return self

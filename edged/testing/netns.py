@@ -69,7 +69,12 @@ class NamespaceInfo:
         return f"{NETNS_DIR}/{self.name}"
 
 
-def _ip(*args: str) -> None:
+GSO_MAX_SEGS = 65535
+"""The kernel's default limit of segments in one offloaded send, on every device."""
+
+
+def ip(*args: str) -> None:
+    """Run ``ip`` with ``args`` (in the caller's namespace); :class:`NamespaceError` on failure."""
     try:
         result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     except FileNotFoundError:
@@ -130,13 +135,13 @@ class TestNamespace:
         self.name = self._add()
         try:
             n = ("-n", self.name)
-            _ip(*n, "link", "set", "lo", "up")
-            _ip(*n, "link", "add", HOST_INTERFACE, "type", "veth", "peer", "name", PEER_INTERFACE)
-            _ip(*n, "addr", "add", f"{HOST_ADDRESS}/{PREFIX_LENGTH}", "dev", HOST_INTERFACE)
-            _ip(*n, "addr", "add", f"{PEER_ADDRESS}/{PREFIX_LENGTH}", "dev", PEER_INTERFACE)
-            _ip(*n, "link", "set", HOST_INTERFACE, "up")
-            _ip(*n, "link", "set", PEER_INTERFACE, "up")
-            _ip(*n, "route", "add", "default", "via", PEER_ADDRESS, "dev", HOST_INTERFACE)
+            ip(*n, "link", "set", "lo", "up")
+            ip(*n, "link", "add", HOST_INTERFACE, "type", "veth", "peer", "name", PEER_INTERFACE)
+            ip(*n, "addr", "add", f"{HOST_ADDRESS}/{PREFIX_LENGTH}", "dev", HOST_INTERFACE)
+            ip(*n, "addr", "add", f"{PEER_ADDRESS}/{PREFIX_LENGTH}", "dev", PEER_INTERFACE)
+            ip(*n, "link", "set", HOST_INTERFACE, "up")
+            ip(*n, "link", "set", PEER_INTERFACE, "up")
+            ip(*n, "route", "add", "default", "via", PEER_ADDRESS, "dev", HOST_INTERFACE)
         except BaseException:
             self.close()
             raise
@@ -149,7 +154,7 @@ class TestNamespace:
             if os.path.exists(f"{NETNS_DIR}/{name}"):
                 continue
             try:
-                _ip("netns", "add", name)
+                ip("netns", "add", name)
             except NamespaceError as exc:
                 last_error = str(exc)
                 if os.path.exists(f"{NETNS_DIR}/{name}"):
