@@ -11,8 +11,12 @@ reassembled H.264 frames (edged.media.aiortc_internals.passthrough_receivers), w
 they count. A run where a viewer gets under 95% of the frames sent, or where the source
 could not keep its 30 fps, is invalid and marked so.
 
-Paths measured, all from the same 60 frames of the time-code test pattern rendered once
-at start-up and looped at 30 fps:
+Paths measured, all from the same 60 frames rendered once at start-up and looped at
+30 fps: by default FFmpeg's moving ``testsrc2`` (through PyAV's lavfi demuxer), whose
+detail fills the pinned 2 Mbit/s as a camera's picture does; ``--content pattern``
+takes edged's time-code test pattern instead, which compresses to about 150 kbit/s
+(fewer packets per viewer: the figures of earlier runs). The stream's real bitrate is
+measured and printed:
 
 * once: edged's Engine publishing (encode once with libx264, pinned settings: preset
   ultrafast, 2 Mbit/s fixed, keyframe every 2 s) -> fan-out -> 1, 4, 8 viewers;
@@ -22,6 +26,7 @@ at start-up and looped at 30 fps:
   for every viewer, with its own libx264 settings -> 1, 2, 4 viewers.
 
     python bench/fanout.py [--quick] [--duration S] [--only passthrough_8,once_8]
+                           [--content moving|pattern]
 
 Prints a table, then one JSON object as the last line.
 """
@@ -105,11 +110,33 @@ async def serve_commands(counter: Callable[[], int]) -> None:
 # ---- the publishing side --------------------------------------------------------------
 
 
-def prerender() -> list[Any]:
-    from edged.media.testpattern import TestPatternRenderer
+CONTENTS = ("moving", "pattern")
 
-    renderer = TestPatternRenderer(WIDTH, HEIGHT, FPS)
-    return [renderer.render(i) for i in range(LOOP_FRAMES)]
+
+def prerender(content: str) -> list[Any]:
+    """The looped frames: FFmpeg's ``testsrc2`` (``moving``) or edged's test pattern."""
+    if content == "pattern":
+        from edged.media.testpattern import TestPatternRenderer
+
+        renderer = TestPatternRenderer(WIDTH, HEIGHT, FPS)
+        return [renderer.render(i) for i in range(LOOP_FRAMES)]
+    import av
+
+    frames: list[Any] = []
+    with av.open(f"testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS}", format="lavfi") as source:
+        for frame in source.decode(video=0):
+            frames.append(frame.reformat(format="yuv420p"))
+            if len(frames) == LOOP_FRAMES:
+                break
+    return frames
+
+
+def preencode(frames: list[Any]) -> list[bytes]:
+    """Each frame as one Annex-B access unit, encoded at the pinned settings."""
+    from edged.media.h264 import H264Encoder
+
+    encoder = H264Encoder(pinned_settings())
+    return [b"".join(bytes(p) for p in encoder.encode(f)) for f in frames]
 
 
 def pinned_settings() -> Any:
@@ -154,17 +181,13 @@ def looped_track(items: list[Any], packets: bool) -> Any:
     return Looped()
 
 
-async def edged_publisher(url: str, room: str, passthrough: bool) -> None:
+async def edged_publisher(url: str, room: str, content: str, passthrough: bool) -> None:
     from edged.engine.config import EngineProfile, PublishConfig, VideoConfig
     from edged.engine.engine import Engine
-    from edged.media.h264 import H264Encoder
     from edged.model import User
 
-    frames = prerender()
-    items: list[Any] = frames
-    if passthrough:
-        encoder = H264Encoder(pinned_settings())
-        items = [b"".join(bytes(p) for p in encoder.encode(f)) for f in frames]
+    frames = prerender(content)
+    items: list[Any] = preencode(frames) if passthrough else frames
     track = looped_track(items, packets=passthrough)
     video = VideoConfig(WIDTH, HEIGHT, FPS, BITRATE, BITRATE, BITRATE, GOP_S)
     profile = EngineProfile(
@@ -176,7 +199,7 @@ async def edged_publisher(url: str, room: str, passthrough: bool) -> None:
         await serve_commands(lambda: int(track.sent))
 
 
-async def naive_publisher(url: str, room: str) -> None:
+async def naive_publisher(url: str, room: str, content: str) -> None:
     """aiortc as its examples use it: a relay, addTrack per viewer, aiortc encodes each."""
     from aiortc.contrib.media import MediaRelay
 
@@ -186,7 +209,7 @@ async def naive_publisher(url: str, room: str) -> None:
     from edged.protocol import LinkOpen, Login, Publish, Signal, SignalRelay
     from edged.tokens import mint
 
-    track = looped_track(prerender(), packets=False)
+    track = looped_track(prerender(content), packets=False)
     relay = MediaRelay()
     pcs: dict[str, Any] = {}
 
@@ -283,9 +306,9 @@ def tell(processes: list[subprocess.Popen[str]], line: str) -> None:
         process.stdin.flush()
 
 
-def run(mode: str, viewers: int, url: str, duration: float) -> dict[str, Any]:
+def run(mode: str, viewers: int, url: str, duration: float, content: str) -> dict[str, Any]:
     room = f"{mode}-{viewers}"
-    publisher = spawn("naive" if mode == "naive" else f"edged-{mode}", url, room)
+    publisher = spawn("naive" if mode == "naive" else f"edged-{mode}", url, room, content)
     children = [publisher]
     try:
         expect_ready(publisher, f"{mode} publisher")
@@ -337,7 +360,7 @@ def role(args: argparse.Namespace) -> None:
     elif name == "naive":
         asyncio.run(naive_publisher(*rest))
     else:
-        asyncio.run(edged_publisher(rest[0], rest[1], passthrough=name == "edged-passthrough"))
+        asyncio.run(edged_publisher(*rest, passthrough=name == "edged-passthrough"))
 
 
 def main() -> None:
@@ -347,6 +370,12 @@ def main() -> None:
     parser.add_argument(
         "--only",
         help="comma-separated runs to measure (e.g. passthrough_8,once_8); default: all",
+    )
+    parser.add_argument(
+        "--content",
+        choices=CONTENTS,
+        default="moving",
+        help="looped frames: FFmpeg's testsrc2 (default) or edged's time-code test pattern",
     )
     parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -371,8 +400,11 @@ def main() -> None:
     import aiortc
     import av
 
+    units = preencode(prerender(args.content))
+    stream_kbps = sum(len(unit) for unit in units) * 8 * FPS / len(units) / 1000
     print(
-        f"# namespace {ns.name}; {WIDTH}x{HEIGHT}@{FPS} H.264 {BITRATE // 1000} kbit/s; "
+        f"# namespace {ns.name}; {WIDTH}x{HEIGHT}@{FPS} H.264 pinned at {BITRATE // 1000} "
+        f"kbit/s, {args.content} content: {stream_kbps:.0f} kbit/s; "
         f"{duration:g} s measured after {WARMUP_S:g} s warm-up; cpu {os.cpu_count()}; "
         f"python {platform.python_version()}, aiortc {aiortc.__version__}, PyAV {av.__version__}"
     )
@@ -381,13 +413,15 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown runs: {', '.join(sorted(unknown))}")
     results = {
-        f"{mode}_{n}": run(mode, n, url, duration) for mode, n in RUNS if f"{mode}_{n}" in wanted
+        f"{mode}_{n}": run(mode, n, url, duration, args.content)
+        for mode, n in RUNS
+        if f"{mode}_{n}" in wanted
     }
     asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    report(results, duration)
+    report(results, duration, {"content": args.content, "stream_kbps": round(stream_kbps, 1)})
 
 
-def report(results: dict[str, dict[str, Any]], duration: float) -> None:
+def report(results: dict[str, dict[str, Any]], duration: float, stream: dict[str, Any]) -> None:
     print(
         f"{'run':<13}{'viewers':>8}{'cpu s/s':>9}{'loop':>7}{'others':>8}{'min delivered':>15}"
         f"{'source fps':>12}{'viewers cpu':>13}  valid"
@@ -423,6 +457,7 @@ def report(results: dict[str, dict[str, Any]], duration: float) -> None:
         figures[f"valid_{key}"] = r["valid"]
     figures |= goals
     figures |= {"valid": all(r["valid"] for r in results.values()), "duration_s": duration}
+    figures |= stream
     print(json.dumps(figures))
 
 
