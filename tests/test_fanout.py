@@ -592,6 +592,32 @@ async def test_sender_reports_and_stats_count_what_a_direct_viewer_received(
     assert report.bytesSent == outbound.bytesSent > 0
 
 
+@pytest.mark.netns
+async def test_sender_reports_go_on_past_4_gib_sent_to_one_viewer(calls: list[Call]) -> None:
+    with passthrough_receivers(kinds=["video"]):
+        fanout = EncodedVideoFanout(PreEncodedTrack(frames=60))
+        c = await call(fanout, board_offers=True)
+        calls.append(c)
+        await watch(c, 10)
+        # what about 4.8 hours at 2 Mbit/s leaves in the sender's running totals
+        totals = vars(c.board.getSenders()[0])
+        totals["_RTCRtpSender__octet_count"] += 1 << 32
+        totals["_RTCRtpSender__packet_count"] += 1 << 32
+        await fanout.close()  # the media stops; RTCP goes on
+
+        async def reported() -> tuple[Any, Any]:
+            while True:
+                outbound = stat(await c.board.getStats(), "outbound-rtp")
+                report = stat(await c.viewer.getStats(), "remote-outbound-rtp", outbound.ssrc)
+                if report is not None and report.packetsSent == outbound.packetsSent - (1 << 32):
+                    return outbound, report
+                await asyncio.sleep(0.2)
+
+        outbound, report = await asyncio.wait_for(reported(), 8)
+    assert outbound.bytesSent > 1 << 32  # getStats keeps the full total
+    assert report.bytesSent == outbound.bytesSent - (1 << 32) > 0  # the wire wraps it
+
+
 def stat(report: Any, kind: str, ssrc: int | None = None) -> Any:
     return next((s for s in report.values() if s.type == kind and ssrc in (None, s.ssrc)), None)
 

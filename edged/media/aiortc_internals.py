@@ -18,6 +18,11 @@ What differs between the aiortc versions supported (1.11, the Debian 13 floor, t
   their module globals, which is what :func:`passthrough_receivers` replaces.
 * Both fix an answer's codecs in ``setRemoteDescription`` (``RTCRtpTransceiver._codecs``),
   before ``setCodecPreferences`` can be called on the transceiver the offer created.
+* 1.16 wraps the packet and octet counts of its sender reports at 32 bits; 1.11 puts
+  the running totals in unwrapped, so after 4 GiB sent to one viewer (about 4.8 hours
+  at 2 Mbit/s) ``struct.error`` ends that sender's RTCP task: no sender report again.
+  Importing this module makes :class:`aiortc.rtp.RtcpSenderInfo` wrap them itself
+  (:func:`wrap_sender_report_counters`), whatever the version.
 
 :func:`verify` checks every piece, and raises :class:`AiortcInternalsError` naming the
 aiortc version and what is missing. At run time a missing piece of the direct send path
@@ -27,6 +32,7 @@ own sender task, as before.
 
 from __future__ import annotations
 
+import dataclasses
 import fractions
 import functools
 import inspect
@@ -189,6 +195,9 @@ def _requirements() -> dict[str, Callable[[], str | None]]:
         "aiortc.rtp.RtcpPsfbPacket": lambda: _check_fields(
             _rtp.RtcpPsfbPacket, ["fmt", "ssrc", "media_ssrc", "fci"]
         ),
+        "aiortc.rtp.RtcpSenderInfo": lambda: _check_fields(
+            _rtp.RtcpSenderInfo, ["ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count"]
+        ),
         "aiortc.rtp.RTCP_PSFB_PLI": lambda: _check_constant(_rtp, "RTCP_PSFB_PLI", RTCP_PSFB_PLI),
         "aiortc.rtp.RTCP_PSFB_APP": lambda: _check_constant(_rtp, "RTCP_PSFB_APP", RTCP_PSFB_APP),
         "RTCRtpReceiver._send_rtcp_pli": lambda: _check_method(
@@ -318,6 +327,37 @@ def verify() -> None:
             f"aiortc {AIORTC_VERSION} lacks private API that edged.media relies on:\n{lines}\n"
             "Update edged/media/aiortc_internals.py for this aiortc release."
         )
+
+
+# -- sender reports ------------------------------------------------------------------
+
+_UINT32_MASK = 0xFFFFFFFF
+
+
+def wrap_sender_report_counters() -> None:
+    """Serialize sender reports with their packet and octet counts wrapped at 32 bits, as
+    RFC 3550 counts them on the wire (getStats keeps the full totals). Idempotent."""
+    info = _rtp.RtcpSenderInfo
+    if getattr(info.__bytes__, "_edged_wraps", False):
+        return
+    unwrapped = info.__bytes__
+
+    def wrapped(self: Any) -> bytes:
+        if self.packet_count <= _UINT32_MASK and self.octet_count <= _UINT32_MASK:
+            return unwrapped(self)
+        return unwrapped(
+            dataclasses.replace(
+                self,
+                packet_count=self.packet_count & _UINT32_MASK,
+                octet_count=self.octet_count & _UINT32_MASK,
+            )
+        )
+
+    wrapped._edged_wraps = True  # type: ignore[attr-defined]
+    info.__bytes__ = wrapped  # type: ignore[method-assign]
+
+
+wrap_sender_report_counters()
 
 
 # -- codec choice --------------------------------------------------------------------
