@@ -28,7 +28,7 @@ from ..engine.engine import Engine
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..model import PublisherState, RoomState
-from ..server.app import RoomServer
+from ..server.app import start_server
 from ..server.tls import server_ssl_context
 from ..tokens import mint
 from . import systemd
@@ -83,12 +83,7 @@ class Daemon:
         if not self.config.embedded_server:
             return
         settings = self.config.server_settings(self.apps)
-        runner = web.AppRunner(RoomServer(settings).make_app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(
-            runner, settings.host, settings.port, ssl_context=server_ssl_context(settings)
-        ).start()
-        self.server_runner = runner
+        self.server_runner = await start_server(settings, server_ssl_context(settings))
         log_event(log, logging.INFO, "embedded_server", host=settings.host, port=settings.port)
         if self.config.server.print_join_info:
             print(self.join_info(), file=sys.stderr, flush=True)
