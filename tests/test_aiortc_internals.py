@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import fractions
 import inspect
+import select
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
@@ -249,17 +252,41 @@ def test_passthrough_receivers_patch_only_their_kinds_and_restore() -> None:
 
 
 class CapturedDatagrams:
-    """Stands in for the nominated pair's datagram transport: keeps what is sent."""
+    """Stands in for the nominated pair's datagram transport: a real UDP socket on
+    127.0.0.1 (what the direct sender writes to) and a second one receiving for the
+    peer; ``sent`` is every datagram that arrived, in order."""
 
     def __init__(self) -> None:
-        self.sent: list[bytes] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.peer.bind(("127.0.0.1", 0))
+        self.peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.address: tuple[str, int] = self.peer.getsockname()
+        self._arrived: list[bytes] = []
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.sock if name == "socket" else None
 
     def sendto(self, data: bytes, address: tuple[str, int]) -> None:
-        assert address == PEER
-        self.sent.append(data)
+        assert address == self.address
+        self.sock.sendto(data, address)
 
+    @property
+    def sent(self) -> list[bytes]:
+        return self.receive(0.1)
 
-PEER = ("198.18.0.2", 5000)
+    def receive(self, quiet: float) -> list[bytes]:
+        """Every datagram so far, read until ``quiet`` seconds bring nothing more."""
+        while select.select([self.peer], [], [], quiet)[0]:
+            data, source = self.peer.recvfrom(2048)
+            assert source == self.sock.getsockname()
+            self._arrived.append(data)
+        return self._arrived
+
+    def close(self) -> None:
+        self.sock.close()
+        self.peer.close()
 
 
 class ConnectedStubTransport:
@@ -268,7 +295,7 @@ class ConnectedStubTransport:
     def __init__(self, datagrams: CapturedDatagrams) -> None:
         protocol = internals.aioice.ice.StunProtocol(cast(Any, None))
         protocol.transport = cast(Any, datagrams)
-        pair = SimpleNamespace(protocol=protocol, remote_addr=PEER)
+        pair = SimpleNamespace(protocol=protocol, remote_addr=datagrams.address)
         self._state = DtlsState.CONNECTED
         self._tx_srtp = SimpleNamespace(protect=lambda data: data)
         self.transport = SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair}))
@@ -326,6 +353,10 @@ class Rig:
     datagrams: CapturedDatagrams
     packer: FramePacker
 
+    def close(self) -> None:
+        self.direct.close()
+        self.datagrams.close()
+
     def send(self, packets: list[av.Packet[Any]]) -> list[RtpFrame]:
         frames = [self.packer.pack(packet) for packet in packets]
         assert all(self.direct.send(frame) for frame in frames)
@@ -341,7 +372,19 @@ def direct_sender(*uris: str) -> Rig:
     packer = FramePacker(packer_for("video/H264"), RTP_HISTORY_SIZE)
     direct = DirectSender.open(hook, "video/H264", packer.find)
     assert direct is not None
-    return Rig(direct, sender, hook, transport, datagrams, packer)
+    rig = Rig(direct, sender, hook, transport, datagrams, packer)
+    _rigs.append(rig)
+    return rig
+
+
+_rigs: list[Rig] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_rigs() -> Iterator[None]:
+    yield
+    while _rigs:
+        _rigs.pop().close()
 
 
 @pytest.mark.parametrize("uris", [(MID, ABS_SEND_TIME), (ABS_SEND_TIME, MID), ()])
@@ -409,8 +452,12 @@ async def test_nacks_are_answered_across_a_sequence_number_wraparound() -> None:
     rig = direct_sender(MID)
     direct = DirectSender.open(rig.hook, "video/H264", lambda i: (frames[i], 0))
     assert direct is not None
+    rig.direct.close()
+    rig.direct = direct  # closed with the rig
     for frame in frames:
         assert direct.send(frame)
+        if frame.first_index % 100 == 0:
+            rig.datagrams.receive(0)  # before the receiving socket's buffer fills
     last = RtpPacket.parse(rig.datagrams.sent[-1])
     for back in (0, 1, 100):  # recent packets, their numbers wrapped around at least once
         packet = direct.retransmission((last.sequence_number - back) & 0xFFFF)
