@@ -289,13 +289,18 @@ class CapturedDatagrams:
         self.peer.close()
 
 
+def nominated_pair(datagrams: CapturedDatagrams) -> SimpleNamespace:
+    """An ICE candidate pair as aioice nominates it: a STUN protocol over ``datagrams``."""
+    protocol = internals.aioice.ice.StunProtocol(cast(Any, None))
+    protocol.transport = cast(Any, datagrams)
+    return SimpleNamespace(protocol=protocol, remote_addr=datagrams.address)
+
+
 class ConnectedStubTransport:
     """A connected RTCDtlsTransport as far as a sender uses it; SRTP leaves packets clear."""
 
     def __init__(self, datagrams: CapturedDatagrams) -> None:
-        protocol = internals.aioice.ice.StunProtocol(cast(Any, None))
-        protocol.transport = cast(Any, datagrams)
-        pair = SimpleNamespace(protocol=protocol, remote_addr=datagrams.address)
+        pair = nominated_pair(datagrams)
         self._state = DtlsState.CONNECTED
         self._tx_srtp = SimpleNamespace(protect=lambda data: data)
         self.transport = SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair}))
@@ -472,6 +477,33 @@ async def test_a_direct_sender_gives_way_when_the_connection_closes() -> None:
     assert rig.direct.send(first)
     rig.transport._state = DtlsState.CLOSED
     assert not rig.direct.send(second), "aiortc's path takes over (and ends the track)"
+
+
+class RelayedProtocol:
+    """A pair's protocol that is not aioice's plain datagram one (a TURN relay's)."""
+
+    def send_data(self, data: bytes, addr: tuple[str, int]) -> None:
+        raise AssertionError("the direct sender must not send through a relay")
+
+
+async def test_a_direct_sender_follows_a_newly_nominated_pair_or_gives_way() -> None:
+    rig = direct_sender(MID)
+    first, second, third = (rig.packer.pack(packet) for packet in encoded_pictures(3))
+    assert rig.direct.send(first)
+    before = RtpPacket.parse(rig.datagrams.sent[-1]).sequence_number
+    moved = CapturedDatagrams()
+    try:
+        nominated = rig.transport.transport._connection._nominated
+        nominated[1] = nominated_pair(moved)
+        assert rig.direct.send(second)
+        arrived = [RtpPacket.parse(data) for data in moved.sent]
+        assert len(arrived) == len(second.payloads)
+        assert arrived[0].sequence_number == (before + 1) & 0xFFFF, "numbers carry on"
+        assert len(rig.datagrams.sent) == len(first.payloads), "nothing more on the old pair"
+        nominated[1] = SimpleNamespace(protocol=RelayedProtocol(), remote_addr=moved.address)
+        assert not rig.direct.send(third), "aiortc's path takes over"
+    finally:
+        moved.close()
 
 
 async def test_no_direct_sender_before_the_sender_has_started() -> None:

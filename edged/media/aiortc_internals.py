@@ -751,7 +751,7 @@ class DirectSender:
     def _follow(self, pair: Any) -> bool:
         """Send through ``pair`` from now on, if it is the plain datagram path aioice uses."""
         protocol = getattr(pair, "protocol", None)
-        if protocol is None or type(protocol).send_data is not aioice.ice.StunProtocol.send_data:
+        if getattr(type(protocol), "send_data", None) is not aioice.ice.StunProtocol.send_data:
             return False
         transport = getattr(protocol, "transport", None)
         if transport is None or (sock := transport.get_extra_info("socket")) is None:
