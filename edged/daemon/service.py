@@ -29,7 +29,6 @@ from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..model import PublisherState, RoomState
 from ..server.app import start_server
-from ..server.tls import server_ssl_context
 from ..tokens import mint
 from . import systemd
 from .actions import Actions
@@ -83,7 +82,7 @@ class Daemon:
         if not self.config.embedded_server:
             return
         settings = self.config.server_settings(self.apps)
-        self.server_runner = await start_server(settings, server_ssl_context(settings))
+        self.server_runner = await start_server(settings)
         log_event(log, logging.INFO, "embedded_server", host=settings.host, port=settings.port)
         if self.config.server.print_join_info:
             print(self.join_info(), file=sys.stderr, flush=True)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -374,20 +373,20 @@ def tune_gc() -> None:
         gc.set_threshold(GC_YOUNG_THRESHOLD, gen1, gen2)
 
 
-async def start_server(
-    settings: ServerSettings, ssl_context: ssl.SSLContext | None = None
-) -> web.AppRunner:
-    """A room server listening on ``settings.host``/``port``; ``runner.cleanup()`` stops it."""
+async def start_server(settings: ServerSettings) -> web.AppRunner:
+    """A room server listening on ``settings.host``/``port`` (HTTPS when the settings name a
+    certificate); ``runner.cleanup()`` stops it."""
+    tls = server_ssl_context(settings)
     runner = web.AppRunner(RoomServer(settings).make_app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context).start()
+    await web.TCPSite(runner, settings.host, settings.port, ssl_context=tls).start()
     return runner
 
 
 async def run_server(settings: ServerSettings) -> None:
     """Serve until cancelled."""
     tune_gc()
-    runner = await start_server(settings, server_ssl_context(settings))
+    runner = await start_server(settings)
     log_event(
         log,
         logging.INFO,
