@@ -90,23 +90,14 @@ class BatchSender:
                     self._fallback(datagram, address)
                 return
             except OSError as exc:
-                if end - start == 1 or not self._refused(exc):
-                    continue  # as a datagram transport: the loss is the network's
-                for datagram in datagrams[start:end]:
-                    self._single(datagram, address)
+                if end - start > 1 and self._refused(exc):
+                    self.send(datagrams[start:], address)  # now one datagram per call
+                    return
+                # otherwise as a datagram transport does: the loss is the network's
 
     def close(self) -> None:
         """Close the duplicate (the original socket stays open)."""
         self._sock.close()
-
-    def _single(self, datagram: bytes, address: Address) -> None:
-        try:
-            self._sock.sendto(datagram, address)
-            self.calls += 1
-        except (BlockingIOError, InterruptedError):
-            self._fallback(datagram, address)
-        except OSError:
-            pass
 
     def _refused(self, exc: OSError) -> bool:
         """Whether ``exc`` says segmentation is unavailable here (then stop using it)."""
