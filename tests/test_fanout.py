@@ -515,12 +515,16 @@ async def test_every_viewer_gets_every_access_unit_intact_on_either_send_path(
                 calls.append(await call(fanout, board_offers=offers))
             await asyncio.gather(*(watch(c, 45) for c in calls))
             stats = fanout.stats()
+            senders = [v.direct for v in fanout.viewers if v.direct is not None]
+            sends = [(d.packets_sent, d._batch.calls) for d in senders if d._batch is not None]
     for c in calls:
         assert is_keyframe(bytes(c.frames[0]))
         received_units(c, source)
     assert [v.direct for v in stats.viewers] == [direct_send] * 3
     if direct_send:  # packed once per access unit for all three viewers
         assert 0 < stats.frames_packed <= stats.packets_out
+        assert len(sends) == 3  # and the packets of an access unit went down in runs
+        assert all(0 < calls < packets for packets, calls in sends), sends
     else:
         assert stats.frames_packed == 0
 
