@@ -129,6 +129,37 @@ async def test_retained_state_reaches_late_subscribers_and_follows_changes(broke
     await stop_channel(channel, task)
 
 
+async def test_state_published_the_moment_the_channel_connects_reaches_the_broker(
+    broker: Broker,
+) -> None:
+    """A change made right after ``connected`` (no await in between) is not lost.
+
+    The channel announces what is retained, then sets ``connected``; a caller woken by it
+    runs before the channel's sender task first does. The broker must still end up with
+    the newest state, whatever the interleaving (Python 3.13's ``wait_for`` adds no task
+    hop, so the daemon hits exactly this on its first publish).
+    """
+    rec = Recorder()
+    channel = ControlChannel(
+        MqttSettings("127.0.0.1", broker.port, retry_min=0.1, retry_max=0.5), TOPICS, rec
+    )
+    channel.publish_state({"room": {"state": "CONNECTING"}})
+    task = asyncio.create_task(channel.run())
+    async with asyncio.timeout(5):
+        await channel.connected.wait()
+    channel.publish_state({"room": {"state": "CONNECTED"}})
+    async with broker.client() as late:
+        await late.subscribe(TOPICS.state, qos=1)
+        seen: list[str] = []
+        # The retained copy may be the older state with the newer one following live;
+        # the broker must end with the newest (the old code never sent it: a timeout).
+        while not seen or seen[-1] != "CONNECTED":
+            (message,) = await collect(late, TOPICS.state, 1)
+            seen.append(json.loads(message.payload)["room"]["state"])  # type: ignore[arg-type]
+        assert seen[0] in ("CONNECTING", "CONNECTED")
+    await stop_channel(channel, task)
+
+
 async def test_command_response_carries_request_id(broker: Broker) -> None:
     channel, rec, task = await start_channel(broker)
     async with broker.client() as ctl:

@@ -5,6 +5,12 @@ availability with a last will, the retained state snapshot, events, quality, the
 snapshot JPEG, Home Assistant discovery, and commands with their responses. When the
 broker goes away it reconnects with backoff and republishes what is retained; the call
 itself never waits for the broker.
+
+Retained payloads have one owner of "what the broker has seen": :meth:`_sync_retained`,
+the only code that publishes them. It compares what the daemon wants retained with what
+it has sent on this connection, so a change made at any moment (before, during or right
+after the connection's first announce) is sent, and a reconnect or Home Assistant's
+birth message only forgets what was sent.
 """
 
 from __future__ import annotations
@@ -68,6 +74,10 @@ class ControlChannel:
         self._on_command = on_command
         self.retained: dict[str, Payload] = {}  # topic -> latest retained payload
         self.discovery: tuple[str, Payload] | None = None
+        # What the broker has seen on this connection (cleared on connect and on HA's
+        # birth message); written only by _sync_retained, after each publish succeeds.
+        self._sent: dict[str, Payload] = {}
+        self._sent_discovery: tuple[str, Payload] | None = None
         self._live: deque[tuple[str, Payload]] = deque(maxlen=256)
         self._wake = asyncio.Event()
         self._commands: asyncio.Queue[tuple[Command, Properties | None]] = asyncio.Queue(
@@ -160,7 +170,8 @@ class ControlChannel:
             await client.publish(self.topics.availability, "online", qos=1, retain=True)
             await client.subscribe(self.topics.command, qos=1)
             await client.subscribe(self.ha_status_topic, qos=1)
-            await self._announce(client)
+            self._forget_sent()
+            await self._sync_retained(client)
             self.connected.set()
             log_event(
                 log,
@@ -172,41 +183,44 @@ class ControlChannel:
             sender = asyncio.create_task(self._send_loop(client))
             try:
                 async for message in client.messages:
-                    await self._on_message(client, message)
+                    await self._on_message(message)
             finally:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sender
 
-    async def _announce(self, client: aiomqtt.Client) -> None:
-        """Discovery first, then every retained payload (HA wants config before state)."""
-        if self.discovery is not None:
-            await client.publish(*self.discovery, qos=1, retain=True)
+    def _forget_sent(self) -> None:
+        """Treat every retained payload as unseen: the next sync publishes them all."""
+        self._sent.clear()
+        self._sent_discovery = None
+        self._wake.set()
+
+    async def _sync_retained(self, client: aiomqtt.Client) -> None:
+        """Publish what the broker has not seen: discovery first (HA wants config before
+        state), then each retained topic whose latest payload differs from the one sent."""
+        discovery = self.discovery
+        if discovery is not None and discovery != self._sent_discovery:
+            await client.publish(*discovery, qos=1, retain=True)
+            self._sent_discovery = discovery
         for topic, payload in list(self.retained.items()):
-            await client.publish(topic, payload, qos=1, retain=True)
+            if self._sent.get(topic) != payload:
+                await client.publish(topic, payload, qos=1, retain=True)
+                self._sent[topic] = payload
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
-        sent: dict[str, Payload] = dict(self.retained)
-        sent_discovery = self.discovery
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self.discovery is not None and self.discovery != sent_discovery:
-                sent_discovery = self.discovery
-                await client.publish(*self.discovery, qos=1, retain=True)
-            for topic, payload in list(self.retained.items()):
-                if sent.get(topic) != payload:
-                    sent[topic] = payload
-                    await client.publish(topic, payload, qos=1, retain=True)
+            await self._sync_retained(client)
             while self._live:
                 topic, payload = self._live.popleft()
                 await client.publish(topic, payload, qos=0)
 
-    async def _on_message(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    async def _on_message(self, message: aiomqtt.Message) -> None:
         if message.topic.matches(self.ha_status_topic):
             if message.payload in (b"online", "online"):
                 log_event(log, logging.INFO, "ha_online_republish")
-                await self._announce(client)
+                self._forget_sent()  # the send loop republishes discovery, then state
             return
         props = message.properties
         payload = message.payload if isinstance(message.payload, bytes | str) else b""
