@@ -24,6 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from edged.engine.config import PublishConfig, VideoConfig
 from edged.engine.engine import Engine
 from edged.media.analysis import luma_plane
+from edged.media.capture_input import passthrough_refusal
 from edged.media.filesource import FileVideoTrack
 from edged.media.h264 import nal_types
 from edged.media.mute import black_access_units, h264_size
@@ -92,18 +93,24 @@ def coded(pictures: list[Picture]) -> int:
     return sum(p.code is not None for p in pictures)
 
 
-def write_clip(path: Path, frames: int = 60, gop: int = 15) -> Path:
+def write_clip(
+    path: Path,
+    frames: int = 60,
+    gop: int = 15,
+    size: tuple[int, int] = (320, 240),
+    rate: fractions.Fraction = fractions.Fraction(30),
+) -> Path:
     """A time-code clip in MP4 that passes through (baseline, no B-frames)."""
-    renderer = TestPatternRenderer(320, 240)
+    renderer = TestPatternRenderer(*size)
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
         stream.codec_context.profile = "Baseline"
         stream.codec_context.max_b_frames = 0
         stream.codec_context.gop_size = gop
         for i in range(frames):
             frame = renderer.render(i)
-            frame.pts, frame.time_base = i, fractions.Fraction(1, 30)
+            frame.pts, frame.time_base = i, 1 / rate
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
@@ -131,6 +138,20 @@ async def mute_and_unmute(pub: Engine, sink: PictureSink) -> dict[str, int]:
     mark = len(sink.pictures)
     await until(lambda: coded(sink.since(mark)) >= 10, 20)
     return muted
+
+
+@pytest.mark.parametrize(
+    ("size", "refusal"),
+    [((640, 480), None), ((1920, 1080), "1920x1080 at 29.97 fps is above H.264 level 3.1")],
+)
+def test_a_file_passes_through_by_its_own_size_and_frame_rate(
+    tmp_path: Path, size: tuple[int, int], refusal: str | None
+) -> None:
+    """The decision reads the container's frame rate, whatever type PyAV gives it
+    (a Fraction up to PyAV 18, an AVRational from PyAV 19)."""
+    clip = write_clip(tmp_path / "clip.mp4", 3, 3, size, fractions.Fraction(30000, 1001))
+    with av.open(str(clip)) as container:
+        assert passthrough_refusal(container.streams.video[0]) == refusal
 
 
 def test_the_black_picture_is_an_idr_at_the_size_asked_for() -> None:

@@ -72,7 +72,8 @@ def passthrough_refusal(stream: Any) -> str | None:
         return f"the video is {ctx.name}, not H.264"
     if ctx.has_b_frames:
         return f"the H.264 ({ctx.profile}) has B-frames"
-    rate = stream.average_rate or stream.guessed_rate or 30
+    # PyAV's rates are Fractions up to 18, its own AVRational (no __round__) from 19 on.
+    rate = float(stream.average_rate or stream.guessed_rate or 30)
     if fit_level_31(ctx.width, ctx.height, round(rate)) != (ctx.width, ctx.height):
-        return f"{ctx.width}x{ctx.height} at {float(rate):g} fps is above H.264 level 3.1"
+        return f"{ctx.width}x{ctx.height} at {rate:g} fps is above H.264 level 3.1"
     return None
