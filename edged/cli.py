@@ -1,11 +1,14 @@
-"""The ``edged`` command line: one program, one sub-command per job."""
+"""The edged command line: one program, one sub-command per job."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import errno
+import logging
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -14,6 +17,121 @@ from .errors import EdgedError, ErrorCode
 from .logs import setup_plain_logging
 
 DEFAULT_CONFIG = "/etc/edged/edged.yaml"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8790
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+DESCRIPTION = """\
+edged makes a board with a camera and a microphone a headless participant of
+video-call rooms, commanded over MQTT, and runs the room server those rooms
+live on."""
+
+EPILOG = """\
+files:
+  /etc/edged/edged.yaml     the daemon's configuration (run, check-config)
+  /var/lib/edged/apps.yaml  the room server's app ids and secrets (as root;
+                            otherwise ~/.local/state/edged/apps.yaml)
+
+environment:
+  EDGED_APPS_FILE   the apps file to use instead of the default
+  EDGED_APP_SECRET  the app secret edged token signs with
+
+Run "edged COMMAND --help" for a command's options and defaults."""
+
+RUN_DESCRIPTION = """\
+Run the daemon (what the edged systemd service starts): it reads its
+configuration file, logs into its room, publishes the camera and microphone,
+plays what it is told to and takes commands over MQTT. SIGHUP reads the file
+again; SIGTERM or Ctrl-C logs out and exits.
+
+Secrets (app secret, token, MQTT password, TURN credentials) are given in the
+configuration file: inline, from a *_file or from a *_env variable. With the
+embedded room server and no credentials there, the app secret is read from
+the server's apps file (server.apps_file; default: $EDGED_APPS_FILE if set,
+else /var/lib/edged/apps.yaml as root, else ~/.local/state/edged/apps.yaml).
+The log level is the file's logging.level unless --log-level is given."""
+
+CHECK_DESCRIPTION = """\
+Check a configuration file without starting anything. Prints
+"ok: FILE: summary" and any warnings and exits 0, or prints every problem
+with its line and exits 2. The secrets the file names are read to check
+them, and never printed."""
+
+DEVICES_DESCRIPTION = """\
+List the cameras (camera modules, USB cameras) and the sound cards (ALSA)
+this machine has, with the device names the configuration file accepts."""
+
+SERVER_DESCRIPTION = """\
+Run the room server alone (what the edged-server systemd service starts;
+edged run embeds one by default). Clients connect to ws://HOST:PORT/ws, the web client
+is at http://HOST:PORT/ and GET /healthz reports rooms, users and streams.
+At start it prints a join link (user guest, room demo, a one-hour token).
+
+Secrets: on first start the app named by --app gets a random secret in the
+apps file, which is made readable only by its owner. The apps file is
+$EDGED_APPS_FILE if set, else /var/lib/edged/apps.yaml as root, else
+~/.local/state/edged/apps.yaml (under $XDG_STATE_HOME if set), or --apps FILE.
+Logins need a token signed with the app's secret (edged token) unless --dev
+is given. Secrets are never logged."""
+
+TOKEN_DESCRIPTION = """\
+Mint a login token (a JWT signed with HS256) and print it on stdout.
+
+The app secret comes from the first of these that is given:
+  --secret-file FILE  the file's contents, without surrounding whitespace
+  $EDGED_APP_SECRET   the environment variable, if set and not empty
+  --apps FILE         the entry for --app in the apps file; by default
+                      $EDGED_APPS_FILE if set, else /var/lib/edged/apps.yaml
+                      as root, else ~/.local/state/edged/apps.yaml (under
+                      $XDG_STATE_HOME if set)"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Plain paragraphs as written, options in a wide enough column."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"not a port number (1 to 65535): {port}")
+    return port
+
+
+def _check_file(
+    path: Path, what: str, missing: ErrorCode, unreadable: ErrorCode, hint: str = ""
+) -> None:
+    """Refuse, with one plain sentence, a file that is absent, a directory or unreadable."""
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise EdgedError(missing, f"{what} {path} does not exist{hint}") from None
+    except OSError as exc:
+        raise EdgedError(unreadable, f"cannot read {what} {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise EdgedError(unreadable, f"{what} {path} is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise EdgedError(unreadable, f"cannot read {what} {path}: permission denied")
+
+
+def _check_config_file(path: Path) -> None:
+    _check_file(
+        path, "configuration file", ErrorCode.CONFIG_FILE_NOT_FOUND, ErrorCode.CONFIG_UNREADABLE
+    )
+
+
+def _check_apps_file(path: Path, hint: str = "") -> None:
+    code = ErrorCode.SECRET_UNAVAILABLE
+    _check_file(path, "apps file", code, code, hint)
+
+
+class _Refused(Exception):
+    """A plain error message for the user, one that has no error code of its own."""
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -23,9 +141,17 @@ def _server(args: argparse.Namespace) -> int:
     from .server.tls import certificate_files, fingerprint
     from .server.webapp import guest_join_url, page_url
 
-    apps = load_apps(Path(args.apps), create_app=args.app)
+    apps_path = Path(args.apps)
+    if os.path.exists(apps_path):
+        _check_apps_file(apps_path)
+    try:
+        apps = load_apps(apps_path, create_app=args.app)
+    except OSError as exc:
+        raise EdgedError(
+            ErrorCode.SECRET_UNAVAILABLE, f"cannot create apps file {apps_path}: {exc.strerror}"
+        ) from None
     cert, key = certificate_files(
-        args.tls_cert, args.tls_key, args.self_signed, Path(args.apps).parent, args.host
+        args.tls_cert, args.tls_key, args.self_signed, apps_path.parent, args.host
     )
     settings = ServerSettings(
         apps=apps,
@@ -44,8 +170,14 @@ def _server(args: argparse.Namespace) -> int:
         print(f"HTTPS certificate {cert}, SHA-256 {fingerprint(cert)}", file=sys.stderr)
     link = guest_join_url(base, args.app, apps[args.app], "demo", 3600)
     print(f"web page: {base}/\njoin link (user guest, token valid 1 h): {link}", file=sys.stderr)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_server(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_server(settings))
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        reason = os.strerror(exc.errno).lower()
+        raise _Refused(f"cannot listen on {args.host}:{args.port}: {reason}") from None
     return 0
 
 
@@ -55,11 +187,14 @@ def _run(args: argparse.Namespace) -> int:
     from .daemon.systemd import setup_logging
 
     path = Path(args.config)
+    _check_config_file(path)
     config = load_config(path)
+    level = args.log_level or config.logging.level
     if config.logging.journald is False:
-        setup_plain_logging(config.logging.level)
+        setup_plain_logging(level)
     else:
-        setup_logging(config.logging.level)
+        setup_logging(level)
+    logging.getLogger().setLevel(level)
     print(f"edged {__version__}: {config.summary()}", file=sys.stderr)
     return asyncio.run(run_daemon(path, config))
 
@@ -67,6 +202,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     from .config import check_config_command
 
+    _check_config_file(Path(args.file))
     return check_config_command(args.file)
 
 
@@ -82,12 +218,30 @@ def _token(args: argparse.Namespace) -> int:
 
     secret = os.environ.get("EDGED_APP_SECRET")
     if args.secret_file:
+        path = Path(args.secret_file)
         try:
-            secret = Path(args.secret_file).read_text().strip()
-        except OSError as exc:
-            raise EdgedError(ErrorCode.SECRET_UNAVAILABLE, str(exc)) from None
+            secret = path.read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            raise EdgedError(
+                ErrorCode.SECRET_UNAVAILABLE, f"secret file {path} does not exist"
+            ) from None
+        except IsADirectoryError:
+            raise EdgedError(
+                ErrorCode.SECRET_UNAVAILABLE, f"secret file {path} is a directory, not a file"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise EdgedError(
+                ErrorCode.SECRET_UNAVAILABLE, f"cannot read secret file {path}: {reason}"
+            ) from None
+        if not secret:
+            raise EdgedError(ErrorCode.SECRET_UNAVAILABLE, f"secret file {path} is empty")
     if not secret:
-        apps = load_apps(Path(args.apps))
+        apps_path = Path(args.apps)
+        _check_apps_file(
+            apps_path, " (edged server creates it; or give --secret-file FILE or $EDGED_APP_SECRET)"
+        )
+        apps = load_apps(apps_path)
         if args.app not in apps:
             raise EdgedError(ErrorCode.APP_UNKNOWN, f"no app {args.app!r} in {args.apps}")
         secret = apps[args.app]
@@ -108,61 +262,147 @@ def _token(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .server.apps import default_apps_path
 
-    parser = argparse.ArgumentParser(prog="edged", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="edged", description=DESCRIPTION, epilog=EPILOG, formatter_class=_Formatter
+    )
     parser.add_argument("--version", action="version", version=f"edged {__version__}")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO; for run, the "
+        "configuration file's logging.level)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     apps_default = str(default_apps_path())
 
-    run = sub.add_parser("run", help="run the daemon (what the systemd unit starts)")
-    run.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML file ({DEFAULT_CONFIG})")
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=summary, description=description, formatter_class=_Formatter
+        )
+
+    run = command("run", "run the daemon (what the edged service starts)", RUN_DESCRIPTION)
+    run.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help="the YAML configuration file (default: %(default)s)",
+    )
     run.set_defaults(func=_run)
 
-    chk = sub.add_parser("check-config", help="validate a configuration file")
-    chk.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
+    chk = command("check-config", "check a configuration file", CHECK_DESCRIPTION)
+    chk.add_argument(
+        "file",
+        nargs="?",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help="the YAML configuration file (default: %(default)s)",
+    )
     chk.set_defaults(func=_check_config)
 
-    dev = sub.add_parser("devices", help="list cameras and sound cards")
-    dev.add_argument("--json", action="store_true", help="as JSON")
+    dev = command("devices", "list cameras and sound cards", DEVICES_DESCRIPTION)
+    dev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     dev.set_defaults(func=_devices)
 
-    srv = sub.add_parser("server", help="run the room server")
-    srv.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    srv.add_argument("--port", type=int, default=8790)
-    srv.add_argument("--apps", default=apps_default, help="apps file (app_id: secret)")
-    srv.add_argument("--app", default="default", help="app to create in the apps file if absent")
-    srv.add_argument("--dev", action="store_true", help="accept logins without a token")
-    srv.add_argument("--heartbeat-interval", type=float, default=10.0, metavar="S")
-    srv.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="S")
-    srv.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
-    srv.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    srv = command("server", "run the room server alone", SERVER_DESCRIPTION)
+    srv.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)",
+    )
+    srv.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help="TCP port (default: %(default)s)"
+    )
+    srv.add_argument(
+        "--apps",
+        default=apps_default,
+        metavar="FILE",
+        help="apps file (app_id: secret), created if absent (default here: %(default)s)",
+    )
+    srv.add_argument(
+        "--app",
+        default="default",
+        metavar="APP",
+        help="app to create in the apps file if absent (default: %(default)r)",
+    )
+    srv.add_argument(
+        "--dev",
+        action="store_true",
+        help="accept logins without a token (a local test room only)",
+    )
+    srv.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds between the heartbeats clients send (default: %(default)g)",
+    )
+    srv.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds without a heartbeat before a client is dropped (default: %(default)g)",
+    )
+    srv.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve HTTPS with this PEM certificate (default: plain HTTP)",
+    )
+    srv.add_argument("--tls-key", metavar="FILE", help="the certificate's private key, PEM")
     srv.add_argument(
         "--self-signed",
         action="store_true",
-        help="serve HTTPS with a certificate made on first start next to the apps file",
+        help="serve HTTPS with a certificate made on first start in tls/ next to the apps file",
     )
     srv.set_defaults(func=_server)
 
-    tok = sub.add_parser("token", help="mint a token")
-    tok.add_argument("--app", default="default", help="app id")
-    tok.add_argument("--user", required=True, help="user id")
-    tok.add_argument("--ttl", type=float, default=3600.0, help="seconds until expiry")
-    tok.add_argument("--room", help="restrict to this room")
+    tok = command("token", "mint a login token", TOKEN_DESCRIPTION)
+    tok.add_argument("--user", required=True, metavar="ID", help="user id (required)")
+    tok.add_argument(
+        "--app", default="default", metavar="APP", help="app id (default: %(default)r)"
+    )
+    tok.add_argument(
+        "--ttl",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="seconds the token is valid (default: %(default)g)",
+    )
+    tok.add_argument("--room", metavar="ROOM", help="valid for this room only (default: any room)")
     tok.add_argument("--no-publish", action="store_true", help="deny the publish privilege")
-    tok.add_argument("--stream", action="append", help="allow only this stream id (repeat)")
-    tok.add_argument("--apps", default=apps_default, help="apps file to read the secret from")
-    tok.add_argument("--secret-file", help="file holding the app secret")
+    tok.add_argument(
+        "--stream",
+        action="append",
+        metavar="ID",
+        help="may publish only this stream id; repeat for more (default: any)",
+    )
+    tok.add_argument(
+        "--apps",
+        default=apps_default,
+        metavar="FILE",
+        help="apps file to read the secret from (default here: %(default)s)",
+    )
+    tok.add_argument(
+        "--secret-file",
+        metavar="FILE",
+        help="file holding the app secret; wins over $EDGED_APP_SECRET and --apps",
+    )
     tok.set_defaults(func=_token)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_plain_logging(args.log_level)
+    setup_plain_logging(args.log_level or "INFO")
     try:
         return int(args.func(args))
     except EdgedError as exc:
         print(f"edged: error {int(exc.code)} {exc.code.name}: {exc.message}", file=sys.stderr)
+        return 2
+    except _Refused as exc:
+        print(f"edged: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -1,15 +1,19 @@
-"""The ``edged`` command: version, token minting, and the server it starts."""
+"""The ``edged`` command: its help, its errors, token minting, and the server it starts."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 
 from edged import __version__
@@ -18,15 +22,38 @@ from edged.tokens import verify
 from conftest import free_port
 from protoclient import ProtoClient
 
+SECRET = "a-secret-long-enough-for-hmac-sha256-xx"
+OTHER_SECRET = "another-secret-long-enough-for-hmac-sha256"
+
 
 def edged(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command as a person would, with no app secret in the environment unless given."""
+    base = {k: v for k, v in os.environ.items() if k not in ("EDGED_APP_SECRET", "EDGED_APPS_FILE")}
     return subprocess.run(
         [sys.executable, "-m", "edged", *args],
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, **(env or {})},
+        env={**base, "COLUMNS": "80", "NO_COLOR": "1", **(env or {})},
     )
+
+
+def words(text: str) -> str:
+    """The text with its line wrapping undone, as a reader takes it in."""
+    return " ".join(text.split())
+
+
+def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
+    """The single line a failed command printed on stderr (no traceback, nothing on stdout)."""
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert out.stdout == ""
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+RST_MARKUP = re.compile(r"``|:(class|func|meth|mod|attr|ref|doc):`|^\.\. ", re.MULTILINE)
 
 
 def test_version() -> None:
@@ -34,9 +61,269 @@ def test_version() -> None:
     assert out.returncode == 0 and out.stdout.strip() == f"edged {__version__}"
 
 
+def test_help_is_plain_text_naming_every_command_file_and_variable() -> None:
+    out = edged("--help")
+    assert out.returncode == 0, out.stderr
+    assert not RST_MARKUP.search(out.stdout), out.stdout
+    text = words(out.stdout)
+    assert text.startswith("usage: edged ")
+    assert "headless participant of video-call rooms" in text
+    for command in ("run", "check-config", "devices", "server", "token"):
+        assert re.search(rf"^    {command} +\S", out.stdout, re.MULTILINE), command
+    assert "/etc/edged/edged.yaml the daemon's configuration" in text
+    assert "/var/lib/edged/apps.yaml the room server's app ids and secrets" in text
+    assert "EDGED_APPS_FILE" in text and "EDGED_APP_SECRET" in text
+    assert "--log-level LEVEL DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO;" in text
+
+
+APPS_RULE = (
+    "$EDGED_APPS_FILE if set, else /var/lib/edged/apps.yaml as root, else "
+    "~/.local/state/edged/apps.yaml"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "facts"),
+    [
+        (
+            "run",
+            [
+                "--config FILE the YAML configuration file (default: /etc/edged/edged.yaml)",
+                "inline, from a *_file or from a *_env variable",
+                APPS_RULE,
+                "SIGHUP reads the file again",
+            ],
+        ),
+        (
+            "check-config",
+            [
+                "FILE the YAML configuration file (default: /etc/edged/edged.yaml)",
+                "exits 0",
+                "exits 2",
+            ],
+        ),
+        ("devices", ["--json print JSON instead of a table", "cameras", "sound cards"]),
+        (
+            "server",
+            [
+                "(default: 127.0.0.1)",
+                "--port PORT TCP port (default: 8790)",
+                "--app APP app to create in the apps file if absent (default: 'default')",
+                "--heartbeat-interval S seconds between the heartbeats clients send (default: 10)",
+                "before a client is dropped (default: 30)",
+                "--apps FILE apps file (app_id: secret), created if absent (default here: {apps})",
+                APPS_RULE,
+                "--dev accept logins without a token",
+                "--self-signed",
+            ],
+        ),
+        (
+            "token",
+            [
+                "--user ID user id (required)",
+                "--app APP app id (default: 'default')",
+                "--ttl S seconds the token is valid (default: 3600)",
+                "--apps FILE apps file to read the secret from (default here: {apps})",
+                "--secret-file FILE the file's contents",
+                "$EDGED_APP_SECRET the environment variable",
+                APPS_RULE,
+            ],
+        ),
+    ],
+)
+def test_each_command_help_says_its_defaults_and_where_secrets_come_from(
+    command: str, facts: list[str]
+) -> None:
+    apps = "/srv/edged/apps.yaml"  # named, not made: the help shows it, nothing reads it
+    out = edged(command, "--help", env={"EDGED_APPS_FILE": apps})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"usage: edged {command} ")
+    assert not RST_MARKUP.search(out.stdout), out.stdout
+    text = words(out.stdout)
+    for fact in facts:
+        assert fact.format(apps=apps) in text, (fact, out.stdout)
+
+
+def test_token_with_a_missing_apps_file_says_so(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "apps.yaml"
+    line = one_line_error(edged("token", "--apps", str(missing), "--user", "u"))
+    assert line.startswith("edged: error 1007007 SECRET_UNAVAILABLE: ")
+    assert f"apps file {missing} does not exist" in line
+    assert "--secret-file FILE or $EDGED_APP_SECRET" in line
+
+
+def test_token_without_apps_option_reads_the_apps_file_named_by_the_environment(
+    tmp_path: Path,
+) -> None:
+    apps = tmp_path / "apps.yaml"
+    line = one_line_error(edged("token", "--user", "u", env={"EDGED_APPS_FILE": str(apps)}))
+    assert f"apps file {apps} does not exist" in line
+    apps.write_text(f"default: {SECRET}\n")
+    out = edged("token", "--user", "u", env={"EDGED_APPS_FILE": str(apps)})
+    assert out.returncode == 0, out.stderr
+    verify(out.stdout.strip(), SECRET, app_id="default", user_id="u")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["check-config", "{missing}"],
+            "edged: error 1007001 CONFIG_FILE_NOT_FOUND: configuration file {missing} does not "
+            "exist",
+        ),
+        (
+            ["run", "--config", "{missing}"],
+            "edged: error 1007001 CONFIG_FILE_NOT_FOUND: configuration file {missing} does not "
+            "exist",
+        ),
+        (
+            ["token", "--user", "u", "--secret-file", "{missing}"],
+            "edged: error 1007007 SECRET_UNAVAILABLE: secret file {missing} does not exist",
+        ),
+        (
+            ["check-config", "{dir}"],
+            "edged: error 1007002 CONFIG_UNREADABLE: configuration file {dir} is a directory, "
+            "not a file",
+        ),
+        (
+            ["token", "--user", "u", "--apps", "{dir}"],
+            "edged: error 1007007 SECRET_UNAVAILABLE: apps file {dir} is a directory, not a file",
+        ),
+        (
+            ["token", "--user", "u", "--secret-file", "{dir}"],
+            "edged: error 1007007 SECRET_UNAVAILABLE: secret file {dir} is a directory, not a file",
+        ),
+        (
+            ["token", "--user", "u", "--secret-file", "{empty}"],
+            "edged: error 1007007 SECRET_UNAVAILABLE: secret file {empty} is empty",
+        ),
+        (
+            ["server", "--apps", "{under_file}"],
+            "edged: error 1007007 SECRET_UNAVAILABLE: cannot create apps file {under_file}: ",
+        ),
+    ],
+)
+def test_a_file_that_cannot_be_used_is_one_clear_line(
+    args: list[str], expected: str, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("  \n")
+    paths = {
+        "missing": str(tmp_path / "missing.yaml"),
+        "dir": str(tmp_path),
+        "empty": str(empty),
+        "under_file": str(empty / "apps.yaml"),
+    }
+    line = one_line_error(edged(*(a.format(**paths) for a in args)))
+    assert line.startswith(expected.format(**paths)), line
+
+
+def test_the_secret_comes_from_the_file_then_the_environment_then_the_apps_file(
+    tmp_path: Path,
+) -> None:
+    apps = tmp_path / "apps.yaml"
+    apps.write_text(f"default: {SECRET}\n")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(f"\n{OTHER_SECRET}\n")
+    third = "a-third-secret-long-enough-for-hmac-sha256"
+    from_env = {"EDGED_APP_SECRET": third}
+
+    def signed_with(out: subprocess.CompletedProcess[str]) -> str:
+        assert out.returncode == 0, out.stderr
+        for secret in (SECRET, OTHER_SECRET, third):
+            try:
+                verify(out.stdout.strip(), secret, app_id="default", user_id="u")
+            except Exception:
+                continue
+            return secret
+        raise AssertionError("signed with none of the secrets")
+
+    base = ["token", "--user", "u", "--apps", str(apps)]
+    assert signed_with(edged(*base, "--secret-file", str(secret_file), env=from_env)) == (
+        OTHER_SECRET
+    )
+    assert signed_with(edged(*base, env=from_env)) == third
+    assert signed_with(edged(*base)) == SECRET
+
+
+def test_an_unknown_log_level_is_a_usage_error() -> None:
+    out = edged("--log-level", "loud", "devices")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "argument --log-level: invalid choice: 'LOUD'" in out.stderr
+
+
+def test_server_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = edged("server", "--port", str(port), "--apps", str(tmp_path / "apps.yaml"))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == f"edged: error: cannot listen on 127.0.0.1:{port}: address already in use"
+
+
+def test_server_refuses_a_port_out_of_range() -> None:
+    out = edged("server", "--port", "70000")
+    assert out.returncode == 2
+    assert "argument --port: not a port number (1 to 65535): 70000" in out.stderr
+
+
+async def test_run_logs_at_the_level_its_configuration_file_sets(tmp_path: Path) -> None:
+    config = tmp_path / "edged.yaml"
+    port = free_port()
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "auto": {"login": False},
+                "video": {"source": "testpattern"},
+                "audio": {"source": "tone"},
+                "mqtt": {"enabled": False},
+                "server": {"port": port, "apps_file": str(tmp_path / "apps.yaml")},
+                "logging": {"level": "WARNING", "journald": False},
+            }
+        )
+    )
+
+    async def run(*options: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "edged",
+            *options,
+            "run",
+            "--config",
+            str(config),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            for _ in range(200):
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                break
+            await asyncio.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = await proc.communicate()
+        return err.decode()
+
+    quiet = await run()
+    assert quiet.startswith("edged "), quiet
+    assert " INFO " not in quiet, quiet
+    loud = await run("--log-level", "info")
+    assert " INFO edged.daemon: daemon_ready" in loud, loud
+
+
 def test_token_is_minted_from_the_apps_file(tmp_path: Path) -> None:
     apps = tmp_path / "apps.yaml"
-    apps.write_text("home: a-secret-long-enough-for-hmac-sha256-xx\n")
+    apps.write_text(f"home: {SECRET}\n")
     out = edged(
         "token",
         "--apps",
@@ -55,7 +342,7 @@ def test_token_is_minted_from_the_apps_file(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     claims = verify(
         out.stdout.strip(),
-        "a-secret-long-enough-for-hmac-sha256-xx",
+        SECRET,
         app_id="home",
         user_id="door",
         room_id="porch",
