@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import ctypes
 import gc
 import itertools
 import json
@@ -82,6 +83,8 @@ LEAK_RSS_KB_PER_MIN = 100.0
 """About 144 MB a day: more than a board running for weeks can afford."""
 LEAK_RSS_MIN_GROWTH_KB = 1024
 JUDGE_MIN_S = 300
+HEAP_KEYS = ("heap_kb", "heap_used_kb", "heap_free_kb", "mmap_kb")
+PROGRESS_EVERY_S = 60.0
 """Shorter runs report their figures but no leak verdict."""
 TAG = "SOAK "
 PROBLEM = re.compile(r" (WARNING|ERROR|CRITICAL) |^Traceback")
@@ -105,6 +108,59 @@ def census() -> dict[str, int]:
         "thread " + re.sub(r"_\d+$", "", t.name) for t in threading.enumerate()
     )
     return {name: n for name, n in counts.items() if n >= 50} | dict(threads)
+
+
+class MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (2.33 and later): the C heap of every arena."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def heap_figures() -> dict[str, int]:
+    """The C heap (glibc ``mallinfo2``), KB: ``heap_kb`` taken from the system by the
+    arenas (mapped blocks apart), ``heap_used_kb`` in use in them, ``heap_free_kb`` free
+    in them, ``mmap_kb`` in blocks of their own. Empty where glibc has no ``mallinfo2``."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except AttributeError:
+        return {}
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    return {
+        "heap_kb": info.arena // 1024,
+        "heap_used_kb": info.uordblks // 1024,
+        "heap_free_kb": info.fordblks // 1024,
+        "mmap_kb": info.hblkhd // 1024,
+    }
+
+
+def arena_count() -> int | None:
+    """How many malloc arenas the process has (from glibc's ``malloc_info``)."""
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "open_memstream"):
+        return None
+    buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+    libc.open_memstream.restype = ctypes.c_void_p
+    stream = libc.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+    libc.malloc_info(0, ctypes.c_void_p(stream))
+    libc.fclose(ctypes.c_void_p(stream))
+    text = ctypes.string_at(buf, size.value).decode(errors="replace")
+    libc.free(buf)
+    return text.count("<heap nr=")
 
 
 class Control:
@@ -137,12 +193,20 @@ class Control:
         lag_ms = round((time.monotonic() - sent) * 1000, 1)
         if words[0] == "sample":
             tasks = len(asyncio.all_tasks())
-            report({"tick": int(words[1]), "lag_ms": lag_ms, "tasks": tasks, **self.figures()})
+            report(
+                {
+                    "tick": int(words[1]),
+                    "lag_ms": lag_ms,
+                    "tasks": tasks,
+                    **heap_figures(),
+                    **self.figures(),
+                }
+            )
         elif words[0] == "census":
             if tracemalloc.is_tracing():
                 snapshots = os.environ["SOAK_SNAPSHOTS"]
                 tracemalloc.take_snapshot().dump(f"{snapshots}.{words[1]}")
-            report({"census": census()})
+            report({"census": census() | {"malloc arenas": arena_count() or 0}})
         elif words[0] == "final":
             report({"final": self.final()})
 
@@ -655,6 +719,8 @@ class Run:
     finals: dict[str, dict[str, Any]] = field(default_factory=dict)
     channel: Channel | None = None
     tracemalloc: bool = False
+    slope_from: float | None = None
+    """Fit the RSS slopes that judge leaks only on samples from this many seconds on."""
     t0_ms: int = 0
     crashed: list[str] = field(default_factory=list)
 
@@ -685,6 +751,28 @@ async def sampler(run: Run, t0: float, ticks: int) -> None:
                 continue
             child.rows.append({"tick": tick, "t": tick * run.sample_every, **figures})
             child.tell(f"sample {tick}")
+        every = max(1, round(PROGRESS_EVERY_S / run.sample_every))
+        if tick and tick % every == 0:
+            print_progress(run, tick - 1)
+
+
+def print_progress(run: Run, tick: int) -> None:
+    """One line per minute with each controlled process's RSS and C heap, MB (answers
+    to the sample before the last, which have come in), so a run cut short still tells."""
+    parts = []
+    for child in run.children:
+        row = next((r for r in reversed(child.rows) if r["tick"] == tick), None)
+        if row is None or not child.controlled:
+            continue
+        reply = child.replies.get(tick, {})
+        heap = ""
+        if reply.get("heap_kb") is not None:
+            heap = (
+                f" heap {reply['heap_kb'] / 1024:.1f} used {reply['heap_used_kb'] / 1024:.1f}"
+                f" mmap {reply['mmap_kb'] / 1024:.1f}"
+            )
+        parts.append(f"{child.name} rss {row['rss'] / 1024:.1f}{heap}")
+    print(f"# t {tick * run.sample_every:.0f} s: " + "; ".join(parts), flush=True)
 
 
 async def orchestrate(args: argparse.Namespace, duration: float) -> dict[str, Any]:
@@ -698,6 +786,7 @@ async def orchestrate(args: argparse.Namespace, duration: float) -> dict[str, An
     workdir = Path(tempfile.mkdtemp(prefix="edged-soak-"))
     schedule = schedule_for(duration, mute_every, restart_every)
     run = Run(duration, warmup, sample_every, schedule, workdir, tracemalloc=args.tracemalloc)
+    run.slope_from = args.slope_from
     try:
         return await soak(run, aiomqtt)
     finally:
@@ -814,6 +903,8 @@ def process_figures(run: Run, child: Child) -> dict[str, Any]:
     for row in rows:
         reply = child.replies.get(row["tick"], {})
         row["tasks"], row["lag_ms"] = reply.get("tasks"), reply.get("lag_ms")
+        for key in HEAP_KEYS:
+            row[key] = reply.get(key)
     rss = [r["rss"] for r in rows]
     rss_slope = slope_per_min([(r["t"], r["rss"]) for r in rows])
     figures: dict[str, Any] = {
@@ -825,6 +916,27 @@ def process_figures(run: Run, child: Child) -> dict[str, Any]:
             100 * (child.rows[-1]["cpu"] - child.rows[0]["cpu"]) / max(child.rows[-1]["t"], 1), 1
         ),
     }
+    for key in HEAP_KEYS:
+        heap = [(r["t"], r[key]) for r in rows if r.get(key) is not None]
+        if heap:
+            figures |= {
+                f"{key}_start": heap[0][1],
+                f"{key}_end": heap[-1][1],
+                f"{key}_slope_per_min": round(slope_per_min(heap), 1),
+            }
+    if run.slope_from is not None:
+        window = [r for r in rows if r["t"] >= run.slope_from]
+        if len(window) >= 2:
+            rss_slope = slope_per_min([(r["t"], r["rss"]) for r in window])
+            rss = [r["rss"] for r in window]
+            figures |= {
+                "rss_window_start_kb": rss[0],
+                "rss_window_slope_kb_per_min": round(rss_slope, 1),
+            }
+            for key in HEAP_KEYS:
+                heap = [(r["t"], r[key]) for r in window if r.get(key) is not None]
+                if heap:
+                    figures[f"{key}_window_slope_per_min"] = round(slope_per_min(heap), 1)
     leaks = []
     if rss_slope > LEAK_RSS_KB_PER_MIN and rss[-1] - rss[0] > LEAK_RSS_MIN_GROWTH_KB:
         leaks.append("rss")
@@ -1013,6 +1125,22 @@ def print_report(run: Run, result: dict[str, Any]) -> dict[str, Any]:
             f"{pair('tasks'):>10}{p['cpu_percent']:>7}{p.get('loop_lag_max_ms', '-'):>8}  "
             + (", ".join(p["leak"]) or "no")
         )
+    for name, p in procs.items():
+        if "heap_kb_start" in p:
+            window = ""
+            if "rss_window_slope_kb_per_min" in p:
+                window = (
+                    f"; from {run.slope_from:g} s: RSS {p['rss_window_slope_kb_per_min']} KB/min,"
+                    f" heap {p.get('heap_kb_window_slope_per_min')},"
+                    f" in use {p.get('heap_used_kb_window_slope_per_min')}"
+                )
+            print(
+                f"  {name} C heap KB {p['heap_kb_start']}>{p['heap_kb_end']}"
+                f" ({p['heap_kb_slope_per_min']}/min), in use"
+                f" {p['heap_used_kb_start']}>{p['heap_used_kb_end']}"
+                f" ({p['heap_used_kb_slope_per_min']}/min), own mappings {p.get('mmap_kb_end')}"
+                + window
+            )
     print()
     print(
         f"{'player':<9}{'decoded':>8}{'gaps':>6}{'missing':>8}{'longest ms':>11}{'planned':>8}"
@@ -1074,6 +1202,8 @@ def print_report(run: Run, result: dict[str, Any]) -> dict[str, Any]:
         "rss_end_kb": daemon.get("rss_end_kb"),
         "rss_max_kb": daemon.get("rss_max_kb"),
         "rss_slope_kb_per_min": daemon.get("rss_slope_kb_per_min"),
+        "slope_from_s": run.slope_from,
+        "rss_window_slope_kb_per_min": daemon.get("rss_window_slope_kb_per_min"),
         "fds_start": daemon.get("fds_start"),
         "fds_end": daemon.get("fds_end"),
         "threads_start": daemon.get("threads_start"),
@@ -1110,6 +1240,17 @@ def print_report(run: Run, result: dict[str, Any]) -> dict[str, Any]:
             "rss_start_kb",
             "rss_end_kb",
             "rss_slope_kb_per_min",
+            "rss_window_start_kb",
+            "rss_window_slope_kb_per_min",
+            "heap_kb_start",
+            "heap_kb_end",
+            "heap_kb_slope_per_min",
+            "heap_kb_window_slope_per_min",
+            "heap_used_kb_start",
+            "heap_used_kb_end",
+            "heap_used_kb_slope_per_min",
+            "heap_used_kb_window_slope_per_min",
+            "mmap_kb_end",
             "fds_start",
             "fds_end",
             "threads_end",
@@ -1166,6 +1307,12 @@ def main() -> None:
         "--tracemalloc",
         action="store_true",
         help="trace allocations (slow) and show what grew between the two censuses",
+    )
+    parser.add_argument(
+        "--slope-from",
+        type=float,
+        metavar="S",
+        help="judge RSS by its slope over the samples from S seconds on (default: warm-up end)",
     )
     parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()

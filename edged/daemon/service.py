@@ -34,6 +34,7 @@ from . import systemd
 from .actions import Actions
 from .discovery import build_discovery
 from .health import HealthReader
+from .memory import Trimmer
 from .mqtt import ControlChannel, MqttSettings
 from .sources import MediaChoice, apply_sources
 from .state import JsonDict, StateTracker
@@ -70,6 +71,7 @@ class Daemon:
         self.engine_lock = asyncio.Lock()  # held while the engine is being replaced
         self._state_dirty = False
         self.watchdog = systemd.Watchdog()
+        self.trimmer = Trimmer()
 
     # ---- building ------------------------------------------------------------------
 
@@ -166,6 +168,7 @@ class Daemon:
                 await asyncio.wait_for(self.channel.connected.wait(), 5)
         self._supervisor = self._spawn(self._supervise())
         self._spawn(self._quality_loop())
+        self._spawn(self.trimmer.run())
         self.watchdog.start()
         systemd.ready(self.status_line())
         log_event(log, logging.INFO, "daemon_ready", summary=self.config.summary())
