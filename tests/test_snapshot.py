@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Iterator
 
 import av
+import av.logging
+import numpy as np
 import pytest
 
 from edged.errors import EdgedError, ErrorCode
@@ -57,6 +60,88 @@ def test_jpeg_max_width_is_honoured() -> None:
     picture = open_jpeg(jpeg_from_frame(frame, max_width=320))
     assert (picture.width, picture.height) == (320, 240)
     assert sequence_in(picture) == 7
+
+
+def two_halves(
+    fmt: str, dark: int, light: int, width: int = 160, height: int = 120
+) -> av.VideoFrame:
+    """A frame with luma ``dark`` on the left half, ``light`` on the right, no colour."""
+    frame = av.VideoFrame(width, height, fmt)
+    for index, plane in enumerate(frame.planes):
+        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+        if index == 0:
+            rows[:, : plane.width // 2] = dark
+            rows[:, plane.width // 2 :] = light
+        else:
+            rows[:] = 128
+    return frame
+
+
+def rgb_halves() -> av.VideoFrame:
+    pixels = np.zeros((120, 160, 3), np.uint8)
+    pixels[:, 80:] = 255
+    return av.VideoFrame.from_ndarray(pixels, format="rgb24")
+
+
+@pytest.fixture
+def ffmpeg_warnings() -> Iterator[list[tuple[int, str, str]]]:
+    """What FFmpeg logs at warning level or worse (what the daemon's journal would show)."""
+    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.WARNING)
+    av.logging.set_skip_repeated(False)  # each test sees its own lines, even repeated ones
+    try:
+        with av.logging.Capture(local=True) as logs:
+            yield logs
+    finally:
+        av.logging.set_skip_repeated(skip)
+        av.logging.set_level(level)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(lambda: two_halves("yuv420p", 16, 235), id="limited-range yuv420p"),
+        pytest.param(
+            lambda: two_halves("yuv420p", 16, 235, 320, 240), id="limited-range, scaled down"
+        ),
+        pytest.param(lambda: two_halves("yuvj420p", 0, 255), id="MJPEG camera yuvj420p"),
+        pytest.param(lambda: two_halves("yuvj422p", 0, 255), id="MJPEG camera yuvj422p"),
+        pytest.param(rgb_halves, id="rgb24"),
+    ],
+)
+def test_a_snapshot_logs_no_ffmpeg_warning_and_keeps_black_and_white(
+    source: object, ffmpeg_warnings: list[tuple[int, str, str]]
+) -> None:
+    assert callable(source)
+    frame = source()
+    before = bytes(frame.planes[0])
+    data = jpeg_from_frame(frame, max_width=160)
+    # Before: "deprecated pixel format used, make sure you did set range correctly" from
+    # swscale on every snapshot (the first one at every start).
+    assert ffmpeg_warnings == []
+    # The frame is shared with the encoder and the other observers: it is not touched.
+    assert bytes(frame.planes[0]) == before
+    picture = open_jpeg(data)
+    assert (picture.width, picture.height) == (160, 120)
+    luma = luma_plane(picture).astype(int)
+    # Full-range JPEG: black is 0 and white 255, not a washed-out 16..235 or clipped.
+    assert luma[:, :72].max() <= 3
+    assert luma[:, 88:].min() >= 252
+    chroma = np.frombuffer(memoryview(picture.planes[1]), np.uint8)
+    assert abs(int(np.median(chroma)) - 128) <= 2
+
+
+def test_a_snapshot_of_a_snapshot_keeps_the_picture(
+    ffmpeg_warnings: list[tuple[int, str, str]],
+) -> None:
+    first = open_jpeg(jpeg_from_frame(TestPatternRenderer(320, 240).render(99)))
+    start = len(ffmpeg_warnings)
+    again = jpeg_from_frame(first)
+    assert ffmpeg_warnings[start:] == []
+    second = open_jpeg(again)
+    difference = np.abs(luma_plane(first).astype(int) - luma_plane(second).astype(int))
+    assert difference.mean() < 1.0
+    assert sequence_in(second) == 99
 
 
 def encoded(count: int, keyframe_interval: float = 1.0) -> list[bytes]:

@@ -13,6 +13,10 @@ import fractions
 from typing import Any
 
 import av
+import numpy as np
+import numpy.typing as npt
+from av.video.plane import VideoPlane
+from av.video.reformatter import ColorRange
 
 from ..errors import EdgedError, ErrorCode
 from .h264 import NAL_IDR, NAL_PPS, NAL_SLICE, NAL_SPS, is_keyframe, iter_nal_units
@@ -24,13 +28,77 @@ QUALITY = 4
 START_CODE = b"\x00\x00\x00\x01"
 
 
+FULL_RANGE_TWINS = {
+    "yuvj420p": "yuv420p",
+    "yuvj422p": "yuv422p",
+    "yuvj444p": "yuv444p",
+    "yuvj440p": "yuv440p",
+    "yuvj411p": "yuv411p",
+}
+"""FFmpeg's deprecated full-range ("J") formats and the same layout without the range in
+the name. swscale warns ("deprecated pixel format used, make sure you did set range
+correctly") whenever one of them is its input or output, so none is ever given to it."""
+
+_LEVELS = np.arange(256)
+_LUMA_TO_FULL = np.clip(np.rint((_LEVELS - 16) * 255 / 219), 0, 255).astype(np.uint8)
+_CHROMA_TO_FULL = np.clip(np.rint((_LEVELS - 128) * 255 / 224 + 128), 0, 255).astype(np.uint8)
+
+
+def _rows(plane: VideoPlane) -> npt.NDArray[np.uint8]:
+    """A writable ``(height, width)`` numpy view of one 8-bit plane."""
+    flat = np.frombuffer(memoryview(plane), np.uint8)
+    rows: npt.NDArray[np.uint8] = flat.reshape(-1, plane.line_size)
+    return rows[: plane.height, : plane.width]
+
+
+def _relabelled(frame: av.VideoFrame) -> av.VideoFrame:
+    """A copy of a frame in a "J" format, in its twin format marked full range."""
+    twin = FULL_RANGE_TWINS.get(frame.format.name)
+    if twin is None:
+        return frame
+    out = av.VideoFrame(frame.width, frame.height, twin)
+    for src, dst in zip(frame.planes, out.planes, strict=True):
+        _rows(dst)[:] = _rows(src)
+    out.color_range = ColorRange.JPEG
+    return out
+
+
+def _to_full_range(picture: av.VideoFrame) -> av.VideoFrame:
+    """A new yuv420p frame: the limited-range (16..235, 16..240) picture in full range."""
+    out = av.VideoFrame(picture.width, picture.height, "yuv420p")
+    for index, (src, dst) in enumerate(zip(picture.planes, out.planes, strict=True)):
+        _rows(dst)[:] = (_LUMA_TO_FULL if index == 0 else _CHROMA_TO_FULL)[_rows(src)]
+    return out
+
+
+def full_range_yuv420p(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """The frame at ``width`` x ``height`` in yuv420p, full range (what JPEG holds).
+
+    The range is expanded here rather than by swscale: FFmpeg 7 (Debian 13) ignores a
+    range change set on a context that only copies (same size, same format), and its
+    other way, a "J" format, logs the deprecation warning. The frame is never modified.
+    """
+    source = _relabelled(frame)
+    full = source.color_range == ColorRange.JPEG
+    keep = ColorRange.JPEG if full else ColorRange.MPEG
+    picture = source.reformat(
+        width=width, height=height, format="yuv420p", src_color_range=keep, dst_color_range=keep
+    )
+    if not full:
+        picture = _to_full_range(picture)
+    picture.color_range = ColorRange.JPEG
+    return picture
+
+
 def jpeg_from_frame(
     frame: av.VideoFrame, max_width: int = MAX_WIDTH, quality: int = QUALITY
 ) -> bytes:
-    """One JPEG (full-range yuvj420p, PyAV's mjpeg encoder) of a video frame.
+    """One JPEG (yuv420p, full range, PyAV's mjpeg encoder) of a video frame.
 
-    Frames wider than ``max_width`` are scaled down, aspect kept, to even sizes.
-    Raises ``EdgedError(SNAPSHOT_FAILED)`` when the frame cannot be converted.
+    Frames wider than ``max_width`` are scaled down, aspect kept, to even sizes. Limited
+    range pictures (the usual YUV of cameras and H.264, and RGB converted to YUV) are
+    expanded to the full range of JPEG; full-range ones (MJPEG cameras) are kept. Raises
+    ``EdgedError(SNAPSHOT_FAILED)`` when the frame cannot be converted.
     """
     if not 2 <= quality <= 31:
         raise ValueError("quality must be between 2 and 31")
@@ -39,10 +107,11 @@ def jpeg_from_frame(
         width, height = max_width, round(height * max_width / width)
     width, height = max(2, width & ~1), max(2, height & ~1)
     try:
-        picture = frame.reformat(width=width, height=height, format="yuvj420p")
+        picture = full_range_yuv420p(frame, width, height)
         codec = av.CodecContext.create("mjpeg", "w")
         codec.width, codec.height = width, height
-        codec.pix_fmt = "yuvj420p"
+        codec.pix_fmt = "yuv420p"
+        codec.color_range = ColorRange.JPEG
         codec.time_base = fractions.Fraction(1, 1)
         codec.qmin = codec.qmax = quality
         picture.pts = None
