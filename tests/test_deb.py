@@ -1,18 +1,23 @@
 """The .deb on Debian 13: installed with apt into a fresh trixie root, then used there.
 
 ``scripts/build-deb`` builds ``dist/edged_<version>-1_all.deb`` inside a Debian 13 root and
-runs lintian there; this module installs that file with ``apt-get install ./…deb`` into a
-fresh copy of a cached minbase trixie root (apt resolves every dependency from Debian 13)
-and, chrooted into it, runs what a user runs first: ``edged --version``, ``edged
-check-config``, ``systemd-analyze verify`` on both units, and a real call (``edged
+runs lintian there; this module installs that file into a fresh copy of a cached minbase
+trixie root the way docs/hardware-check.md tells an administrator to (``apt-get install
+--no-install-recommends ./…deb python3-alsaaudio ca-certificates``: apt resolves every
+dependency from Debian 13, and what the program needs is a dependency, not a
+recommendation). Chrooted into it, it runs what a user runs first: ``edged --version``,
+``edged check-config``, ``systemd-analyze verify`` on both units, and a real call (``edged
 server``, ``edged run`` publishing the test pattern and a tone, and a player on the root's
-own Python, aiortc and PyAV decoding the frames). Then a reinstall keeps a local edit of
-the conffile and a purge removes the state.
+own Python, aiortc and PyAV decoding the frames). It checks what an administrator reads
+and sees: the documentation is there uncompressed wherever the units and the man page
+point, the test harness (``edged.testing``) is not installed, and a snapshot writes no
+FFmpeg warning to stderr (the journal). Then a reinstall keeps a local edit of the
+conffile and a purge removes the state.
 
 It needs root, ``debootstrap`` and Debian's package archive (reached through
 :func:`edged.testing.netns.host_network`; the call itself runs in the test namespace).
 Duration, measured on the CI machine: with nothing cached about 1.5 minutes
-(debootstrap about 30 s, then apt downloading and installing about 320 packages about a
+(debootstrap about 30 s, then apt downloading and installing about 260 packages about a
 minute, the checks and the call about 10 s); with the cache about 1 to 1.5 minutes, almost
 all of it dpkg unpacking and configuring those packages in the fresh root (the minbase
 root and every downloaded package are cached in ``$EDGED_CI_CACHE``, default
@@ -27,6 +32,7 @@ is a failure, not a skip.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -37,9 +43,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import pytest
 
 from edged import __version__
+from edged.media.analysis import luma_plane
+from edged.media.timecode import decode
 from edged.testing.netns import host_network
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +56,12 @@ TRIXIE_ROOT = REPO / "scripts" / "trixie-root"
 DEB_NAME = f"edged_{__version__}-1_all.deb"
 DEB = REPO / "dist" / DEB_NAME
 CACHE = Path(os.environ.get("EDGED_CI_CACHE", "/var/cache/edged-ci"))
+INSTALL = "apt-get install -y -q --no-install-recommends"
+INSTALL_ALSO = "python3-alsaaudio ca-certificates"
+"""The lean install of docs/hardware-check.md: without the FFmpeg libraries' recommendations
+(Vulkan and VA drivers, GTK, speech models: about 250 MB), with the two recommendations
+of use on a board: ALSA audio, and the CA certificates for a broker or server with a
+public certificate."""
 
 pytestmark = [
     pytest.mark.skipif(
@@ -109,7 +124,7 @@ def root() -> Iterator[Root]:
         start = time.monotonic()
         r = Root(path)
         r.ok(
-            f"apt-get update -q >/dev/null; apt-get install -y -q /tmp/{DEB_NAME}",
+            f"apt-get update -q >/dev/null; {INSTALL} /tmp/{DEB_NAME} {INSTALL_ALSO}",
             timeout=900,
             network=True,
         )
@@ -180,6 +195,104 @@ def test_both_units_verify_and_only_the_daemon_is_enabled(root: Root) -> None:
     wants = root.ok("ls /etc/systemd/system/multi-user.target.wants/").split()
     assert "edged.service" in wants
     assert "edged-server.service" not in wants
+
+
+DOC_DIR = "/usr/share/doc/edged"
+ADMIN_DOCS = [
+    "configuration.md",
+    "hardware-check.md",
+    "mqtt.md",
+    "web.md",
+    "security.md",
+    "errors.md",
+    "audio.md",
+    "media.md",
+    "quality.md",
+]
+
+
+def test_admin_documentation_is_installed_readable(root: Root) -> None:
+    for name in ADMIN_DOCS:
+        shipped = (root.path / DOC_DIR.lstrip("/") / name).read_text()
+        # The page itself, as plain text: not gzipped, not empty, not a stale copy.
+        assert shipped == (REPO / "docs" / name).read_text(), name
+    listing = root.ok(f"ls {DOC_DIR}").split()
+    assert not [name for name in listing if name.endswith(".md.gz")], listing
+
+
+def _documentation_targets(root: Root) -> dict[str, set[str]]:
+    """Every /usr/share/doc path the units (Documentation=) and the man page point at."""
+    targets: dict[str, set[str]] = {}
+    for unit in ("edged.service", "edged-server.service"):
+        text = root.ok(f"cat /usr/lib/systemd/system/{unit}")
+        uris = [
+            uri
+            for line in text.splitlines()
+            if line.startswith("Documentation=")
+            for uri in line.removeprefix("Documentation=").split()
+        ]
+        assert "man:edged(1)" in uris, unit
+        targets[unit] = {uri.removeprefix("file://") for uri in uris if uri.startswith("file://")}
+    man = root.ok("zcat /usr/share/man/man1/edged.1.gz").replace("\\-", "-")
+    # FILES names the directory, then each page in it.
+    assert f"{DOC_DIR}/" in man
+    pages = re.findall(r"^\.I ([\w.-]+\.md)$", man, re.MULTILINE)
+    targets["edged(1)"] = {f"{DOC_DIR}/{page}" for page in pages}
+    return targets
+
+
+def test_documentation_the_units_and_man_page_point_at_exists(root: Root) -> None:
+    targets = _documentation_targets(root)
+    assert f"{DOC_DIR}/hardware-check.md" in targets["edged.service"]
+    assert {f"{DOC_DIR}/mqtt.md", f"{DOC_DIR}/security.md"} <= targets["edged.service"]
+    assert {f"{DOC_DIR}/web.md", f"{DOC_DIR}/security.md"} <= targets["edged-server.service"]
+    assert {f"{DOC_DIR}/{name}" for name in ADMIN_DOCS} <= targets["edged(1)"]
+    for where, paths in targets.items():
+        for path in paths:
+            # What `systemctl help edged` and the man page send an administrator to.
+            head = root.run(f"head -c 2 {path}")
+            assert head.returncode == 0, f"{where} points at {path}: {head.stderr}"
+            assert head.stdout == "# ", f"{where} points at {path}, which is not the page"
+
+
+def test_the_test_harness_is_not_installed(root: Root) -> None:
+    files = root.ok("dpkg -L edged").split()
+    assert not [f for f in files if "/edged/testing" in f]
+    missing = root.run("python3 -c 'import edged.testing'")
+    assert missing.returncode != 0
+    assert "No module named 'edged.testing'" in missing.stderr
+    # Nothing of the program refers to it, not even an import made late.
+    users = root.run(
+        "grep -rlE 'edged[.]testing|from [.]+testing|import testing' "
+        "/usr/lib/python3/dist-packages/edged"
+    )
+    assert users.stdout == "", users.stdout
+
+
+SNAPSHOT = """\
+import sys
+from edged.media.snapshot import jpeg_from_frame
+from edged.media.testpattern import TestPatternRenderer
+
+with open(sys.argv[1], "wb") as out:
+    out.write(jpeg_from_frame(TestPatternRenderer(1280, 720).render(4321)))
+"""
+
+
+def test_a_snapshot_writes_nothing_to_the_journal_on_debians_pyav(root: Root) -> None:
+    # What the daemon does for the MQTT snapshot camera, first at every start. Debian's
+    # PyAV leaves FFmpeg's log on stderr, which the unit sends to the journal.
+    (root.path / "tmp" / "snapshot.py").write_text(SNAPSHOT)
+    result = root.run("python3 /tmp/snapshot.py /tmp/snapshot.jpg")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    data = (root.path / "tmp" / "snapshot.jpg").read_bytes()
+    with av.open(io.BytesIO(data)) as container:
+        picture = next(container.decode(video=0))
+    assert (picture.width, picture.height) == (640, 360)
+    code = decode(luma_plane(picture))
+    assert code is not None
+    assert code.sequence == 4321
 
 
 CALL_CONFIG = """\
@@ -306,7 +419,7 @@ def test_reinstall_keeps_local_edits_and_purge_removes_state(root: Root) -> None
     with conf.open("a") as f:
         f.write("# a local edit\n")
     apps_before = (root.path / "var" / "lib" / "edged" / "apps.yaml").read_text()
-    root.ok(f"apt-get install -y -q --reinstall /tmp/{DEB_NAME}", timeout=300, network=True)
+    root.ok(f"{INSTALL} --reinstall /tmp/{DEB_NAME}", timeout=300, network=True)
     assert conf.read_text().endswith("# a local edit\n")
     assert (root.path / "var" / "lib" / "edged" / "apps.yaml").read_text() == apps_before
     root.ok("apt-get purge -y -q edged", timeout=300)
