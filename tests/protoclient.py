@@ -23,6 +23,7 @@ class ProtoClient:
         self.login_result: dict[str, Any] = {}
         self._next_id = 1
         self._reader: asyncio.Task[None] | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
 
     async def connect(self) -> ProtoClient:
         self.ws = await self._http.ws_connect(self.url, max_msg_size=0)
@@ -44,6 +45,17 @@ class ProtoClient:
                 self.unmatched.append(msg)
             else:
                 self.pushes.put_nowait(msg)
+
+    def keep_alive(self, every: float) -> None:
+        """Send a heartbeat every ``every`` seconds, as a real client does, so a test
+        that waits longer than the server's heartbeat timeout keeps its session."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(every)
+                await self.ok("heartbeat")
+
+        self._heartbeats = asyncio.create_task(beat())
 
     async def send_raw(self, text: str) -> None:
         assert self.ws is not None
@@ -88,11 +100,16 @@ class ProtoClient:
     async def drop(self) -> None:
         """Close the socket without logging out (a network loss, as the server sees it)."""
         assert self.ws is not None
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
         await self.ws.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
 
     async def close(self) -> None:
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            await asyncio.gather(self._heartbeats, return_exceptions=True)
         if self.ws is not None and not self.ws.closed:
             await self.ws.close()
         if self._reader is not None:

@@ -55,6 +55,7 @@ async def test_daemon_joins_publishes_and_obeys_commands(
         assert (state["room"]["room_id"], state["publisher"]["stream_id"]) == ("porch", "door1-cam")
         # A viewer in the room makes the viewer count move.
         viewer = await srv.user("viewer", room="porch", notify=False)
+        viewer.keep_alive(0.5)
         await viewer.next_of("room_stream_update")
         assert (await command(mqtt, "stop_publishing"))["ok"] is True
         await state_where(mqtt, lambda s: s["publisher"]["state"] == "NO_PUBLISH")
@@ -81,6 +82,7 @@ async def test_sigterm_logs_out_before_exit(
     daemon: DaemonProcess, broker: Broker, srv: RunningServer
 ) -> None:
     watcher = await srv.user("watcher", room="porch")
+    watcher.keep_alive(0.5)  # the daemon may take longer to start than the timeout
     await daemon.start()
     await daemon.notifications("READY=1")
     assert (await watcher.next_of("room_user_update"))["update_type"] == 0
@@ -198,4 +200,6 @@ async def test_publishing_again_leaves_no_threads_behind(
             await until(lambda: viewer.player_state(f"{DEVICE}-cam") == PS.PLAYING, 20)
             await asyncio.sleep(1.0)  # the new link is up and sending
             counts.append(len(os.listdir(f"/proc/{daemon.proc.pid}/task")))
-        assert counts[1:] == counts[:-1], counts
+        # The leak added 4 threads at every restart. The count may still settle by a thread
+        # or two after the first (pools start their threads lazily): not by a restart's worth.
+        assert counts[-1] - counts[0] < 4, counts
