@@ -29,6 +29,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..backoff import Backoff
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from .commands import Command, CommandError, parse_command, response
@@ -119,12 +120,12 @@ class ControlChannel:
     async def run(self) -> None:
         """Stay connected until cancelled, reconnecting with backoff."""
         worker = asyncio.create_task(self._command_worker())
-        delay = self.settings.retry_min
+        backoff = Backoff(self.settings.retry_min, self.settings.retry_max)
         try:
             while not self._stopping:
                 try:
                     await self._session()
-                    delay = self.settings.retry_min
+                    backoff.reset()
                 except aiomqtt.MqttError as exc:
                     log_event(
                         log,
@@ -132,15 +133,14 @@ class ControlChannel:
                         "mqtt_disconnected",
                         error=str(exc),
                         code=int(ErrorCode.BROKER_CONNECTION_LOST),
-                        retry_s=delay,
+                        retry_s=backoff.delay,
                     )
                 finally:
                     self._client = None
                     self.connected.clear()
                 if self._stopping:
                     break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.retry_max)
+                await asyncio.sleep(backoff.next())
         finally:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..backoff import Backoff
 from ..config import Config, ConfigError, changed_sections, load_config
 from ..engine.engine import Engine
 from ..errors import EdgedError, ErrorCode
@@ -221,17 +222,17 @@ class Daemon:
     async def _supervise(self) -> None:
         """Bring the engine back to the desired state, with backoff per action."""
         retry_at: dict[str, float] = {}
-        delays: dict[str, float] = {}
+        backoffs: dict[str, Backoff] = {}
 
         async def attempt(key: str, action: Any) -> None:
             if time.monotonic() < retry_at.get(key, 0.0):
                 return
             try:
                 await action()
-                delays.pop(key, None)
+                backoffs.pop(key, None)
             except EdgedError as exc:
-                delay = min(delays.get(key, 0.5) * 2, 30.0)
-                delays[key], retry_at[key] = delay, time.monotonic() + delay
+                delay = backoffs.setdefault(key, Backoff(1.0, 30.0)).next()
+                retry_at[key] = time.monotonic() + delay
                 log_event(
                     log,
                     logging.WARNING,

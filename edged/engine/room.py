@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ..backoff import Backoff
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..model import (
@@ -286,7 +287,7 @@ class RoomSession:
         """The server forgot us (restart, timeout): log in afresh and restore everything."""
         started = self._interrupted_at or time.monotonic()
         deadline = started + self.profile.timers.reconnect_give_up
-        delay = self.profile.timers.retry_min
+        backoff = Backoff(self.profile.timers.retry_min, self.profile.timers.retry_max)
         for publisher in self.publishers.values():
             for link_id in list(publisher.links):
                 await publisher.close_link(link_id)
@@ -302,11 +303,10 @@ class RoomSession:
                     ErrorCode.LOGIN_TIMEOUT,
                     ErrorCode.NETWORK_INTERRUPTED,
                 )
-                if not retry or time.monotonic() + delay > deadline:
+                if not retry or time.monotonic() + backoff.delay > deadline:
                     await self._end(R.RECONNECT_FAILED, int(ErrorCode.RECONNECT_GAVE_UP))
                     return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.profile.timers.retry_max)
+            await asyncio.sleep(backoff.next())
         self.token_expires_at = result.token_expires_at
         self._set(RoomState.CONNECTED, R.RECONNECTED)
         self._reconcile(result)

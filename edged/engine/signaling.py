@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
+from ..backoff import Backoff
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..protocol import (
@@ -224,13 +225,12 @@ class SignalingClient:
 
     async def _recover(self) -> None:
         deadline = time.monotonic() + self.timers.give_up_after
-        delay = self.timers.retry_min
+        backoff = Backoff(self.timers.retry_min, self.timers.retry_max)
         while not self._closing and time.monotonic() < deadline:
             try:
                 ws = await self._open()
             except EdgedError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.timers.retry_max)
+                await asyncio.sleep(backoff.next())
                 continue
             assert self.result is not None
             resume = Resume(
@@ -240,7 +240,7 @@ class SignalingClient:
                 reply = await self._request(resume, ErrorCode.LOGIN_TIMEOUT)
             except EdgedError as exc:
                 if exc.code == ErrorCode.NETWORK_INTERRUPTED:
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(backoff.delay)
                     continue
                 if ws is self._ws:
                     self._ws = None

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..backoff import Backoff
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from .clock import Pacer
-from .device import Backoff as Backoff
 from .device import DeviceCodes as DeviceCodes
 from .device import ErrorCallback as ErrorCallback
 from .device import retry_until_stopped

@@ -24,8 +24,9 @@ from typing import Any, Protocol
 
 import av
 
+from ..backoff import Backoff
 from .capture_input import CaptureInput, Opener, passthrough_refusal
-from .device import Backoff, DeviceCodes, retry_until_stopped
+from .device import DeviceCodes, retry_until_stopped
 from .fanout import PacketEncoder
 from .h264 import VIDEO_TIME_BASE
 from .orientation import Orientation

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..backoff import Backoff
 from ..errors import ErrorCode
 
 ErrorCallback = Callable[[int], None]
@@ -25,25 +26,6 @@ class DeviceCodes:
     not_found: ErrorCode
     open_failed: ErrorCode
     lost: ErrorCode
-
-
-class Backoff:
-    """Delays between retries: ``first``, doubling up to ``maximum``; reset on success."""
-
-    def __init__(self, first: float, maximum: float) -> None:
-        if not 0 < first <= maximum:
-            raise ValueError("need 0 < first <= maximum")
-        self.first = first
-        self.maximum = maximum
-        self._next = first
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self.maximum, self._next * 2)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.first
 
 
 def retry_until_stopped(

@@ -28,9 +28,10 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..backoff import Backoff
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
-from .device import Backoff, ErrorCallback
+from .device import ErrorCallback
 from .h264 import VIDEO_TIME_BASE, is_keyframe
 from .picamera2_output import CameraClock, callback_output_class, yuv420_frame
 from .picamera2_setup import (

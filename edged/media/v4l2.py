@@ -27,6 +27,7 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..backoff import Backoff
 from ..errors import ErrorCode
 from ..logs import log_event
 from .capture_input import INPUT_FORMATS as INPUT_FORMATS
@@ -35,7 +36,7 @@ from .capture_input import Opener as Opener
 from .capture_input import open_input as open_input
 from .capture_input import passthrough_refusal as passthrough_refusal
 from .capture_reader import CaptureReader, ReaderSetup
-from .device import Backoff, DeviceCodes, ErrorCallback
+from .device import DeviceCodes, ErrorCallback
 from .fanout import PacketEncoder
 from .h264 import is_keyframe
 from .orientation import Orientation as Orientation
