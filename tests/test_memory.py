@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
+import weakref
 
 import pytest
 
@@ -44,3 +46,23 @@ async def test_run_trims_every_interval() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert trimmer.trims >= 3
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the collector frees it
+
+
+def test_trim_frees_cyclic_garbage_between_full_collections() -> None:
+    trimmer = Trimmer()
+    gc.disable()  # as between CPython's own full collections, which come rarely
+    try:
+        node = Node()
+        alive = weakref.ref(node)
+        del node
+        assert alive() is not None
+        trimmer.trim()
+        assert alive() is None
+        assert trimmer.collected >= 1
+    finally:
+        gc.enable()
