@@ -43,7 +43,7 @@ class Engine:
             self.events.handlers.append(handler)
         self.video_config: VideoConfig = profile.video_config()
         self.room: RoomSession | None = None
-        self.quality = QualityLoop(self, profile.timers.quality_interval)
+        self.quality = QualityLoop(lambda: self.room, self._emit, profile.timers.quality_interval)
         self._destroyed = False
         self._muted = {"audio": False, "video": False}
         self.preview: Preview | None = None

@@ -5,23 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .quality import PlayCounters, PlayerQualityMeter, PublishCounters, PublisherQualityMeter
 
 if TYPE_CHECKING:
-    from .engine import Engine
     from .player import Player
     from .publisher import Publisher
+    from .room import RoomSession
 
 log = logging.getLogger("edged.engine")
 
 
 class QualityLoop:
-    """Owns the task that samples getStats and the engine's counters each period."""
+    """Owns the task that samples getStats and the engine's counters each period.
 
-    def __init__(self, engine: Engine, interval: float) -> None:
-        self.engine = engine
+    It sees only what it needs: the room session of the moment (``room``, None while
+    logged out) and where the reports go (``emit``, the engine's event dispatch).
+    """
+
+    def __init__(
+        self,
+        room: Callable[[], RoomSession | None],
+        emit: Callable[..., None],
+        interval: float,
+    ) -> None:
+        self._room = room
+        self._emit = emit
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
         self._publishers: dict[int, PublisherQualityMeter] = {}
@@ -48,7 +59,7 @@ class QualityLoop:
 
     async def sample(self) -> None:
         """Compute and emit one report per publisher and player."""
-        room = self.engine.room
+        room = self._room()
         if room is None:
             return
         publishers, players = list(room.publishers.values()), list(room.players.values())
@@ -77,7 +88,7 @@ class QualityLoop:
             target_fps=publisher.video_config.fps if fanout is not None else 0.0,
         )
         quality = meter.update(reports, counters)
-        self.engine.events.emit("publisher_quality_update", publisher.stream_id, quality)
+        self._emit("publisher_quality_update", publisher.stream_id, quality)
 
     async def _player(self, player: Player) -> None:
         if player.pc is None:
@@ -92,4 +103,4 @@ class QualityLoop:
             codec="H264" if c.video_frames else "",
         )
         quality = meter.update(await player.pc.getStats(), counters)
-        self.engine.events.emit("player_quality_update", player.stream_id, quality)
+        self._emit("player_quality_update", player.stream_id, quality)
