@@ -200,7 +200,7 @@ class Actions:
 
     async def snapshot(self) -> int:
         """Make a JPEG of the published video now and publish it retained."""
-        jpeg = self.daemon.snapshot_jpeg()
+        jpeg = await self.daemon.snapshot_jpeg()
         if jpeg is None:
             raise EdgedError(ErrorCode.SNAPSHOT_FAILED)
         if self.daemon.channel is not None:

@@ -37,6 +37,7 @@ from .discovery import build_discovery
 from .health import HealthReader
 from .memory import Trimmer
 from .mqtt import ControlChannel, MqttSettings
+from .sinks import Speaker, snapshot_jpeg
 from .sources import MediaChoice, apply_sources
 from .state import JsonDict, StateTracker
 from .topics import Topics, ha_status_topic
@@ -68,7 +69,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channel_task: asyncio.Task[Any] | None = None
         self._supervisor: asyncio.Task[Any] | None = None
-        self.speaker: Any = None  # the shared ALSA playback sink, made on first use
+        self.speaker = Speaker(lambda: self.config.audio)
         self.engine_lock = asyncio.Lock()  # held while the engine is being replaced
         self._state_dirty = False
         self.watchdog = systemd.Watchdog()
@@ -200,8 +201,7 @@ class Daemon:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.speaker is not None:
-            await self.speaker.close()
+        await self.speaker.close()
         if self.server_runner is not None:
             await self.server_runner.cleanup()
         log_event(log, logging.INFO, "daemon_stopped")
@@ -355,15 +355,11 @@ class Daemon:
 
     def player_sink(self, stream_id: str) -> Any:
         """Where a played stream goes: the speaker when the board has one, else nowhere."""
-        from .sinks import player_sink
+        return self.speaker.input()
 
-        return player_sink(self, stream_id)
-
-    def snapshot_jpeg(self) -> bytes | None:
+    async def snapshot_jpeg(self) -> bytes | None:
         """A JPEG of the published video's latest frame, or None."""
-        from .sinks import snapshot_jpeg
-
-        return snapshot_jpeg(self)
+        return await snapshot_jpeg(self.engine)
 
     def publishing(self) -> bool:
         room = self.engine.room

@@ -1,37 +1,59 @@
-"""Where the daemon sends media it does not publish: speaker, snapshots."""
+"""Where the daemon sends media it does not publish: the speaker, snapshots."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..engine.engine import Engine
 from ..media.snapshot import jpeg_from_frame
 
 if TYPE_CHECKING:
-    from .service import Daemon
+    from ..configschema import AudioSection
+    from ..media.alsa_playback import AlsaPlaybackSink
 
 log = logging.getLogger("edged.daemon")
 
 
-def player_sink(daemon: Daemon, stream_id: str) -> Any:
-    """A way into the shared speaker (every played stream mixed into one ALSA device) when
-    pyalsaaudio is there, else None (the stream is still received, decoded and counted)."""
-    from ..media.alsa import alsa_available
+class Speaker:
+    """Owns the shared speaker: every played stream mixed into one ALSA device, opened on
+    first use with the audio configuration of that moment (``audio``)."""
 
-    if not alsa_available():
-        return None
-    if daemon.speaker is None:
-        from ..media.alsa_playback import AlsaPlaybackSink
+    def __init__(self, audio: Callable[[], AudioSection]) -> None:
+        self._audio = audio
+        self._sink: AlsaPlaybackSink | None = None
 
-        audio = daemon.config.audio
-        daemon.speaker = AlsaPlaybackSink(audio.playback_device, buffer_ms=audio.playback_buffer_ms)
-        log.info("playing received audio on ALSA device %s", audio.playback_device)
-    return daemon.speaker.input()
+    def input(self) -> Any:
+        """A way into the speaker when pyalsaaudio is there, else None (the stream is still
+        received, decoded and counted)."""
+        from ..media.alsa import alsa_available
+
+        if not alsa_available():
+            return None
+        if self._sink is None:
+            from ..media.alsa_playback import AlsaPlaybackSink
+
+            audio = self._audio()
+            self._sink = AlsaPlaybackSink(audio.playback_device, buffer_ms=audio.playback_buffer_ms)
+            log.info("playing received audio on ALSA device %s", audio.playback_device)
+        return self._sink.input()
+
+    async def close(self) -> None:
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            await sink.close()
 
 
-def snapshot_jpeg(daemon: Daemon) -> bytes | None:
-    """A JPEG of the latest captured frame of the first published stream."""
-    room = daemon.engine.room
+async def snapshot_jpeg(engine: Engine) -> bytes | None:
+    """A JPEG of the latest captured frame of the first published stream, or None.
+
+    The frame is found on the event loop; scaling and encoding it (or a camera's capture
+    of its low-resolution stream, which waits for a frame) run in a worker thread, so the
+    fan-out on the loop is never held up by a snapshot.
+    """
+    room = engine.room
     if room is None:
         return None
     for publisher in room.publishers.values():
@@ -39,9 +61,9 @@ def snapshot_jpeg(daemon: Daemon) -> bytes | None:
         if tap is None:
             continue
         if tap.last_frame is not None:
-            return jpeg_from_frame(tap.last_frame)
+            return await asyncio.to_thread(jpeg_from_frame, tap.last_frame)
         own = getattr(tap.source, "snapshot_jpeg", None)  # a camera's low-resolution stream
         if own is not None:
-            jpeg: bytes = own()
+            jpeg: bytes = await asyncio.to_thread(own)
             return jpeg
     return None
