@@ -87,6 +87,20 @@ def mint(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+def room_token(
+    secret: str | None, app_id: str, user_id: str, room_id: str, ttl_s: float
+) -> str | None:
+    """A token for ``user_id`` in ``room_id`` signed with the app's ``secret``, or None
+    when there is no secret to sign with (the caller then has a given token, or none).
+
+    What a device holding its app's secret uses for itself: the engine logging in, the
+    daemon renewing its token and printing a guest's join link.
+    """
+    if not secret:
+        return None
+    return mint(secret, app_id, user_id, ttl_s, room_id=room_id)
+
+
 def peek_app(token: str) -> str | None:
     """The ``app`` claim of a token without verifying it (to pick the secret)."""
     try:

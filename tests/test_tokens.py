@@ -211,3 +211,15 @@ def test_minted_tokens_take_the_fast_path() -> None:
     claims = tokens._plain_claims(token, SECRET, now)
     assert claims == jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
     assert tokens._plain_claims(token, "another-secret-of-sufficient-length!!", now) is None
+
+
+def test_room_token_is_bound_to_its_user_and_room_and_needs_a_secret() -> None:
+    token = tokens.room_token(SECRET, APP, "cam", "porch", 60)
+    assert token is not None
+    claims = verify(token, SECRET, app_id=APP, user_id="cam", room_id="porch")
+    assert (claims.app_id, claims.user_id) == (APP, "cam")
+    with pytest.raises(EdgedError) as refused:
+        verify(token, SECRET, app_id=APP, user_id="cam", room_id="garden")
+    assert refused.value.code == ErrorCode.TOKEN_ROOM_MISMATCH
+    assert tokens.room_token(None, APP, "cam", "porch", 60) is None
+    assert tokens.room_token("", APP, "cam", "porch", 60) is None

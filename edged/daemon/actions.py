@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine.room import RoomSession
 from ..errors import EdgedError, ErrorCode
 from ..model import RoomState, User
-from ..tokens import mint
+from ..tokens import room_token
 from .commands import (
     Command,
     LoginRoomArgs,
@@ -178,15 +178,15 @@ class Actions:
         token = args.token
         profile = self.daemon.engine.profile
         if token is None:
-            if not profile.app_secret:
-                raise EdgedError(ErrorCode.CREDENTIALS_MISSING, "no token given and no app secret")
-            token = mint(
+            token = room_token(
                 profile.app_secret,
                 profile.app_id,
                 self.user.user_id,
+                room.room_id,
                 profile.token_ttl_s,
-                room_id=room.room_id,
             )
+            if token is None:
+                raise EdgedError(ErrorCode.CREDENTIALS_MISSING, "no token given and no app secret")
         self.token = args.token or self.token
         await self.daemon.engine.renew_token(token)
         return {"token_expires_at": room.token_expires_at}

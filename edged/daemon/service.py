@@ -30,7 +30,7 @@ from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..model import PublisherState, RoomState
 from ..server.app import start_server
-from ..tokens import mint
+from ..tokens import room_token
 from . import systemd
 from .actions import Actions
 from .discovery import build_discovery
@@ -97,18 +97,7 @@ class Daemon:
 
         cfg = self.config
         secret = (self.apps or {}).get(cfg.room.app_id)
-        token = (
-            mint(
-                secret,
-                cfg.room.app_id,
-                "guest",
-                3600,
-                room_id=self.actions.room_id,
-                can_publish=True,
-            )
-            if secret
-            else ""
-        )
+        token = room_token(secret, cfg.room.app_id, "guest", self.actions.room_id, 3600) or ""
         scheme = "https" if cfg.server.tls else "http"
         host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::") else socket.getfqdn()
         query = urlencode(

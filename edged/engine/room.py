@@ -49,7 +49,7 @@ from ..protocol import (
     TokenWillExpire,
     UserInfo,
 )
-from ..tokens import mint
+from ..tokens import room_token
 from .config import EngineProfile, RoomConfig
 from .player import Player
 from .publisher import Publisher
@@ -112,17 +112,12 @@ class RoomSession:
         self.emit("room_state_update", self.room_id, state, code, {})
 
     def _token(self) -> str | None:
-        if self.config.token:
-            return self.config.token
-        if self.profile.app_secret:
-            return mint(
-                self.profile.app_secret,
-                self.profile.app_id,
-                self.user.user_id,
-                self.profile.token_ttl_s,
-                room_id=self.room_id,
-            )
-        return self.profile.token
+        p = self.profile
+        return (
+            self.config.token
+            or room_token(p.app_secret, p.app_id, self.user.user_id, self.room_id, p.token_ttl_s)
+            or p.token
+        )
 
     def _login_message(self) -> Login:
         return Login(
