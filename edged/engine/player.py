@@ -33,6 +33,7 @@ from .peer import (
     set_remote_description,
     watch_ice,
 )
+from .stream_state import StreamState
 
 log = logging.getLogger("edged.engine")
 
@@ -63,8 +64,10 @@ class PlayerCounters:
     requested_at: float | None = None
 
 
-class Player:
+class Player(StreamState[PlayerState]):
     """Owns one played stream's state, link, peer connection, readers and sink."""
+
+    STATE_EVENT = "player_state_update"
 
     def __init__(
         self,
@@ -96,12 +99,6 @@ class Player:
         self._readers: set[asyncio.Task[None]] = set()
         self._requesting: asyncio.Task[None] | None = None
         self._stopped = False
-
-    def set_state(self, state: PlayerState, error_code: int = 0) -> None:
-        if state == self.state and error_code == self.error_code:
-            return
-        self.state, self.error_code = state, error_code
-        self._emit("player_state_update", self.stream_id, state, error_code, {})
 
     @property
     def receiving(self) -> bool:

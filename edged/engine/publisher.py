@@ -32,6 +32,7 @@ from .peer import (
     set_remote_description,
     watch_ice,
 )
+from .stream_state import StreamState
 
 log = logging.getLogger("edged.engine")
 
@@ -49,8 +50,10 @@ class ViewerLink:
     tracks: list[Any] = field(default_factory=list)
 
 
-class Publisher:
+class Publisher(StreamState[PublisherState]):
     """Owns one published stream's sources, fan-outs, viewer links and state."""
+
+    STATE_EVENT = "publisher_state_update"
 
     def __init__(
         self,
@@ -78,12 +81,6 @@ class Publisher:
         self.links: dict[str, ViewerLink] = {}
         self._first_frame = asyncio.Event()
 
-    def set_state(self, state: PublisherState, error_code: int = 0) -> None:
-        if state == self.state and error_code == self.error_code:
-            return
-        self.state, self.error_code = state, error_code
-        self._emit("publisher_state_update", self.stream_id, state, error_code, {})
-
     # ---- capture -------------------------------------------------------------------
 
     def start_capture(self) -> None:
@@ -91,13 +88,7 @@ class Publisher:
         if self.config.video and self.video_fanout is None:
             cfg = self.video_config
             self.video_tap = SourceTap(self.profile.video_source(cfg), self._on_first_frame)
-            settings = H264Settings(
-                bitrate=cfg.bitrate,
-                max_bitrate=max(cfg.bitrate, cfg.max_bitrate),
-                min_bitrate=min(cfg.bitrate, cfg.min_bitrate),
-                keyframe_interval=cfg.keyframe_interval_s,
-                framerate=round(cfg.fps),
-            )
+            settings = H264Settings.for_video(cfg)
             self.video_fanout = EncodedVideoFanout(
                 self.video_tap,
                 settings,

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import av
 from av.video.frame import PictureType
@@ -113,6 +113,21 @@ def fit_level_31(width: int, height: int, framerate: int = 30) -> tuple[int, int
     return max(w, 2), max(h, 2)
 
 
+class VideoRates(Protocol):
+    """The rates a video is encoded at (the engine's ``VideoConfig`` has them)."""
+
+    @property
+    def fps(self) -> float: ...
+    @property
+    def bitrate(self) -> int: ...
+    @property
+    def min_bitrate(self) -> int: ...
+    @property
+    def max_bitrate(self) -> int: ...
+    @property
+    def keyframe_interval_s(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class H264Settings:
     """How the software encoder is configured; ``bitrate`` values are bits per second."""
@@ -129,6 +144,18 @@ class H264Settings:
     """Rate-control buffer, in seconds at the max bitrate: smaller is steadier."""
     threads: int = 0
     """Encoder threads (sliced, so no added latency); 0 lets x264 choose."""
+
+    @classmethod
+    def for_video(cls, video: VideoRates) -> H264Settings:
+        """The encoder settings of a configured video: its bitrate, kept within its
+        bounds, its keyframe interval and its frame rate (at least 1)."""
+        return cls(
+            bitrate=video.bitrate,
+            max_bitrate=max(video.bitrate, video.max_bitrate),
+            min_bitrate=min(video.bitrate, video.min_bitrate),
+            keyframe_interval=video.keyframe_interval_s,
+            framerate=max(1, round(video.fps)),
+        )
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:

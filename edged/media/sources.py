@@ -128,14 +128,7 @@ def v4l2_video_source(
     spec = CaptureInput.v4l2(device, config.width, config.height, config.fps, input_format)
     encoder: Callable[[], PacketEncoder] | None = None
     if pick_h264_encoder().hardware and (input_format != "h264" or orientation):
-        settings = H264Settings(
-            bitrate=config.bitrate,
-            max_bitrate=max(config.bitrate, config.max_bitrate),
-            min_bitrate=min(config.bitrate, config.min_bitrate),
-            keyframe_interval=config.keyframe_interval_s,
-            framerate=max(1, round(config.fps)),
-        )
-        encoder = functools.partial(V4l2m2mEncoder, settings)
+        encoder = functools.partial(V4l2m2mEncoder, H264Settings.for_video(config))
     return CaptureTrack(
         spec,
         orientation=orientation,
