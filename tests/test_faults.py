@@ -60,7 +60,7 @@ class Call:
         await self.a.login_room("r", User("A"), RoomConfig(user_update=True))
         await self.b.login_room("r", User("B"))
         await self.b.start_publishing("cam")
-        await until(lambda: "cam" in (self.a.room.streams if self.a.room else {}))
+        await until(lambda: "cam" in self.a.streams)
         await self.a.start_playing("cam", self.sink)
         await until(lambda: self.decoded() >= 15, 15)
 
@@ -226,9 +226,7 @@ async def test_sixty_second_partition_rebuilds_the_peer_connections(
         faults.partition(udp=True, tcp_ports=[call.device_port])
         cut_at = time.monotonic()
         await until(lambda: call.a.player_state("cam") == PS.PLAY_REQUESTING, 50)
-        await until(
-            lambda: call.b.room is not None and call.b.room.state == RoomState.CONNECTING, 60
-        )
+        await until(lambda: call.b.room_state == RoomState.CONNECTING, 60)
         await asyncio.sleep(max(0.0, 60.0 - (time.monotonic() - cut_at)))
         faults.heal()
         await until(lambda: call.a.player_state("cam") == PS.PLAYING, 30)
@@ -260,7 +258,7 @@ async def test_partition_past_the_give_up_time_ends_the_session_then_a_login_res
         mark_a, _ = call.mark()
         faults.partition(udp=True, tcp_ports=[call.device_port])
         await until(
-            lambda: call.b.room is not None and call.b.room.state == RoomState.DISCONNECTED, 30
+            lambda: call.b.room_info is not None and call.b.room_state == RoomState.DISCONNECTED, 30
         )
         assert [e[2:4] for e in names(call.rec_b, "room_state_changed")][-2:] == [
             (R.RECONNECTING, 1002051),
@@ -296,13 +294,14 @@ async def test_token_expiry_mid_call_with_renewal_goes_unnoticed(
     try:
         await call.start()
         mark_a, mark_b = call.mark()
-        first_expiry = call.b.room.token_expires_at if call.b.room else None
+        first_expiry = call.b.room_info.token_expires_at if call.b.room_info else None
         assert first_expiry is not None
         await asyncio.sleep(max(0.0, first_expiry - time.time()) + 4.0)  # past two expiries
         await call.frames_flow(30)
         assert len(call.since(call.rec_b, mark_b, "room_token_will_expire")) >= 2
-        assert call.b.room is not None and call.b.room.token_expires_at is not None
-        assert call.b.room.token_expires_at > time.time()
+        room = call.b.room_info
+        assert room is not None and room.token_expires_at is not None
+        assert room.token_expires_at > time.time()
         assert call.since(call.rec_b, mark_b, "room_state_changed", "publisher_state_update") == []
         assert call.since(call.rec_a, mark_a, "player_state_update", "room_stream_update") == []
     finally:
@@ -320,11 +319,11 @@ async def test_token_expiry_mid_call_without_renewal_kicks_the_device_out(
         await call.a.login_room("r", User("A"), RoomConfig(user_update=True))
         await call.b.login_room("r", User("B"), RoomConfig(token=srv.token("B", ttl=5)))
         await call.b.start_publishing("cam")
-        await until(lambda: "cam" in (call.a.room.streams if call.a.room else {}))
+        await until(lambda: "cam" in call.a.streams)
         await call.a.start_playing("cam", call.sink)
         await until(lambda: call.decoded() >= 15, 15)
         await until(
-            lambda: call.b.room is not None and call.b.room.state == RoomState.DISCONNECTED, 15
+            lambda: call.b.room_info is not None and call.b.room_state == RoomState.DISCONNECTED, 15
         )
         assert len(names(call.rec_b, "room_token_will_expire")) == 1
         assert names(call.rec_b, "room_state_changed")[-1][2:4] == (R.KICK_OUT, 1002056)
@@ -355,7 +354,7 @@ async def daemon_call(
 async def play_the_device(srv: RunningServer, sink: AnalysisSink) -> tuple[Engine, EventRecorder]:
     viewer, rec = make_engine(srv)
     await viewer.login_room("porch", User("viewer"), RoomConfig(user_update=True))
-    await until(lambda: f"{DEVICE}-cam" in (viewer.room.streams if viewer.room else {}), 20)
+    await until(lambda: f"{DEVICE}-cam" in viewer.streams, 20)
     await viewer.start_playing(f"{DEVICE}-cam", sink)
     await until(lambda: sink.video is not None and sink.video.stats().decoded >= 15, 20)
     return viewer, rec

@@ -186,11 +186,8 @@ async def test_a_published_file_reaches_a_viewer_untouched_and_looping(
         await player.login_room("r", User("viewer"))
         await player.start_playing("loop", sink)
         await until(lambda: sink.video is not None and sink.video.stats().decoded >= 75, 20)
-        room = publisher.room
-        assert room is not None
-        fanout = room.publishers["loop"].video_fanout
-        assert fanout is not None
-        stats = fanout.stats()
+        stats = publisher.publishers["loop"].video
+        assert stats is not None
     assert stats.encoders_created == 0 and stats.frames_encoded == 0  # passed through
     assert sink.video is not None
     seen = [o.sequence for o in sink.video.observations]

@@ -23,6 +23,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from edged.engine.config import PublishConfig, VideoConfig
 from edged.engine.engine import Engine
+from edged.engine.views import VideoSendCounts
 from edged.media.analysis import luma_plane
 from edged.media.capture_input import passthrough_refusal
 from edged.media.filesource import FileVideoTrack
@@ -124,16 +125,25 @@ async def publish_and_play(pub: Engine, viewer: Engine, sink: PictureSink) -> No
     await until(lambda: coded(sink.pictures) >= 10, 20)
 
 
+def sent_video(engine: Engine) -> VideoSendCounts:
+    """The published stream "cam"'s video counts."""
+    video = engine.publishers["cam"].video
+    assert video is not None
+    return video
+
+
 async def mute_and_unmute(pub: Engine, sink: PictureSink) -> dict[str, int]:
     """Mute until the viewer decoded black pictures, unmute until it decodes codes again;
     what the publisher's tap saw and sent while muted."""
-    publisher = pub.room.publishers["cam"] if pub.room else None
-    assert publisher is not None and publisher.video_tap is not None
-    tap = publisher.video_tap
+    before = sent_video(pub)
     pub.mute_publish_video(True)
-    mark, frames, sent = len(sink.pictures), tap.frames, tap.packet_mute.black_sent
+    mark = len(sink.pictures)
     await until(lambda: black(sink.since(mark)) >= 4, 20)
-    muted = {"captured": tap.frames - frames, "black_sent": tap.packet_mute.black_sent - sent}
+    after = sent_video(pub)
+    muted = {
+        "captured": after.frames_captured - before.frames_captured,
+        "black_sent": after.black_frames_sent - before.black_frames_sent,
+    }
     pub.mute_publish_video(False)
     mark = len(sink.pictures)
     await until(lambda: coded(sink.since(mark)) >= 10, 20)
@@ -174,12 +184,10 @@ async def test_a_muted_pi_camera_shows_black_then_its_picture_again(
     sink = PictureSink()
     async with pub, viewer:
         await publish_and_play(pub, viewer, sink)
-        publisher = pub.room.publishers["cam"] if pub.room else None
-        assert publisher is not None and publisher.video_fanout is not None
         forced = board.keyframes_forced
         muted = await mute_and_unmute(pub, sink)
         assert board.keyframes_forced > forced, "the camera was asked for a keyframe"
-        stats = publisher.video_fanout.stats()
+        stats = sent_video(pub)
     assert stats.encoders_created == 0 and stats.frames_encoded == 0
     assert 0 < 2 * muted["black_sent"] < muted["captured"], "black goes out at a low rate"
     pictures = sink.pictures
@@ -228,10 +236,7 @@ async def test_preview_of_a_pass_through_camera_decodes_only_while_it_is_watched
     async with engine:
         await engine.login_room("r", User("cam"))
         await engine.start_publishing("cam", VIDEO_ONLY)
-        publisher = engine.room.publishers["cam"] if engine.room else None
-        assert publisher is not None and publisher.video_tap is not None
-        tap = publisher.video_tap
-        await until(lambda: tap.frames >= 10)
+        await until(lambda: sent_video(engine).frames_captured >= 10)
         assert preview_decoders() == [], "publishing alone decodes nothing"
         engine.start_preview(sink)
         await until(lambda: sink.video is not None and sink.video.decoded >= 20, 20)
@@ -240,8 +245,8 @@ async def test_preview_of_a_pass_through_camera_decodes_only_while_it_is_watched
         assert preview_decoders(), "decoded for the preview"
         await engine.stop_preview()
         await until(lambda: preview_decoders() == [])
-        frames = tap.frames
-        await until(lambda: tap.frames >= frames + 10)  # publishing goes on, undecoded
+        frames = sent_video(engine).frames_captured
+        await until(lambda: sent_video(engine).frames_captured >= frames + 10)  # undecoded
         assert preview_decoders() == []
 
 

@@ -246,7 +246,7 @@ async def test_a_viewers_bad_answer_costs_only_its_own_link(
 
 
 def viewers(engine: Engine) -> int:
-    publisher = engine.room.publishers.get("cam") if engine.room else None
+    publisher = engine.publishers.get("cam")
     return publisher.viewer_count if publisher else -1
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from ..engine.room import RoomSession
+from ..engine.views import RoomInfo
 from ..errors import EdgedError, ErrorCode
 from ..model import RoomState, User
 from ..tokens import room_token
@@ -66,14 +66,15 @@ class Actions:
     async def publish(self) -> None:
         await self.daemon.engine.start_publishing(self.stream_id, self.publish_config)
 
-    def streams_to_play(self, room: RoomSession) -> list[str]:
+    def streams_to_play(self) -> list[str]:
         """Wanted streams not yet played; with ``play: all``, every stream of the others."""
+        engine = self.daemon.engine
         wanted = set(self.wanted)
         if self.play_all:
             wanted |= {
-                sid for sid, s in room.streams.items() if s.user.user_id != self.user.user_id
+                sid for sid, s in engine.streams.items() if s.user.user_id != self.user.user_id
             }
-        return sorted(wanted - set(room.players) - self.refused)
+        return sorted(wanted - set(engine.players) - self.refused)
 
     async def play(self, stream_id: str) -> None:
         video = self.video_choice.get(stream_id, self.play_video)
@@ -91,8 +92,8 @@ class Actions:
         self.daemon.wake()
         return result
 
-    def _engine_room(self) -> RoomSession:
-        room = self.daemon.engine.room
+    def _engine_room(self) -> RoomInfo:
+        room = self.daemon.engine.room_info
         if room is None or room.state == RoomState.DISCONNECTED:
             raise EdgedError(ErrorCode.NOT_LOGGED_IN)
         return room
@@ -106,8 +107,9 @@ class Actions:
             )
         self.token = args.token or self.token
         engine = self.daemon.engine
-        if engine.room is not None and engine.room.state != RoomState.DISCONNECTED:
-            if engine.room.room_id == self.room_id and engine.room.user == self.user:
+        room = engine.room_info
+        if room is not None and room.state != RoomState.DISCONNECTED:
+            if room.room_id == self.room_id and room.user == self.user:
                 return self.daemon.tracker.snapshot()["room"]
             await engine.logout_room()
         self.daemon.want_login = True
@@ -130,15 +132,15 @@ class Actions:
             pc = dataclasses.replace(pc, max_viewers=args.max_viewers)
         self.publish_config = pc
         self.daemon.want_publish = True
-        if self.stream_id not in self._engine_room().publishers:
+        if self.stream_id not in self.daemon.engine.publishers:
             await self.publish()
         return {"stream_id": self.stream_id}
 
     async def cmd_stop_publishing(self, args: StopPublishingArgs) -> Any:
-        room = self._engine_room()
+        self._engine_room()
         stream_id = args.stream_id or self.stream_id
         self.daemon.want_publish = False
-        if stream_id not in room.publishers:
+        if stream_id not in self.daemon.engine.publishers:
             raise EdgedError(ErrorCode.NOT_PUBLISHING)
         await self.daemon.engine.stop_publishing(stream_id)
         return {"stream_id": stream_id}
@@ -189,7 +191,8 @@ class Actions:
                 raise EdgedError(ErrorCode.CREDENTIALS_MISSING, "no token given and no app secret")
         self.token = args.token or self.token
         await self.daemon.engine.renew_token(token)
-        return {"token_expires_at": room.token_expires_at}
+        renewed = self.daemon.engine.room_info
+        return {"token_expires_at": renewed.token_expires_at if renewed else None}
 
     async def cmd_snapshot(self, args: Any) -> Any:
         size = await self.snapshot()

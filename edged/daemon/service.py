@@ -242,15 +242,14 @@ class Daemon:
 
     async def _restore(self, attempt: Any) -> None:
         """One pass of the supervisor over the desired state."""
-        room = self.engine.room
-        logged_in = room is not None and room.state == RoomState.CONNECTED
-        if self.want_login and (room is None or room.state == RoomState.DISCONNECTED):
+        state = self.engine.room_state
+        if self.want_login and state == RoomState.DISCONNECTED:
             await attempt("login", self.actions.login)
-        elif logged_in and room is not None:
+        elif state == RoomState.CONNECTED:
             stream_id = self.actions.stream_id
-            if self.want_publish and stream_id not in room.publishers:
+            if self.want_publish and stream_id not in self.engine.publishers:
                 await attempt("publish", self.actions.publish)
-            for stream_id in self.actions.streams_to_play(room):
+            for stream_id in self.actions.streams_to_play():
                 await attempt(f"play:{stream_id}", lambda s=stream_id: self.actions.play(s))
 
     async def _quality_loop(self) -> None:
@@ -351,10 +350,7 @@ class Daemon:
         return await snapshot_jpeg(self.engine)
 
     def publishing(self) -> bool:
-        room = self.engine.room
-        return any(
-            p.state == PublisherState.PUBLISHING for p in (room.publishers.values() if room else ())
-        )
+        return any(p.state == PublisherState.PUBLISHING for p in self.engine.publishers.values())
 
 
 async def run_daemon(config_path: Path | None, config: Config) -> int:

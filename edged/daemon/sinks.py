@@ -53,17 +53,11 @@ async def snapshot_jpeg(engine: Engine) -> bytes | None:
     of its low-resolution stream, which waits for a frame) run in a worker thread, so the
     fan-out on the loop is never held up by a snapshot.
     """
-    room = engine.room
-    if room is None:
+    source = engine.snapshot_source()
+    if source is None:
         return None
-    for publisher in room.publishers.values():
-        tap = publisher.video_tap
-        if tap is None:
-            continue
-        if tap.last_frame is not None:
-            return await asyncio.to_thread(jpeg_from_frame, tap.last_frame)
-        own = getattr(tap.source, "snapshot_jpeg", None)  # a camera's low-resolution stream
-        if own is not None:
-            jpeg: bytes = await asyncio.to_thread(own)
-            return jpeg
+    if source.frame is not None:
+        return await asyncio.to_thread(jpeg_from_frame, source.frame)
+    if source.capture_jpeg is not None:  # a camera's low-resolution stream
+        return await asyncio.to_thread(source.capture_jpeg)
     return None

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from ..errors import EdgedError, ErrorCode
-from ..model import PlayerState, PublisherState, RoomState, User
+from ..model import PlayerState, PublisherState, RoomState, Stream, User
 from ..protocol import StopPlay, Unpublish
 from .config import EngineProfile, PublishConfig, RoomConfig, VideoConfig
 from .events import EventDispatcher, EventHandler
@@ -22,6 +24,7 @@ from .preview import Preview
 from .publisher import Publisher
 from .quality_loop import QualityLoop
 from .room import RoomSession
+from .views import PlayerInfo, PublisherInfo, RoomInfo, SnapshotSource
 
 log = logging.getLogger("edged.engine")
 _ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -42,8 +45,8 @@ class Engine:
         if handler is not None:
             self.events.handlers.append(handler)
         self.video_config: VideoConfig = profile.video_config()
-        self.room: RoomSession | None = None
-        self.quality = QualityLoop(lambda: self.room, self._emit, profile.timers.quality_interval)
+        self._room: RoomSession | None = None
+        self.quality = QualityLoop(lambda: self._room, self._emit, profile.timers.quality_interval)
         self._destroyed = False
         self._muted = {"audio": False, "video": False}
         self.preview: Preview | None = None
@@ -61,7 +64,7 @@ class Engine:
 
     def _session(self) -> RoomSession:
         self._alive()
-        room = self.room
+        room = self._room
         if room is None or room.state == RoomState.DISCONNECTED:
             raise EdgedError(ErrorCode.NOT_LOGGED_IN)
         return room
@@ -73,21 +76,21 @@ class Engine:
         self._alive()
         _check_id(room_id, 128, ErrorCode.ROOM_ID_INVALID)
         _check_id(user.user_id, 64, ErrorCode.USER_ID_INVALID)
-        if self.room is not None and self.room.state != RoomState.DISCONNECTED:
+        if self._room is not None and self._room.state != RoomState.DISCONNECTED:
             raise EdgedError(ErrorCode.ROOM_COUNT_EXCEEDED)
         cfg = config or RoomConfig()
-        self.room = RoomSession(self.profile, room_id, user, cfg, self._emit)
+        self._room = RoomSession(self.profile, room_id, user, cfg, self._emit)
         try:
-            await self.room.login()
+            await self._room.login()
         except EdgedError:
-            await self.room.close(logout=False)
+            await self._room.close(logout=False)
             raise
         self.quality.start()
 
     async def logout_room(self) -> None:
         """Stop publishing and playing, send the logout and wait for it to be confirmed."""
         self._alive()
-        room, self.room = self.room, None
+        room, self._room = self._room, None
         await self.quality.stop()
         if room is not None:
             await room.close(logout=room.state != RoomState.DISCONNECTED)
@@ -118,7 +121,7 @@ class Engine:
                 publisher.mute(kind, muted)
             self._follow_capture()
             await publisher.wait_first_frame(self.profile.timers.request_timeout)
-            await room._announce(publisher)
+            await room.announce(publisher)
         except EdgedError as exc:
             room.publishers.pop(stream_id, None)
             await publisher.close()
@@ -145,14 +148,14 @@ class Engine:
     def _mute(self, kind: str, muted: bool) -> None:
         self._alive()
         self._muted[kind] = muted
-        for publisher in self.room.publishers.values() if self.room else ():
+        for publisher in self._room.publishers.values() if self._room else ():
             publisher.mute(kind, muted)
 
     def set_video_config(self, config: VideoConfig) -> None:
         """Size and rate apply to the next publish; the bitrate also applies at once."""
         self._alive()
         self.video_config = config
-        for publisher in self.room.publishers.values() if self.room else ():
+        for publisher in self._room.publishers.values() if self._room else ():
             publisher.set_bitrate(config.bitrate)
 
     # ---- preview -------------------------------------------------------------------
@@ -173,7 +176,7 @@ class Engine:
     def _follow_capture(self) -> None:
         if self.preview is None:
             return
-        taps = [p.video_tap for p in self.room.publishers.values()] if self.room else []
+        taps = [p.video_tap for p in self._room.publishers.values()] if self._room else []
         self.preview.follow(next((t for t in taps if t is not None), None))
 
     # ---- playing -------------------------------------------------------------------
@@ -229,14 +232,57 @@ class Engine:
         await self.stop_preview()
         self._destroyed = True
 
-    # ---- views ---------------------------------------------------------------------
+    # ---- views (edged.engine.views: copies, never the live objects) -----------------
+
+    @property
+    def room_info(self) -> RoomInfo | None:
+        """The room of the last ``login_room`` until ``logout_room``, else None."""
+        room = self._room
+        if room is None:
+            return None
+        return RoomInfo(room.room_id, room.user, room.state, room.token_expires_at)
+
+    @property
+    def room_state(self) -> RoomState:
+        room = self._room
+        return room.state if room is not None else RoomState.DISCONNECTED
+
+    @property
+    def streams(self) -> Mapping[str, Stream]:
+        """Every stream of the room as this client knows it, ours included."""
+        return MappingProxyType(dict(self._room.streams) if self._room else {})
+
+    @property
+    def publishers(self) -> Mapping[str, PublisherInfo]:
+        """Our published streams, with their viewers, capabilities and counts."""
+        room = self._room
+        return MappingProxyType({s: p.info() for s, p in (room.publishers if room else {}).items()})
+
+    @property
+    def players(self) -> Mapping[str, PlayerInfo]:
+        """The streams we play (or wait for), with what arrived so far."""
+        room = self._room
+        return MappingProxyType({s: p.info() for s, p in (room.players if room else {}).items()})
+
+    def snapshot_source(self) -> SnapshotSource | None:
+        """Where a still picture of the first published video can come from, or None."""
+        for publisher in self._room.publishers.values() if self._room else ():
+            source = publisher.snapshot_source()
+            if source is not None:
+                return source
+        return None
+
+    async def packets_received(self, stream_id: str) -> dict[str, int]:
+        """RTP packets a played stream's link received so far, by kind ("video", "audio")."""
+        player = self._room.players.get(stream_id) if self._room else None
+        return await player.packets_received() if player is not None else {}
 
     def publisher_state(self, stream_id: str) -> PublisherState:
-        p = self.room.publishers.get(stream_id) if self.room else None
+        p = self._room.publishers.get(stream_id) if self._room else None
         return p.state if p else PublisherState.NO_PUBLISH
 
     def player_state(self, stream_id: str) -> PlayerState:
-        p = self.room.players.get(stream_id) if self.room else None
+        p = self._room.players.get(stream_id) if self._room else None
         return p.state if p else PlayerState.NO_PLAY
 
     async def __aenter__(self) -> Engine:

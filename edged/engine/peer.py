@@ -125,3 +125,15 @@ async def add_remote_candidate(pc: RTCPeerConnection, cand: IceCandidate) -> Non
         await pc.addIceCandidate(candidate)
     except Exception as exc:  # untrusted input, as in set_remote_description
         log_event(log, logging.WARNING, "bad_remote_candidate", error=type(exc).__name__)
+
+
+def remote_host_addresses(pc: RTCPeerConnection) -> tuple[str, ...]:
+    """The remote side's host addresses from its ICE candidates (mDNS names resolved)."""
+    addresses: list[str] = []
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        ice = dtls.transport if dtls is not None else None
+        for candidate in ice.getRemoteCandidates() if ice is not None else ():
+            if candidate.type == "host" and candidate.ip not in addresses:
+                addresses.append(candidate.ip)
+    return tuple(addresses)

@@ -34,6 +34,7 @@ from .peer import (
     watch_ice,
 )
 from .stream_state import StreamState
+from .views import PlayerInfo
 
 log = logging.getLogger("edged.engine")
 
@@ -107,6 +108,30 @@ class Player(StreamState[PlayerState]):
             and self.pc.connectionState == "connected"
             and (self.counters.video_frames > 0 or self.counters.audio_frames > 0)
         )
+
+    def info(self) -> PlayerInfo:
+        """The played stream as the application sees it now (:mod:`edged.engine.views`)."""
+        c = self.counters
+        return PlayerInfo(
+            self.stream_id,
+            self.state,
+            self.error_code,
+            self.video,
+            c.video_frames,
+            c.audio_frames,
+            c.width,
+            c.height,
+        )
+
+    async def packets_received(self) -> dict[str, int]:
+        """RTP packets received on the current link so far, by kind (from getStats)."""
+        if self.pc is None:
+            return {}
+        counts: dict[str, int] = {}
+        for s in (await self.pc.getStats()).values():
+            if s.type == "inbound-rtp":
+                counts[s.kind] = counts.get(s.kind, 0) + s.packetsReceived
+        return counts
 
     # ---- requesting ------------------------------------------------------------------
 

@@ -29,10 +29,12 @@ from .peer import (
     connection_ended,
     local_description,
     make_peer_connection,
+    remote_host_addresses,
     set_remote_description,
     watch_ice,
 )
 from .stream_state import StreamState
+from .views import PublisherInfo, SnapshotSource, SourceCapabilities, VideoSendCounts, ViewerInfo
 
 log = logging.getLogger("edged.engine")
 
@@ -195,6 +197,50 @@ class Publisher(StreamState[PublisherState]):
     @property
     def viewer_count(self) -> int:
         return len(self.links)
+
+    # ---- what the application reads ------------------------------------------------
+
+    def info(self) -> PublisherInfo:
+        """The stream as the application sees it now (:mod:`edged.engine.views`)."""
+        viewers = tuple(
+            ViewerInfo(link.link_id, link.user_id, remote_host_addresses(link.pc))
+            for link in self.links.values()
+        )
+        source = self.video_tap.source if self.video_tap is not None else None
+        capabilities = SourceCapabilities(
+            hardware_encode=bool(getattr(source, "hardware_encode", False)),
+            keyframe_on_request=callable(getattr(source, "request_keyframe", None)),
+            bitrate_control=callable(getattr(source, "set_bitrate", None)),
+            own_snapshot=callable(getattr(source, "snapshot_jpeg", None)),
+        )
+        return PublisherInfo(
+            self.stream_id, self.state, self.error_code, viewers, capabilities, self._video()
+        )
+
+    def _video(self) -> VideoSendCounts | None:
+        tap, fanout = self.video_tap, self.video_fanout
+        if tap is None or fanout is None:
+            return None
+        stats = fanout.stats()
+        return VideoSendCounts(
+            frames_captured=tap.frames,
+            frames_encoded=stats.frames_encoded,
+            frames_sent=stats.frames_in - stats.frames_idle,
+            packets_sent=stats.packets_out,
+            keyframes_sent=stats.keyframes_out,
+            black_frames_sent=tap.packet_mute.black_sent,
+            encoders_created=stats.encoders_created,
+        )
+
+    def snapshot_source(self) -> SnapshotSource | None:
+        """The latest captured frame, else the source's own JPEG maker; None if neither."""
+        tap = self.video_tap
+        if tap is None:
+            return None
+        capture = getattr(tap.source, "snapshot_jpeg", None)
+        if tap.last_frame is None and capture is None:
+            return None
+        return SnapshotSource(tap.last_frame, capture)
 
     async def close(self) -> None:
         """Close every link and release the sources and encoders."""

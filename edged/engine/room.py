@@ -306,7 +306,7 @@ class RoomSession:
         self._set(RoomState.CONNECTED, R.RECONNECTED)
         self._reconcile(result)
         for publisher in list(self.publishers.values()):
-            await self._announce(publisher)
+            await self.announce(publisher)
         for player in self.players.values():
             player.request_if_possible()
 
@@ -343,7 +343,7 @@ class RoomSession:
 
     # ---- publishing ----------------------------------------------------------------
 
-    async def _announce(self, publisher: Publisher) -> None:
+    async def announce(self, publisher: Publisher) -> None:
         """Ask the server to list the stream; PUBLISHING once it accepted."""
         try:
             await self.signaling.request(
