@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from edged.daemon.actions import SCHEMAS
 from edged.daemon.commands import parse_command
 from edged.daemon.discovery import (
     MIN_HA_VERSION,
@@ -460,7 +461,7 @@ def test_commands_are_accepted_by_the_daemon() -> None:
         "on": full["publishing"]["payload_on"],
         "off": full["publishing"]["payload_off"],
     }
-    names = {k: parse_command(v).name for k, v in sent.items()}
+    names = {k: parse_command(v, SCHEMAS).name for k, v in sent.items()}
     assert names == {
         "login": "login_room",
         "logout": "logout_room",

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edged.daemon.actions import SCHEMAS
 from edged.daemon.commands import Command
 from edged.daemon.mqtt import ControlChannel, MqttSettings
 from edged.daemon.topics import Topics
@@ -46,6 +47,7 @@ async def start_channel(
         MqttSettings("127.0.0.1", broker.port, protocol=protocol, retry_min=0.1, retry_max=0.5),
         TOPICS,
         rec,
+        SCHEMAS,
     )
     task = asyncio.create_task(channel.run())
     await asyncio.wait_for(channel.connected.wait(), 5)
@@ -84,13 +86,14 @@ async def test_availability_online_then_offline_on_clean_stop(broker: Broker) ->
 
 CHANNEL_PROCESS = """
 import asyncio, sys
+from edged.daemon.actions import SCHEMAS
 from edged.daemon.mqtt import ControlChannel, MqttSettings
 from edged.daemon.topics import Topics
 async def main():
     async def nothing(command):
         return None
     channel = ControlChannel(MqttSettings("127.0.0.1", int(sys.argv[1])),
-                             Topics("edged", "dev1"), nothing)
+                             Topics("edged", "dev1"), nothing, SCHEMAS)
     await channel.run()
 asyncio.run(main())
 """
@@ -141,7 +144,7 @@ async def test_state_published_the_moment_the_channel_connects_reaches_the_broke
     """
     rec = Recorder()
     channel = ControlChannel(
-        MqttSettings("127.0.0.1", broker.port, retry_min=0.1, retry_max=0.5), TOPICS, rec
+        MqttSettings("127.0.0.1", broker.port, retry_min=0.1, retry_max=0.5), TOPICS, rec, SCHEMAS
     )
     channel.publish_state({"room": {"state": "CONNECTING"}})
     task = asyncio.create_task(channel.run())

@@ -1,23 +1,31 @@
-"""What the daemon does when told (MQTT commands) or when it restores its desired state.
+"""What the daemon does when told: the MQTT commands, each with its schema and handler.
 
-:class:`Actions` owns the daemon's overrides of the configuration made by commands (the
-room or stream a ``login_room`` or ``start_publishing`` named) and the set of streams it
-wants to play, and turns each command into engine calls.
+:data:`COMMANDS` is the one table of the commands: each name with the model of its
+arguments (:mod:`edged.daemon.commands`) and the method of :class:`Actions` that runs it.
+:class:`Actions` changes the desired state and calls the engine; it sees only what it
+uses: the engine of the moment, the desired state, the supervisor (its lock, its wake-up
+and the actions that restore), the snapshots and the state snapshot.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
 
+from ..engine.engine import Engine
 from ..engine.views import RoomInfo
 from ..errors import EdgedError, ErrorCode
-from ..model import RoomState, User
+from ..model import RoomState
 from ..tokens import room_token
 from .commands import (
+    Args,
     Command,
     LoginRoomArgs,
     MuteArgs,
+    NoArgs,
     RenewTokenArgs,
     SetVideoConfigArgs,
     StartPlayingArgs,
@@ -25,187 +33,155 @@ from .commands import (
     StopPlayingArgs,
     StopPublishingArgs,
 )
+from .desired import DesiredState
+from .sinks import Snapshots
+from .supervisor import Supervisor
 
-if TYPE_CHECKING:
-    from .service import Daemon
+A = TypeVar("A", bound=Args)
 
 
+@dataclass(frozen=True, slots=True)
 class Actions:
-    """Owns the command-made overrides and the wanted players; runs each command."""
+    """Runs each command: one at a time, never interleaved with the supervisor."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.reset()
-
-    def reset(self) -> None:
-        cfg = self.daemon.config
-        self.room_id = cfg.room.room_id
-        self.user = User(cfg.room.user_id, cfg.room.user_name)
-        self.token: str | None = None
-        self.stream_id = cfg.auto.publish.stream_id
-        self.publish_config = cfg.publish_config()
-        media = self.daemon.media
-        if media is not None:  # publish what was found: no microphone, no audio
-            self.publish_config = dataclasses.replace(
-                self.publish_config, video=media.has_video, audio=media.has_audio
-            )
-        self.play_all = cfg.auto.play == "all"
-        self.wanted: set[str] = set() if self.play_all else set(cfg.auto.play)
-        self.refused: set[str] = set()
-        self.play_video = cfg.auto.play_video
-        self.video_choice: dict[str, bool] = {}  # per stream, from start_playing
-
-    # ---- the desired state ---------------------------------------------------------
-
-    async def login(self) -> None:
-        cfg = self.daemon.config.room_config()
-        await self.daemon.engine.login_room(
-            self.room_id, self.user, dataclasses.replace(cfg, token=self.token)
-        )
-
-    async def publish(self) -> None:
-        await self.daemon.engine.start_publishing(self.stream_id, self.publish_config)
-
-    def streams_to_play(self) -> list[str]:
-        """Wanted streams not yet played; with ``play: all``, every stream of the others."""
-        engine = self.daemon.engine
-        wanted = set(self.wanted)
-        if self.play_all:
-            wanted |= {
-                sid for sid, s in engine.streams.items() if s.user.user_id != self.user.user_id
-            }
-        return sorted(wanted - set(engine.players) - self.refused)
-
-    async def play(self, stream_id: str) -> None:
-        video = self.video_choice.get(stream_id, self.play_video)
-        await self.daemon.engine.start_playing(
-            stream_id, self.daemon.player_sink(stream_id), video=video
-        )
-
-    # ---- commands ------------------------------------------------------------------
+    engine: Callable[[], Engine]  # the engine of the moment (a reload replaces it)
+    desired: DesiredState
+    supervisor: Supervisor
+    snapshots: Snapshots
+    state: Callable[[], dict[str, Any]]  # the state snapshot, as on the state topic
 
     async def run(self, command: Command) -> Any:
         """Run one command; the result goes in its response."""
-        handler = getattr(self, f"cmd_{command.name}")
-        async with self.daemon.engine_lock:  # never interleaved with the supervisor
-            result = await handler(command.args)
-        self.daemon.wake()
+        spec = COMMANDS[command.name]
+        async with self.supervisor.lock:
+            result = await spec.handler(self, command.args)
+        self.supervisor.wake()
         return result
 
-    def _engine_room(self) -> RoomInfo:
-        room = self.daemon.engine.room_info
+    def _logged_in(self) -> RoomInfo:
+        room = self.engine().room_info
         if room is None or room.state == RoomState.DISCONNECTED:
             raise EdgedError(ErrorCode.NOT_LOGGED_IN)
         return room
 
-    async def cmd_login_room(self, args: LoginRoomArgs) -> Any:
-        self.room_id = args.room_id or self.room_id
-        if args.user_id or args.user_name:
-            self.user = User(
-                args.user_id or self.user.user_id,
-                args.user_name if args.user_name is not None else self.user.user_name,
-            )
-        self.token = args.token or self.token
-        engine = self.daemon.engine
+    # ---- the handlers (one per entry of COMMANDS) ----------------------------------
+
+    async def login_room(self, args: LoginRoomArgs) -> Any:
+        d = self.desired
+        d.log_in_as(args.room_id, args.user_id, args.user_name, args.token)
+        engine = self.engine()
         room = engine.room_info
         if room is not None and room.state != RoomState.DISCONNECTED:
-            if room.room_id == self.room_id and room.user == self.user:
-                return self.daemon.tracker.snapshot()["room"]
+            if room.room_id == d.room_id and room.user == d.user:
+                return self.state()["room"]
             await engine.logout_room()
-        self.daemon.want_login = True
-        await self.login()
-        return self.daemon.tracker.snapshot()["room"]
+        d.login = True
+        await self.supervisor.login()
+        return self.state()["room"]
 
-    async def cmd_logout_room(self, args: Any) -> Any:
-        self.daemon.want_login = False
-        await self.daemon.engine.logout_room()
+    async def logout_room(self, args: NoArgs) -> Any:
+        self.desired.login = False
+        await self.engine().logout_room()
         return None
 
-    async def cmd_start_publishing(self, args: StartPublishingArgs) -> Any:
-        self._engine_room()
-        if args.stream_id and args.stream_id != self.stream_id:
-            self.stream_id = args.stream_id
-        pc = self.publish_config
-        if args.extra_info is not None:
-            pc = dataclasses.replace(pc, extra_info=args.extra_info)
-        if args.max_viewers is not None:
-            pc = dataclasses.replace(pc, max_viewers=args.max_viewers)
-        self.publish_config = pc
-        self.daemon.want_publish = True
-        if self.stream_id not in self.daemon.engine.publishers:
-            await self.publish()
-        return {"stream_id": self.stream_id}
+    async def start_publishing(self, args: StartPublishingArgs) -> Any:
+        self._logged_in()
+        d = self.desired
+        d.publish_as(args.stream_id, args.extra_info, args.max_viewers)
+        if d.stream_id not in self.engine().publishers:
+            await self.supervisor.publish()
+        return {"stream_id": d.stream_id}
 
-    async def cmd_stop_publishing(self, args: StopPublishingArgs) -> Any:
-        self._engine_room()
-        stream_id = args.stream_id or self.stream_id
-        self.daemon.want_publish = False
-        if stream_id not in self.daemon.engine.publishers:
+    async def stop_publishing(self, args: StopPublishingArgs) -> Any:
+        self._logged_in()
+        stream_id = args.stream_id or self.desired.stream_id
+        self.desired.publish = False
+        engine = self.engine()
+        if stream_id not in engine.publishers:
             raise EdgedError(ErrorCode.NOT_PUBLISHING)
-        await self.daemon.engine.stop_publishing(stream_id)
+        await engine.stop_publishing(stream_id)
         return {"stream_id": stream_id}
 
-    async def cmd_start_playing(self, args: StartPlayingArgs) -> Any:
-        self._engine_room()
-        self.wanted.add(args.stream_id)
-        self.refused.discard(args.stream_id)
-        if args.video is not None:
-            self.video_choice[args.stream_id] = args.video
-        await self.play(args.stream_id)
+    async def start_playing(self, args: StartPlayingArgs) -> Any:
+        self._logged_in()
+        self.desired.play(args.stream_id, args.video)
+        await self.supervisor.play(args.stream_id)
         return {"stream_id": args.stream_id}
 
-    async def cmd_stop_playing(self, args: StopPlayingArgs) -> Any:
-        self._engine_room()
-        self.wanted.discard(args.stream_id)
-        self.refused.add(args.stream_id)  # also under `play: all`
-        await self.daemon.engine.stop_playing(args.stream_id)
+    async def stop_playing(self, args: StopPlayingArgs) -> Any:
+        self._logged_in()
+        self.desired.stop_playing(args.stream_id)
+        await self.engine().stop_playing(args.stream_id)
         return {"stream_id": args.stream_id}
 
-    async def cmd_mute_publish_audio(self, args: MuteArgs) -> Any:
-        self.daemon.engine.mute_publish_audio(args.muted)
+    async def mute_publish_audio(self, args: MuteArgs) -> Any:
+        self.engine().mute_publish_audio(args.muted)
         return {"muted": args.muted}
 
-    async def cmd_mute_publish_video(self, args: MuteArgs) -> Any:
-        self.daemon.engine.mute_publish_video(args.muted)
+    async def mute_publish_video(self, args: MuteArgs) -> Any:
+        self.engine().mute_publish_video(args.muted)
         return {"muted": args.muted}
 
-    async def cmd_set_video_config(self, args: SetVideoConfigArgs) -> Any:
-        engine = self.daemon.engine
+    async def set_video_config(self, args: SetVideoConfigArgs) -> Any:
+        engine = self.engine()
         update = args.model_dump(exclude_none=True)
         engine.set_video_config(dataclasses.replace(engine.video_config, **update))
         return dataclasses.asdict(engine.video_config)
 
-    async def cmd_renew_token(self, args: RenewTokenArgs) -> Any:
-        room = self._engine_room()
+    async def renew_token(self, args: RenewTokenArgs) -> Any:
+        room = self._logged_in()
+        engine = self.engine()
         token = args.token
-        profile = self.daemon.engine.profile
         if token is None:
-            token = room_token(
-                profile.app_secret,
-                profile.app_id,
-                self.user.user_id,
-                room.room_id,
-                profile.token_ttl_s,
-            )
+            p = engine.profile
+            user_id = self.desired.user.user_id
+            token = room_token(p.app_secret, p.app_id, user_id, room.room_id, p.token_ttl_s)
             if token is None:
                 raise EdgedError(ErrorCode.CREDENTIALS_MISSING, "no token given and no app secret")
-        self.token = args.token or self.token
-        await self.daemon.engine.renew_token(token)
-        renewed = self.daemon.engine.room_info
+        self.desired.token = args.token or self.desired.token
+        await engine.renew_token(token)
+        renewed = engine.room_info
         return {"token_expires_at": renewed.token_expires_at if renewed else None}
 
-    async def cmd_snapshot(self, args: Any) -> Any:
-        size = await self.snapshot()
-        return {"bytes": size}
+    async def snapshot(self, args: NoArgs) -> Any:
+        return {"bytes": await self.snapshots.take()}
 
-    async def cmd_get_state(self, args: Any) -> Any:
-        return self.daemon.tracker.snapshot()
+    async def get_state(self, args: NoArgs) -> Any:
+        return self.state()
 
-    async def snapshot(self) -> int:
-        """Make a JPEG of the published video now and publish it retained."""
-        jpeg = await self.daemon.snapshot_jpeg()
-        if jpeg is None:
-            raise EdgedError(ErrorCode.SNAPSHOT_FAILED)
-        if self.daemon.channel is not None:
-            self.daemon.channel.set_retained(self.daemon.topics.snapshot, jpeg)
-        return len(jpeg)
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec(Generic[A]):
+    """One command: the model of its arguments and the handler that runs it."""
+
+    schema: type[A]
+    handler: Callable[[Actions, A], Awaitable[Any]]
+
+
+def _command(schema: type[A], handler: Callable[[Actions, A], Awaitable[Any]]) -> CommandSpec[Any]:
+    """A table entry; ``mypy`` checks that the handler takes that schema's arguments."""
+    return CommandSpec(schema, handler)
+
+
+COMMANDS: Mapping[str, CommandSpec[Any]] = MappingProxyType(
+    {
+        "login_room": _command(LoginRoomArgs, Actions.login_room),
+        "logout_room": _command(NoArgs, Actions.logout_room),
+        "start_publishing": _command(StartPublishingArgs, Actions.start_publishing),
+        "stop_publishing": _command(StopPublishingArgs, Actions.stop_publishing),
+        "start_playing": _command(StartPlayingArgs, Actions.start_playing),
+        "stop_playing": _command(StopPlayingArgs, Actions.stop_playing),
+        "mute_publish_audio": _command(MuteArgs, Actions.mute_publish_audio),
+        "mute_publish_video": _command(MuteArgs, Actions.mute_publish_video),
+        "set_video_config": _command(SetVideoConfigArgs, Actions.set_video_config),
+        "renew_token": _command(RenewTokenArgs, Actions.renew_token),
+        "snapshot": _command(NoArgs, Actions.snapshot),
+        "get_state": _command(NoArgs, Actions.get_state),
+    }
+)
+"""Every MQTT command: its name, the model of its arguments and its handler."""
+
+SCHEMAS: Mapping[str, type[Args]] = MappingProxyType(
+    {name: spec.schema for name, spec in COMMANDS.items()}
+)
+"""The model of each command's arguments, for the parser (:func:`parse_command`)."""

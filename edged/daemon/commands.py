@@ -1,13 +1,16 @@
-"""The MQTT command schema: one model per command, and the parser of a payload.
+"""The MQTT command schemas (one model of arguments per command), the parser of a
+payload and the response.
 
 A command is a JSON object ``{"command": "<name>", ...arguments, "request_id": "..."}``.
 Unknown commands, unknown arguments and wrong types are refused with their own codes and
-change nothing. ``docs/mqtt.md`` documents every command.
+change nothing. Which command takes which model, and which handler runs it, is the one
+table :data:`edged.daemon.actions.COMMANDS`; ``docs/mqtt.md`` documents every command.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,11 +23,13 @@ OptId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)] 
 StreamId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 
-class _Args(BaseModel):
+class Args(BaseModel):
+    """The arguments of one command: nothing unknown, nothing changed after parsing."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LoginRoomArgs(_Args):
+class LoginRoomArgs(Args):
     """Log into a room; every argument defaults to the configuration's."""
 
     room_id: OptId = None
@@ -33,58 +38,42 @@ class LoginRoomArgs(_Args):
     token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
 
 
-class NoArgs(_Args):
+class NoArgs(Args):
     pass
 
 
-class StartPublishingArgs(_Args):
+class StartPublishingArgs(Args):
     stream_id: OptId = None
     extra_info: Annotated[str, Field(max_length=1024)] | None = None
     max_viewers: Annotated[int, Field(ge=0, le=10_000)] | None = None
 
 
-class StopPublishingArgs(_Args):
+class StopPublishingArgs(Args):
     stream_id: OptId = None
 
 
-class StartPlayingArgs(_Args):
+class StartPlayingArgs(Args):
     stream_id: StreamId
     video: bool | None = None
 
 
-class StopPlayingArgs(_Args):
+class StopPlayingArgs(Args):
     stream_id: StreamId
 
 
-class MuteArgs(_Args):
+class MuteArgs(Args):
     muted: bool = True
 
 
-class SetVideoConfigArgs(_Args):
+class SetVideoConfigArgs(Args):
     width: Annotated[int, Field(ge=16, le=4096)] | None = None
     height: Annotated[int, Field(ge=16, le=4096)] | None = None
     fps: Annotated[float, Field(gt=0, le=120)] | None = None
     bitrate: Annotated[int, Field(ge=10_000, le=50_000_000)] | None = None
 
 
-class RenewTokenArgs(_Args):
+class RenewTokenArgs(Args):
     token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
-
-
-COMMANDS: dict[str, type[_Args]] = {
-    "login_room": LoginRoomArgs,
-    "logout_room": NoArgs,
-    "start_publishing": StartPublishingArgs,
-    "stop_publishing": StopPublishingArgs,
-    "start_playing": StartPlayingArgs,
-    "stop_playing": StopPlayingArgs,
-    "mute_publish_audio": MuteArgs,
-    "mute_publish_video": MuteArgs,
-    "set_video_config": SetVideoConfigArgs,
-    "renew_token": RenewTokenArgs,
-    "snapshot": NoArgs,
-    "get_state": NoArgs,
-}
 
 
 class Command(BaseModel):
@@ -93,7 +82,7 @@ class Command(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     name: str
-    args: _Args
+    args: Args
     request_id: str | None = None
 
 
@@ -106,8 +95,9 @@ class CommandError(EdgedError):
         self.request_id = request_id
 
 
-def parse_command(payload: bytes | str) -> Command:
-    """Validate one command payload, raising :class:`CommandError` (never anything else)."""
+def parse_command(payload: bytes | str, schemas: Mapping[str, type[Args]]) -> Command:
+    """Validate one command payload against the schema of its name (``schemas``), raising
+    :class:`CommandError` (never anything else)."""
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandError(
             ErrorCode.COMMAND_PAYLOAD_TOO_LARGE,
@@ -130,7 +120,7 @@ def parse_command(payload: bytes | str) -> Command:
         raise CommandError(
             ErrorCode.COMMAND_MALFORMED, "missing string field 'command'", None, request_id
         )
-    model = COMMANDS.get(name)
+    model = schemas.get(name)
     if model is None:
         raise CommandError(ErrorCode.COMMAND_UNKNOWN, "unknown command", name[:64], request_id)
     try:

@@ -21,7 +21,7 @@ import json
 import logging
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from paho.mqtt.properties import Properties
 from ..backoff import Backoff
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
-from .commands import Command, CommandError, parse_command, response
+from .commands import Args, Command, CommandError, parse_command, response
 from .topics import Topics
 
 log = logging.getLogger("edged.daemon")
@@ -66,6 +66,7 @@ class ControlChannel:
         settings: MqttSettings,
         topics: Topics,
         on_command: CommandHandler,
+        schemas: Mapping[str, type[Args]],
         ha_status_topic: str = "homeassistant/status",
         queue_limit: int = 32,
     ) -> None:
@@ -73,6 +74,7 @@ class ControlChannel:
         self.topics = topics
         self.ha_status_topic = ha_status_topic
         self._on_command = on_command
+        self._schemas = schemas
         self.retained: dict[str, Payload] = {}  # topic -> latest retained payload
         self.discovery: tuple[str, Payload] | None = None
         # What the broker has seen on this connection (cleared on connect and on HA's
@@ -225,7 +227,7 @@ class ControlChannel:
         props = message.properties
         payload = message.payload if isinstance(message.payload, bytes | str) else b""
         try:
-            command = parse_command(payload)
+            command = parse_command(payload, self._schemas)
         except CommandError as exc:
             await self._respond(response(exc.name, exc.request_id, error=exc), props)
             return

@@ -1,10 +1,11 @@
 """The service ``edged run`` starts: configuration in, a device in its room out.
 
-:class:`Daemon` owns the embedded room server (when configured), the engine, the state
-tracker, the MQTT control channel and the systemd integration. It keeps a *desired*
-state — logged in, publishing, playing — and a supervisor restores it whenever the
-engine falls out of it (boot before the network, kick-out, give-up), so the device is
-back in its room without anyone touching it.
+:class:`Daemon` builds the parts and wires each to exactly what it uses: the embedded
+room server (when configured), the engine, the state tracker, the desired state
+(:mod:`.desired`), the supervisor that restores it (:mod:`.supervisor`), the command
+handlers (:mod:`.actions`), the speaker and snapshots (:mod:`.sinks`), the MQTT control
+channel (:mod:`.mqtt`) and the systemd integration. It owns their start and stop, the
+reload of the configuration and what goes out as state.
 """
 
 from __future__ import annotations
@@ -23,30 +24,30 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..backoff import Backoff
 from ..config import Config, ConfigError, changed_sections, load_config
 from ..engine.engine import Engine
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
-from ..model import PublisherState, RoomState
 from ..server.app import start_server
 from ..tokens import room_token
 from . import systemd
-from .actions import Actions
+from .actions import SCHEMAS, Actions
+from .desired import DesiredState
 from .discovery import build_discovery
 from .health import HealthReader
 from .memory import Trimmer
 from .mqtt import ControlChannel, MqttSettings
-from .sinks import Speaker, snapshot_jpeg
+from .sinks import Snapshots, Speaker
 from .sources import MediaChoice, apply_sources
 from .state import JsonDict, StateTracker
+from .supervisor import Supervisor
 from .topics import Topics, ha_status_topic
 
 log = logging.getLogger("edged.daemon")
 
 
 class Daemon:
-    """Owns everything the running service is made of, and its desired state."""
+    """Owns the parts the running service is made of, their start, stop and reload."""
 
     def __init__(self, config_path: Path | None, config: Config) -> None:
         self.config_path = config_path
@@ -61,16 +62,20 @@ class Daemon:
         self.engine = self._make_engine()
         self.topics = Topics(config.mqtt.base_topic, config.device.id)
         self.channel: ControlChannel | None = None
-        self.actions = Actions(self)
-        self.want_login = config.auto.login
-        self.want_publish = config.auto.publish.enabled
+        self.desired = DesiredState(config, self.media)
+        self.speaker = Speaker(lambda: self.config.audio)
+        self.supervisor = Supervisor(lambda: self.engine, self.desired, self.player_sink)
+        self.snapshots = Snapshots(lambda: self.engine, self._publish_snapshot)
+        self.actions = Actions(
+            lambda: self.engine,
+            self.desired,
+            self.supervisor,
+            self.snapshots,
+            self.tracker.snapshot,
+        )
         self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channel_task: asyncio.Task[Any] | None = None
-        self._supervisor: asyncio.Task[Any] | None = None
-        self.speaker = Speaker(lambda: self.config.audio)
-        self.engine_lock = asyncio.Lock()  # held while the engine is being replaced
         self._state_dirty = False
         self.watchdog = systemd.Watchdog()
         self.trimmer = Trimmer()
@@ -97,16 +102,17 @@ class Daemon:
 
         cfg = self.config
         secret = (self.apps or {}).get(cfg.room.app_id)
-        token = room_token(secret, cfg.room.app_id, "guest", self.actions.room_id, 3600) or ""
+        room_id = self.desired.room_id
+        token = room_token(secret, cfg.room.app_id, "guest", room_id, 3600) or ""
         scheme = "https" if cfg.server.tls else "http"
         host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::") else socket.getfqdn()
         query = urlencode(
-            {"app": cfg.room.app_id, "room": self.actions.room_id, "user": "guest", "token": token}
+            {"app": cfg.room.app_id, "room": room_id, "user": "guest", "token": token}
         )
         return (
             f"Join the call from a browser (token valid 1 h):\n"
             f"  {scheme}://{host}:{cfg.server.port}/?{query}\n"
-            f"  app {cfg.room.app_id}, room {self.actions.room_id}, user guest"
+            f"  app {cfg.room.app_id}, room {room_id}, user guest"
         )
 
     def _make_channel(self) -> ControlChannel | None:
@@ -124,7 +130,7 @@ class Daemon:
             client_id=m.client_id,
         )
         channel = ControlChannel(
-            settings, self.topics, self.actions.run, ha_status_topic(m.discovery_prefix)
+            settings, self.topics, self.actions.run, SCHEMAS, ha_status_topic(m.discovery_prefix)
         )
         if m.discovery:
             health = HealthReader().read()
@@ -157,7 +163,7 @@ class Daemon:
             self._channel_task = self._spawn(self.channel.run())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.channel.connected.wait(), 5)
-        self._supervisor = self._spawn(self._supervise())
+        self.supervisor.start()
         self._spawn(self._quality_loop())
         self._spawn(self.trimmer.run())
         self.watchdog.start()
@@ -172,7 +178,8 @@ class Daemon:
         log_event(log, logging.INFO, "daemon_stopping")
         systemd.stopping("logging out")
         systemd.extend_timeout(15)
-        self.want_login = False
+        self.desired.login = False
+        await self.supervisor.stop()
         channel_task = self._channel_task
         for task in [t for t in self._tasks if t is not channel_task]:
             task.cancel()
@@ -204,54 +211,6 @@ class Daemon:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def wake(self) -> None:
-        """Make the supervisor look at the desired state now."""
-        self._wake.set()
-
-    async def _supervise(self) -> None:
-        """Bring the engine back to the desired state, with backoff per action."""
-        retry_at: dict[str, float] = {}
-        backoffs: dict[str, Backoff] = {}
-
-        async def attempt(key: str, action: Any) -> None:
-            if time.monotonic() < retry_at.get(key, 0.0):
-                return
-            try:
-                await action()
-                backoffs.pop(key, None)
-            except EdgedError as exc:
-                delay = backoffs.setdefault(key, Backoff(1.0, 30.0)).next()
-                retry_at[key] = time.monotonic() + delay
-                log_event(
-                    log,
-                    logging.WARNING,
-                    "retry_later",
-                    action=key,
-                    code=int(exc.code),
-                    retry_s=delay,
-                )
-
-        while not self._stop.is_set():
-            async with self.engine_lock:
-                if self._stop.is_set():
-                    break
-                await self._restore(attempt)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.5)
-            self._wake.clear()
-
-    async def _restore(self, attempt: Any) -> None:
-        """One pass of the supervisor over the desired state."""
-        state = self.engine.room_state
-        if self.want_login and state == RoomState.DISCONNECTED:
-            await attempt("login", self.actions.login)
-        elif state == RoomState.CONNECTED:
-            stream_id = self.actions.stream_id
-            if self.want_publish and stream_id not in self.engine.publishers:
-                await attempt("publish", self.actions.publish)
-            for stream_id in self.actions.streams_to_play():
-                await attempt(f"play:{stream_id}", lambda s=stream_id: self.actions.play(s))
-
     async def _quality_loop(self) -> None:
         interval = self.config.mqtt.quality_interval_s
         snapshot_every = self.config.mqtt.snapshot_interval_s
@@ -263,7 +222,7 @@ class Daemon:
                 if snapshot_every and time.monotonic() - last_snapshot >= snapshot_every:
                     last_snapshot = time.monotonic()
                     with contextlib.suppress(EdgedError):
-                        await self.actions.snapshot()
+                        await self.snapshots.take()
             systemd.status(self.status_line())
 
     # ---- state out -----------------------------------------------------------------
@@ -272,7 +231,7 @@ class Daemon:
         if not self._state_dirty:
             self._state_dirty = True
             asyncio.get_running_loop().call_soon(self._publish_state)
-        self.wake()
+        self.supervisor.wake()
 
     def _publish_state(self) -> None:
         self._state_dirty = False
@@ -326,14 +285,12 @@ class Daemon:
         if "logging" in changed:
             logging.getLogger().setLevel(new.logging.level)
         if changed & {"room", "auto", "video", "audio", "timers", "ice", "device"}:
-            async with self.engine_lock:
+            async with self.supervisor.lock:
                 await self.engine.destroy()
                 self.tracker.user_id = new.room.user_id
                 self.engine = self._make_engine()
-                self.actions.reset()
-                self.want_login = new.auto.login
-                self.want_publish = new.auto.publish.enabled
-            self.wake()
+                self.desired.reset(new, self.media)
+            self.supervisor.wake()
         if "mqtt" in changed and self.channel is not None:
             await self.channel.stop()
             self.channel = self._make_channel()
@@ -345,12 +302,9 @@ class Daemon:
         """Where a played stream goes: the speaker when the board has one, else nowhere."""
         return self.speaker.input()
 
-    async def snapshot_jpeg(self) -> bytes | None:
-        """A JPEG of the published video's latest frame, or None."""
-        return await snapshot_jpeg(self.engine)
-
-    def publishing(self) -> bool:
-        return any(p.state == PublisherState.PUBLISHING for p in self.engine.publishers.values())
+    def _publish_snapshot(self, jpeg: bytes) -> None:
+        if self.channel is not None:
+            self.channel.set_retained(self.topics.snapshot, jpeg)
 
 
 async def run_daemon(config_path: Path | None, config: Config) -> int:

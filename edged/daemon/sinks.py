@@ -1,4 +1,9 @@
-"""Where the daemon sends media it does not publish: the speaker, snapshots."""
+"""Where the daemon sends media it does not publish: the speaker, snapshots.
+
+:class:`Speaker` owns the ALSA output every played stream is mixed into;
+:class:`Snapshots` makes the JPEG of the published video and hands it to the retained
+``snapshot`` topic.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..engine.engine import Engine
+from ..errors import EdgedError, ErrorCode
 from ..media.snapshot import jpeg_from_frame
 
 if TYPE_CHECKING:
@@ -61,3 +67,20 @@ async def snapshot_jpeg(engine: Engine) -> bytes | None:
     if source.capture_jpeg is not None:  # a camera's low-resolution stream
         return await asyncio.to_thread(source.capture_jpeg)
     return None
+
+
+class Snapshots:
+    """Makes a JPEG of the engine of the moment's published video (``engine``) and gives
+    it to ``publish`` (the retained ``snapshot`` topic, when there is a broker)."""
+
+    def __init__(self, engine: Callable[[], Engine], publish: Callable[[bytes], None]) -> None:
+        self._engine = engine
+        self._publish = publish
+
+    async def take(self) -> int:
+        """Make and publish one now; its size, or SNAPSHOT_FAILED without a picture."""
+        jpeg = await snapshot_jpeg(self._engine())
+        if jpeg is None:
+            raise EdgedError(ErrorCode.SNAPSHOT_FAILED)
+        self._publish(jpeg)
+        return len(jpeg)
