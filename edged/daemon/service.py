@@ -3,9 +3,10 @@
 :class:`Daemon` builds the parts and wires each to exactly what it uses: the embedded
 room server (when configured), the engine, the state tracker, the desired state
 (:mod:`.desired`), the supervisor that restores it (:mod:`.supervisor`), the command
-handlers (:mod:`.actions`), the speaker and snapshots (:mod:`.sinks`), the MQTT control
-channel (:mod:`.mqtt`) and the systemd integration. It owns their start and stop, the
-reload of the configuration and what goes out as state.
+handlers (:mod:`.actions`), the speaker and snapshots (:mod:`.sinks`), the periodic
+reports (:mod:`.reports`), the MQTT control channel (:mod:`.mqtt`) and the systemd
+integration. It owns their start and stop, the reload of the configuration and what goes
+out as state.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import logging
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from .discovery import build_discovery
 from .health import HealthReader
 from .memory import Trimmer
 from .mqtt import ControlChannel, MqttSettings
+from .reports import Reports
 from .sinks import Snapshots, Speaker
 from .sources import MediaChoice, apply_sources
 from .state import JsonDict, StateTracker
@@ -72,6 +73,16 @@ class Daemon:
             self.supervisor,
             self.snapshots,
             self.tracker.snapshot,
+        )
+        m = config.mqtt
+        self.reports = Reports(
+            m.quality_interval_s,
+            m.snapshot_interval_s,
+            lambda: self.channel,
+            self.topics.quality,
+            self.tracker.quality,
+            self.snapshots,
+            self.status_line,
         )
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -164,7 +175,7 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.channel.connected.wait(), 5)
         self.supervisor.start()
-        self._spawn(self._quality_loop())
+        self.reports.start()
         self._spawn(self.trimmer.run())
         self.watchdog.start()
         systemd.ready(self.status_line())
@@ -180,6 +191,7 @@ class Daemon:
         systemd.extend_timeout(15)
         self.desired.login = False
         await self.supervisor.stop()
+        await self.reports.stop()
         channel_task = self._channel_task
         for task in [t for t in self._tasks if t is not channel_task]:
             task.cancel()
@@ -210,20 +222,6 @@ class Daemon:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    async def _quality_loop(self) -> None:
-        interval = self.config.mqtt.quality_interval_s
-        snapshot_every = self.config.mqtt.snapshot_interval_s
-        last_snapshot = 0.0
-        while True:
-            await asyncio.sleep(interval)
-            if self.channel is not None:
-                self.channel.publish(self.topics.quality, json.dumps(self.tracker.quality()))
-                if snapshot_every and time.monotonic() - last_snapshot >= snapshot_every:
-                    last_snapshot = time.monotonic()
-                    with contextlib.suppress(EdgedError):
-                        await self.snapshots.take()
-            systemd.status(self.status_line())
 
     # ---- state out -----------------------------------------------------------------
 
