@@ -12,36 +12,29 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EdgedError
+from ..tasks import cancel_and_wait
 from . import systemd
 from .mqtt import ControlChannel
 from .sinks import Snapshots
 
 
+@dataclass(eq=False)
 class Reports:
     """Owns the reporting task; sees the channel of the moment (None without a broker)
     and the quality topic, the quality payload, the snapshots and the status line."""
 
-    def __init__(
-        self,
-        interval: float,
-        snapshot_every: float,
-        channel: Callable[[], ControlChannel | None],
-        topic: str,
-        quality: Callable[[], dict[str, Any]],
-        snapshots: Snapshots,
-        status_line: Callable[[], str],
-    ) -> None:
-        self.interval = interval
-        self.snapshot_every = snapshot_every
-        self._channel = channel
-        self._topic = topic
-        self._quality = quality
-        self._snapshots = snapshots
-        self._status_line = status_line
-        self._task: asyncio.Task[None] | None = None
+    interval: float
+    snapshot_every: float  # 0: never
+    channel: Callable[[], ControlChannel | None]
+    topic: str
+    quality: Callable[[], dict[str, Any]]
+    snapshots: Snapshots
+    status_line: Callable[[], str]
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
 
     def start(self) -> None:
         if self._task is None:
@@ -49,20 +42,17 @@ class Reports:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         last_snapshot = 0.0
         while True:
             await asyncio.sleep(self.interval)
-            channel = self._channel()
+            channel = self.channel()
             if channel is not None:
-                channel.publish(self._topic, json.dumps(self._quality()))
+                channel.publish(self.topic, json.dumps(self.quality()))
                 if self.snapshot_every and time.monotonic() - last_snapshot >= self.snapshot_every:
                     last_snapshot = time.monotonic()
                     with contextlib.suppress(EdgedError):
-                        await self._snapshots.take()
-            systemd.status(self._status_line())
+                        await self.snapshots.take()
+            systemd.status(self.status_line())

@@ -22,6 +22,7 @@ from ..engine.engine import Engine
 from ..errors import EdgedError
 from ..logs import log_event
 from ..model import RoomState
+from ..tasks import cancel_and_wait
 from .desired import DesiredState
 
 log = logging.getLogger("edged.daemon")
@@ -72,10 +73,7 @@ class Supervisor:
         """Restore nothing more; returns once a pass under way has ended."""
         self._stopping = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def wake(self) -> None:
         """Look at the desired state now."""

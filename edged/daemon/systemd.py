@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import array
 import asyncio
-import contextlib
 import errno
 import fcntl
 import json
@@ -31,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..logs import setup_plain_logging
+from ..tasks import cancel_and_wait
 
 log = logging.getLogger("edged.daemon.systemd")
 
@@ -182,10 +182,7 @@ class Watchdog:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def healthy(self, lag: float) -> bool:
         """Whether a ping may be sent after a period whose worst lag was ``lag``."""

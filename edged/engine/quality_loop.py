@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..tasks import cancel_and_wait
 from .quality import PlayCounters, PlayerQualityMeter, PublishCounters, PublisherQualityMeter
 
 if TYPE_CHECKING:
@@ -44,10 +44,7 @@ class QualityLoop:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:
