@@ -135,8 +135,8 @@ class _Refused(Exception):
 
 
 def _server(args: argparse.Namespace) -> int:
-    from .server.app import run_server
     from .server.apps import load_apps
+    from .server.run import run_server
     from .server.settings import ServerSettings
     from .server.tls import certificate_files, fingerprint
     from .server.webapp import guest_join_url, page_url

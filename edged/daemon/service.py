@@ -29,7 +29,7 @@ from ..engine.engine import Engine
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..model import PublisherState, RoomState
-from ..server.app import start_server
+from ..server.run import start_server
 from ..tokens import room_token
 from . import systemd
 from .actions import Actions
