@@ -53,7 +53,7 @@ from ..tokens import room_token
 from .config import EngineProfile, RoomConfig
 from .player import Player
 from .publisher import Publisher
-from .signaling import LinkState, SignalingClient, SignalingTimers
+from .signaling import LinkState, SignalingClient
 
 log = logging.getLogger("edged.engine")
 R = RoomStateChangedReason
@@ -89,14 +89,11 @@ class RoomSession:
         self.publishers: dict[str, Publisher] = {}
         self.players: dict[str, Player] = {}
         self.token_expires_at: float | None = None
-        t = profile.timers
         self.signaling = SignalingClient(
             profile.server_url,
             self._queue_push,
             self._queue_state,
-            SignalingTimers(
-                t.request_timeout, t.connect_timeout, t.retry_min, t.retry_max, t.reconnect_give_up
-            ),
+            profile.timers,
         )
         self._inbox: asyncio.Queue[tuple[Callable[..., Coroutine[Any, Any, None]], tuple[Any, ...]]]
         self._inbox = asyncio.Queue()
