@@ -8,13 +8,13 @@ import contextlib
 import errno
 import logging
 import os
-import stat
 import sys
 from pathlib import Path
 
 from . import __version__
 from .errors import EdgedError, ErrorCode
 from .logs import setup_plain_logging
+from .userfiles import check_apps_file, check_config_file, read_secret_file
 
 DEFAULT_CONFIG = "/etc/edged/edged.yaml"
 DEFAULT_HOST = "127.0.0.1"
@@ -103,33 +103,6 @@ def _port(text: str) -> int:
     return port
 
 
-def _check_file(
-    path: Path, what: str, missing: ErrorCode, unreadable: ErrorCode, hint: str = ""
-) -> None:
-    """Refuse, with one plain sentence, a file that is absent, a directory or unreadable."""
-    try:
-        st = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        raise EdgedError(missing, f"{what} {path} does not exist{hint}") from None
-    except OSError as exc:
-        raise EdgedError(unreadable, f"cannot read {what} {path}: {exc.strerror}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise EdgedError(unreadable, f"{what} {path} is a directory, not a file")
-    if not os.access(path, os.R_OK):
-        raise EdgedError(unreadable, f"cannot read {what} {path}: permission denied")
-
-
-def _check_config_file(path: Path) -> None:
-    _check_file(
-        path, "configuration file", ErrorCode.CONFIG_FILE_NOT_FOUND, ErrorCode.CONFIG_UNREADABLE
-    )
-
-
-def _check_apps_file(path: Path, hint: str = "") -> None:
-    code = ErrorCode.SECRET_UNAVAILABLE
-    _check_file(path, "apps file", code, code, hint)
-
-
 class _Refused(Exception):
     """A plain error message for the user, one that has no error code of its own."""
 
@@ -143,7 +116,7 @@ def _server(args: argparse.Namespace) -> int:
 
     apps_path = Path(args.apps)
     if os.path.exists(apps_path):
-        _check_apps_file(apps_path)
+        check_apps_file(apps_path)
     try:
         apps = load_apps(apps_path, create_app=args.app)
     except OSError as exc:
@@ -187,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     from .daemon.systemd import setup_logging
 
     path = Path(args.config)
-    _check_config_file(path)
+    check_config_file(path)
     config = load_config(path)
     level = args.log_level or config.logging.level
     if config.logging.journald is False:
@@ -202,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     from .config import check_config_command
 
-    _check_config_file(Path(args.file))
+    check_config_file(Path(args.file))
     return check_config_command(args.file)
 
 
@@ -218,27 +191,10 @@ def _token(args: argparse.Namespace) -> int:
 
     secret = os.environ.get("EDGED_APP_SECRET")
     if args.secret_file:
-        path = Path(args.secret_file)
-        try:
-            secret = path.read_text().strip()
-        except (FileNotFoundError, NotADirectoryError):
-            raise EdgedError(
-                ErrorCode.SECRET_UNAVAILABLE, f"secret file {path} does not exist"
-            ) from None
-        except IsADirectoryError:
-            raise EdgedError(
-                ErrorCode.SECRET_UNAVAILABLE, f"secret file {path} is a directory, not a file"
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise EdgedError(
-                ErrorCode.SECRET_UNAVAILABLE, f"cannot read secret file {path}: {reason}"
-            ) from None
-        if not secret:
-            raise EdgedError(ErrorCode.SECRET_UNAVAILABLE, f"secret file {path} is empty")
+        secret = read_secret_file(Path(args.secret_file))
     if not secret:
         apps_path = Path(args.apps)
-        _check_apps_file(
+        check_apps_file(
             apps_path, " (edged server creates it; or give --secret-file FILE or $EDGED_APP_SECRET)"
         )
         apps = load_apps(apps_path)
