@@ -155,7 +155,7 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config.load import load_config
     from .daemon.service import run_daemon
     from .daemon.systemd import setup_logging
 
@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .config import check_config_command
+    from .config.load import check_config_command
 
     check_config_file(Path(args.file))
     return check_config_command(args.file)

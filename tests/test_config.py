@@ -19,16 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from edged.config import (
-    Config,
-    ConfigError,
+from edged.config.document import ConfigError
+from edged.config.load import (
     changed_sections,
     check_config,
     check_config_command,
-    default_device_id,
     load_config,
     parse_config,
 )
+from edged.config.model import Config, default_device_id
 from edged.errors import EdgedError, ErrorCode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -441,7 +440,7 @@ def test_check_config_command_prints_ok_or_every_problem(
 
 def test_importing_the_config_does_not_import_the_media_stack() -> None:
     code = (
-        "import sys, edged.config; "
+        "import sys, edged.config.load; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiortc', 'av', 'aiohttp')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

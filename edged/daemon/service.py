@@ -24,7 +24,9 @@ from aiohttp import web
 
 from .. import __version__
 from ..backoff import Backoff
-from ..config import Config, ConfigError, changed_sections, load_config
+from ..config.document import ConfigError
+from ..config.load import changed_sections, load_config
+from ..config.model import Config
 from ..engine.engine import Engine
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
