@@ -114,6 +114,8 @@ class RoomServer:
             await self._sweeper
         for conn in list(self.connections):
             await conn.aclose()
+        if self.rooms.relay_links is not None:
+            await self.rooms.relay_links.close()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -283,7 +285,7 @@ class RoomServer:
     def _on_play(self, conn: Connection, msg: Play) -> None:
         session = self._session(conn)
         link = self.rooms.play(session, msg.stream_id)
-        self._reply(session, msg, {"link_id": link.link_id})
+        self._reply(session, msg, {"link_id": link.link_id, "relayed": link.via_sfu})
         self.rooms.open_link(link)
 
     def _on_stop_play(self, conn: Connection, msg: StopPlay) -> None:
@@ -294,6 +296,11 @@ class RoomServer:
     def _on_signal(self, conn: Connection, msg: Signal) -> None:
         session = self._session(conn)
         link, peer = self.rooms.links.peer(session, msg.link_id)
+        if peer is None:  # the SFU's end
+            assert self.rooms.relay_links is not None
+            self.rooms.relay_links.signal(session, link, msg)
+            self._reply(session, msg)
+            return
         self.rooms.send(
             peer,
             encode(

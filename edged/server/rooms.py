@@ -35,6 +35,9 @@ from ..protocol import (
 )
 from .auth import TokenTimers, login_claims, renewed_claims
 from .links import Link, LinkTable
+from .relay import Relay
+from .relay_links import RelayLinks
+from .roster import Roster
 from .session import Connection, Session
 from .settings import ServerSettings
 from .store import RoomStore
@@ -61,12 +64,17 @@ class RoomService:
         self.settings = settings
         self.store = store
         self.sessions: dict[str, Session] = {}
+        self.roster = Roster(store, self.sessions)
         self._by_resume: dict[str, Session] = {}
         self.links = LinkTable()
         self._token_timers = TokenTimers(
             settings.token_warning_s, self._warn_token, self._expire_token
         )
         self._ice_servers: list[IceServer] | None = None  # settings.ice_servers, validated
+        self.relay_links: RelayLinks | None = None
+        if settings.sfu is not None:
+            relay = Relay(settings.sfu)
+            self.relay_links = RelayLinks(relay, self.links, self.send, self.close_link)
 
     # ---- sending -------------------------------------------------------------------
 
@@ -87,13 +95,7 @@ class RoomService:
         skip: Session | None = None,
         users_only: bool = False,
     ) -> None:
-        room = self.store.room(app_id, room_id)
-        if room is None:
-            return
-        for session_id in list(room.members.values()):
-            other = self.sessions.get(session_id)
-            if other is None or other is skip or (users_only and not other.user_update):
-                continue
+        for other in self.roster.members(app_id, room_id, skip=skip, users_only=users_only):
             self.send(other, body)
 
     # ---- login, resume, logout -----------------------------------------------------
@@ -153,17 +155,12 @@ class RoomService:
         if room is None:
             return
         if session.user_update:
-            users = self._others(session)
+            users = self.roster.others(session)
             if users:
-                self.send(
-                    session,
-                    _users(session.room_id, UpdateType.ADD, users),
-                )
+                self.send(session, _users(session.room_id, UpdateType.ADD, users))
         if room.streams:
-            self.send(
-                session,
-                _streams(session.room_id, UpdateType.ADD, list(room.streams.values())),
-            )
+            streams = list(room.streams.values())
+            self.send(session, _streams(session.room_id, UpdateType.ADD, streams))
         self._to_room(
             session.app_id,
             session.room_id,
@@ -209,7 +206,7 @@ class RoomService:
             ice_servers=self._validated_ice_servers(),
             server_version=__version__,
             resumed=resumed,
-            users=self._others(session) if session.user_update else [],
+            users=self.roster.others(session) if session.user_update else [],
             streams=list(room.streams.values()) if room else [],
         )
 
@@ -217,16 +214,6 @@ class RoomService:
         if self._ice_servers is None:
             self._ice_servers = [IceServer.model_validate(x) for x in self.settings.ice_servers]
         return self._ice_servers
-
-    def _others(self, session: Session) -> list[UserInfo]:
-        room = self.store.room(session.app_id, session.room_id)
-        if room is None:
-            return []
-        return [
-            s.user
-            for sid in room.members.values()
-            if (s := self.sessions.get(sid)) is not None and s is not session
-        ]
 
     def logout(self, session: Session) -> None:
         session.release()
@@ -352,7 +339,8 @@ class RoomService:
             raise EdgedError(ErrorCode.VIEWER_LIMIT_REACHED)
         stream = room.streams[stream_id]
         publisher = self.sessions[room.members[stream.user.user_id]]
-        link = self.links.open(stream_id, publisher, session)
+        relayed = self.relay_links is not None and self.relay_links.wanted(publisher, stream_id)
+        link = self.links.open(stream_id, publisher, session, relayed)
         room.viewers[stream_id] = room.viewers.get(stream_id, 0) + 1
         log_event(
             log,
@@ -365,10 +353,16 @@ class RoomService:
         return link
 
     def open_link(self, link: Link) -> None:
-        self.send(
-            link.publisher,
-            encode(LinkOpen(link_id=link.link_id, stream_id=link.stream_id, user=link.player.user)),
-        )
+        """Ask the publisher for an offer (a relayed player's comes from the SFU)."""
+        if link.via_sfu and self.relay_links is not None:
+            self.relay_links.open_down(link)
+        elif link.player is not None:
+            self.send(
+                link.publisher,
+                encode(
+                    LinkOpen(link_id=link.link_id, stream_id=link.stream_id, user=link.player.user)
+                ),
+            )
 
     def stop_play(self, session: Session, stream_id: str) -> None:
         link_id = session.playing.get(stream_id)
@@ -377,16 +371,24 @@ class RoomService:
         self.close_link(link_id, "stopped")
 
     def close_link(self, link_id: str, reason: str) -> None:
-        """End a link and tell whichever end is still there."""
+        """End a link and tell whichever end is still there (the SFU's end: the relay)."""
         link = self.links.pop(link_id)
         if link is None:
             return
         room = self.store.room(link.publisher.app_id, link.publisher.room_id)
-        if room is not None and link.stream_id in room.viewers:
+        if link.player is not None and room is not None and link.stream_id in room.viewers:
             room.viewers[link.stream_id] -= 1
         body = encode(LinkClosed(link_id=link_id, stream_id=link.stream_id, reason=reason))
-        for end in (link.publisher, link.player):
-            self.send(end, body)
+        for end in (None if link.down else link.publisher, link.player):
+            if end is not None:
+                self.send(end, body)
+        if link.via_sfu and self.relay_links is not None:
+            self.relay_links.closed(link)
+            up = self.links.uplink(link.publisher, link.stream_id)
+            if up is not None and not self.links.count(
+                link.publisher, link.stream_id, via_sfu=True
+            ):
+                self.close_link(up.link_id, "no_relayed_viewer")
 
     def to_others(self, session: Session, body: str) -> None:
         """Send ``body`` to everyone else in the session's room."""
