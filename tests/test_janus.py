@@ -22,10 +22,12 @@ from edged.server.janus import (
     JanusUnavailable,
 )
 
-from janusd import Janus, free_port
+from janusd import Janus, free_port, requires_janus
 
 VIDEOROOM = "janus.plugin.videoroom"
 SECRET = "janus-api-secret-of-the-tests"
+
+pytestmark = requires_janus
 
 
 @pytest.fixture

@@ -13,9 +13,11 @@ from edged.server.settings import SfuSettings
 
 from conftest import RunningServer, ServerFactory
 from enginekit import AnalysisSink, make_engine, until
-from janusd import Janus
+from janusd import Janus, requires_janus
 
 SECRET = "janus-api-secret-of-the-tests"
+
+pytestmark = requires_janus
 
 
 @pytest.fixture
