@@ -241,12 +241,13 @@ class StreamExtraInfoUpdate(_Push):
 
 
 class LinkOpen(_Push):
-    """To a publisher: a viewer plays ``stream_id``; send it an offer on ``link_id``."""
+    """To a publisher: send an offer on ``link_id`` to a viewer, or the SFU (``relayed``)."""
 
     type: Literal["link_open"] = "link_open"
     link_id: LinkId
     stream_id: StreamId
     user: UserInfo
+    relayed: bool = False
 
 
 class LinkClosed(_Push):
