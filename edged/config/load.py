@@ -42,6 +42,9 @@ def _resolve_secrets(
 
     servers = [read(("ice", "servers", i), s) for i, s in enumerate(cfg.ice.servers)]
     update = {"room": read(("room",), cfg.room), "mqtt": read(("mqtt",), cfg.mqtt)}
+    if cfg.server.sfu is not None:
+        sfu = read(("server", "sfu"), cfg.server.sfu)
+        update["server"] = cfg.server.model_copy(update={"sfu": sfu})
     return cfg.model_copy(update={**update, "ice": cfg.ice.model_copy(update={"servers": servers})})
 
 

@@ -127,9 +127,19 @@ class Config(Section):
         An app secret given in room overrides the file's for room.app_id.
         """
         from ..server.apps import load_apps
-        from ..server.settings import ServerSettings
+        from ..server.settings import ServerSettings, SfuSettings
 
         s = self.server
+        sfu = None
+        if s.sfu is not None:
+            secret = s.sfu.api_secret.get_secret_value() if s.sfu.api_secret else None
+            sfu = SfuSettings(
+                list(s.sfu.urls),
+                secret,
+                relay=s.sfu.relay,
+                p2p_max_viewers=s.sfu.p2p_max_viewers,
+                bitrate_cap=s.sfu.bitrate_cap,
+            )
         known = dict(apps) if apps is not None else load_apps(self.apps_path(), self.room.app_id)
         if self.room.app_secret is not None:
             known[self.room.app_id] = self.room.app_secret.get_secret_value()
@@ -143,6 +153,7 @@ class Config(Section):
             ice_servers=list(self.ice_server_dicts()),
             cert_file=str(s.tls.cert_file) if s.tls else None,
             key_file=str(s.tls.key_file) if s.tls else None,
+            sfu=sfu,
         )
 
     def engine_profile(

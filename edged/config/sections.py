@@ -277,6 +277,21 @@ class ServerTls(Section):
     key_file: OptFile
 
 
+class SfuSection(Section):
+    """The Janus servers the embedded room server relays streams through (docs/scaling.md)."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("api_secret",)
+    urls: Annotated[
+        list[Annotated[str, AfterValidator(ws_url)]], Field(min_length=1, max_length=16)
+    ]
+    api_secret: InlineSecret = None
+    api_secret_file: OptPath = None
+    api_secret_env: EnvName | None = None
+    relay: Literal["sfu", "auto", "p2p"] = "sfu"
+    p2p_max_viewers: Annotated[int, Field(ge=0, le=64)] = 4
+    bitrate_cap: Bitrate = 4_000_000
+
+
 class ServerSection(Section):
     """The embedded room server: on by default when room.server_url is empty."""
 
@@ -289,6 +304,7 @@ class ServerSection(Section):
     heartbeat_timeout_s: Seconds = 30.0
     tls: ServerTls | None = None
     print_join_info: bool = False
+    sfu: SfuSection | None = None
 
 
 class TimersSection(Section):
