@@ -234,7 +234,7 @@ async def test_four_viewers_share_one_encoder_and_a_late_viewer_gets_a_picture(
     async with pub:
         await pub.login_room("r", User("P"))
         await pub.start_publishing("cam")
-        for i, (viewer, sink) in enumerate(zip(viewers[:3], sinks, strict=False)):
+        for i, (viewer, sink) in enumerate(zip(viewers[:3], sinks[:3], strict=True)):
             await viewer.login_room("r", User(f"V{i}"))
             await viewer.start_playing("cam", sink)
         await until(lambda: all(s.video and s.video.stats().decoded > 10 for s in sinks[:3]))
