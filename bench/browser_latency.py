@@ -64,7 +64,7 @@ async def edged_publisher(url: str, audio: bool) -> None:
 
 
 async def serve(port: int) -> Any:
-    from edged.server.app import start_server
+    from edged.server.run import start_server
     from edged.server.settings import ServerSettings
 
     return await start_server(ServerSettings(apps={APP: SECRET}, port=port))

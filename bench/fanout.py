@@ -347,7 +347,7 @@ def run(mode: str, viewers: int, url: str, duration: float, content: str) -> dic
 
 
 async def serve(port: int) -> Any:
-    from edged.server.app import start_server
+    from edged.server.run import start_server
     from edged.server.settings import ServerSettings
 
     return await start_server(ServerSettings(apps={APP: SECRET}, port=port))

@@ -106,7 +106,7 @@ async def serve(port: int, profile: str | None) -> None:
     from edged.server.settings import Limits, ServerSettings
 
     with contextlib.suppress(ImportError):  # a checkout from before it existed
-        from edged.server.app import tune_gc
+        from edged.server.run import tune_gc
 
         tune_gc()  # as `edged server` does
     limits = Limits(

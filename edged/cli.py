@@ -8,82 +8,27 @@ import contextlib
 import errno
 import logging
 import os
-import stat
 import sys
 from pathlib import Path
 
 from . import __version__
+from .cli_help import (
+    CHECK_DESCRIPTION,
+    DESCRIPTION,
+    DEVICES_DESCRIPTION,
+    EPILOG,
+    RUN_DESCRIPTION,
+    SERVER_DESCRIPTION,
+    TOKEN_DESCRIPTION,
+)
 from .errors import EdgedError, ErrorCode
 from .logs import setup_plain_logging
+from .userfiles import check_apps_file, check_config_file, read_secret_file
 
 DEFAULT_CONFIG = "/etc/edged/edged.yaml"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8790
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-DESCRIPTION = """\
-edged makes a board with a camera and a microphone a headless participant of
-video-call rooms, commanded over MQTT, and runs the room server those rooms
-live on."""
-
-EPILOG = """\
-files:
-  /etc/edged/edged.yaml     the daemon's configuration (run, check-config)
-  /var/lib/edged/apps.yaml  the room server's app ids and secrets (as root;
-                            otherwise ~/.local/state/edged/apps.yaml)
-
-environment:
-  EDGED_APPS_FILE   the apps file to use instead of the default
-  EDGED_APP_SECRET  the app secret edged token signs with
-
-Run "edged COMMAND --help" for a command's options and defaults."""
-
-RUN_DESCRIPTION = """\
-Run the daemon (what the edged systemd service starts): it reads its
-configuration file, logs into its room, publishes the camera and microphone,
-plays what it is told to and takes commands over MQTT. SIGHUP reads the file
-again; SIGTERM or Ctrl-C logs out and exits.
-
-Secrets (app secret, token, MQTT password, TURN credentials) are given in the
-configuration file: inline, from a *_file or from a *_env variable. With the
-embedded room server and no credentials there, the app secret is read from
-the server's apps file (server.apps_file; default: $EDGED_APPS_FILE if set,
-else /var/lib/edged/apps.yaml as root, else ~/.local/state/edged/apps.yaml).
-The log level is the file's logging.level unless --log-level is given."""
-
-CHECK_DESCRIPTION = """\
-Check a configuration file without starting anything. Prints
-"ok: FILE: summary" and any warnings and exits 0, or prints every problem
-with its line and exits 2. The secrets the file names are read to check
-them, and never printed."""
-
-DEVICES_DESCRIPTION = """\
-List the cameras (camera modules, USB cameras) and the sound cards (ALSA)
-this machine has, with the device names the configuration file accepts."""
-
-SERVER_DESCRIPTION = """\
-Run the room server alone (what the edged-server systemd service starts;
-edged run embeds one by default). Clients connect to ws://HOST:PORT/ws, the web client
-is at http://HOST:PORT/ and GET /healthz reports rooms, users and streams.
-At start it prints a join link (user guest, room demo, a one-hour token).
-
-Secrets: on first start the app named by --app gets a random secret in the
-apps file, which is made readable only by its owner. The apps file is
-$EDGED_APPS_FILE if set, else /var/lib/edged/apps.yaml as root, else
-~/.local/state/edged/apps.yaml (under $XDG_STATE_HOME if set), or --apps FILE.
-Logins need a token signed with the app's secret (edged token) unless --dev
-is given. Secrets are never logged."""
-
-TOKEN_DESCRIPTION = """\
-Mint a login token (a JWT signed with HS256) and print it on stdout.
-
-The app secret comes from the first of these that is given:
-  --secret-file FILE  the file's contents, without surrounding whitespace
-  $EDGED_APP_SECRET   the environment variable, if set and not empty
-  --apps FILE         the entry for --app in the apps file; by default
-                      $EDGED_APPS_FILE if set, else /var/lib/edged/apps.yaml
-                      as root, else ~/.local/state/edged/apps.yaml (under
-                      $XDG_STATE_HOME if set)"""
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -103,53 +48,33 @@ def _port(text: str) -> int:
     return port
 
 
-def _check_file(
-    path: Path, what: str, missing: ErrorCode, unreadable: ErrorCode, hint: str = ""
-) -> None:
-    """Refuse, with one plain sentence, a file that is absent, a directory or unreadable."""
-    try:
-        st = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        raise EdgedError(missing, f"{what} {path} does not exist{hint}") from None
-    except OSError as exc:
-        raise EdgedError(unreadable, f"cannot read {what} {path}: {exc.strerror}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise EdgedError(unreadable, f"{what} {path} is a directory, not a file")
-    if not os.access(path, os.R_OK):
-        raise EdgedError(unreadable, f"cannot read {what} {path}: permission denied")
-
-
-def _check_config_file(path: Path) -> None:
-    _check_file(
-        path, "configuration file", ErrorCode.CONFIG_FILE_NOT_FOUND, ErrorCode.CONFIG_UNREADABLE
-    )
-
-
-def _check_apps_file(path: Path, hint: str = "") -> None:
-    code = ErrorCode.SECRET_UNAVAILABLE
-    _check_file(path, "apps file", code, code, hint)
-
-
 class _Refused(Exception):
     """A plain error message for the user, one that has no error code of its own."""
 
 
 def _server(args: argparse.Namespace) -> int:
-    from .server.app import run_server
     from .server.apps import load_apps
-    from .server.settings import ServerSettings
+    from .server.run import run_server
+    from .server.settings import ServerSettings, SfuSettings
     from .server.tls import certificate_files, fingerprint
     from .server.webapp import guest_join_url, page_url
 
     apps_path = Path(args.apps)
     if os.path.exists(apps_path):
-        _check_apps_file(apps_path)
+        check_apps_file(apps_path)
     try:
         apps = load_apps(apps_path, create_app=args.app)
     except OSError as exc:
         raise EdgedError(
             ErrorCode.SECRET_UNAVAILABLE, f"cannot create apps file {apps_path}: {exc.strerror}"
         ) from None
+    if args.relay not in (None, "p2p") and not args.sfu:
+        raise _Refused(f"--relay {args.relay} needs an SFU: give --sfu URL")
+    sfu = None
+    if args.sfu:
+        secret = read_secret_file(Path(args.sfu_secret_file)) if args.sfu_secret_file else None
+        relay = args.relay or "sfu"
+        sfu = SfuSettings(args.sfu, secret, relay=relay, p2p_max_viewers=args.p2p_max_viewers)
     cert, key = certificate_files(
         args.tls_cert, args.tls_key, args.self_signed, apps_path.parent, args.host
     )
@@ -162,6 +87,7 @@ def _server(args: argparse.Namespace) -> int:
         heartbeat_timeout_s=args.heartbeat_timeout,
         cert_file=cert,
         key_file=key,
+        sfu=sfu,
     )
     base = page_url(args.host, args.port, https=cert is not None)
     ws = base.replace("http", "ws", 1)
@@ -182,12 +108,12 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config.load import load_config
     from .daemon.service import run_daemon
     from .daemon.systemd import setup_logging
 
     path = Path(args.config)
-    _check_config_file(path)
+    check_config_file(path)
     config = load_config(path)
     level = args.log_level or config.logging.level
     if config.logging.journald is False:
@@ -200,9 +126,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .config import check_config_command
+    from .config.load import check_config_command
 
-    _check_config_file(Path(args.file))
+    check_config_file(Path(args.file))
     return check_config_command(args.file)
 
 
@@ -218,27 +144,10 @@ def _token(args: argparse.Namespace) -> int:
 
     secret = os.environ.get("EDGED_APP_SECRET")
     if args.secret_file:
-        path = Path(args.secret_file)
-        try:
-            secret = path.read_text().strip()
-        except (FileNotFoundError, NotADirectoryError):
-            raise EdgedError(
-                ErrorCode.SECRET_UNAVAILABLE, f"secret file {path} does not exist"
-            ) from None
-        except IsADirectoryError:
-            raise EdgedError(
-                ErrorCode.SECRET_UNAVAILABLE, f"secret file {path} is a directory, not a file"
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise EdgedError(
-                ErrorCode.SECRET_UNAVAILABLE, f"cannot read secret file {path}: {reason}"
-            ) from None
-        if not secret:
-            raise EdgedError(ErrorCode.SECRET_UNAVAILABLE, f"secret file {path} is empty")
+        secret = read_secret_file(Path(args.secret_file))
     if not secret:
         apps_path = Path(args.apps)
-        _check_apps_file(
+        check_apps_file(
             apps_path, " (edged server creates it; or give --secret-file FILE or $EDGED_APP_SECRET)"
         )
         apps = load_apps(apps_path)
@@ -261,6 +170,7 @@ def _token(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .server.apps import default_apps_path
+    from .server.settings import RELAY_POLICIES
 
     parser = argparse.ArgumentParser(
         prog="edged", description=DESCRIPTION, epilog=EPILOG, formatter_class=_Formatter
@@ -355,6 +265,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--self-signed",
         action="store_true",
         help="serve HTTPS with a certificate made on first start in tls/ next to the apps file",
+    )
+    srv.add_argument(
+        "--sfu",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="relay streams through this Janus (its WebSocket API, e.g. ws://10.0.0.5:8188/;"
+        " repeat for several: each room uses one of them)",
+    )
+    srv.add_argument(
+        "--sfu-secret-file",
+        metavar="FILE",
+        help="the Janus API secret (janus.jcfg's api_secret), read from FILE",
+    )
+    srv.add_argument(
+        "--relay",
+        choices=RELAY_POLICIES,
+        help="which viewers go through Janus: sfu (all), auto (those past"
+        " --p2p-max-viewers), p2p (none) (default: sfu with --sfu, else p2p)",
+    )
+    srv.add_argument(
+        "--p2p-max-viewers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="with --relay auto: viewers of a stream played peer to peer (default: %(default)s)",
     )
     srv.set_defaults(func=_server)
 

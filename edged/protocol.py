@@ -10,7 +10,7 @@ replayed what it missed. ``docs/protocol.md`` is the prose version of this modul
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -182,23 +182,9 @@ ClientMessage = Annotated[
     Field(discriminator="type"),
 ]
 CLIENT_TYPES = frozenset(
-    m.model_fields["type"].default
-    for m in (
-        Login,
-        Resume,
-        Logout,
-        Heartbeat,
-        Publish,
-        Unpublish,
-        SetStreamExtraInfo,
-        Play,
-        StopPlay,
-        Signal,
-        Broadcast,
-        CustomCommand,
-        RenewToken,
-    )
+    m.model_fields["type"].default for m in get_args(get_args(ClientMessage)[0])
 )
+"""The ``type`` of every client message, read from the union above."""
 
 
 # ---- server -> client -------------------------------------------------------------
@@ -255,12 +241,13 @@ class StreamExtraInfoUpdate(_Push):
 
 
 class LinkOpen(_Push):
-    """To a publisher: a viewer plays ``stream_id``; send it an offer on ``link_id``."""
+    """To a publisher: send an offer on ``link_id`` to a viewer, or the SFU (``relayed``)."""
 
     type: Literal["link_open"] = "link_open"
     link_id: LinkId
     stream_id: StreamId
     user: UserInfo
+    relayed: bool = False
 
 
 class LinkClosed(_Push):

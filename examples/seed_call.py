@@ -19,7 +19,12 @@ from aiohttp import web
 
 from edged.engine.config import EngineProfile, RoomConfig, VideoConfig
 from edged.engine.engine import Engine
-from edged.engine.events import EVENT_NAMES, EventHandler
+from edged.engine.events import (
+    Event,
+    EventHandler,
+    PlayerQualityUpdate,
+    PublisherQualityUpdate,
+)
 from edged.media.analysis import AnalysisSink
 from edged.model import User
 from edged.server.app import RoomServer
@@ -33,13 +38,9 @@ class Printer(EventHandler):
     def __init__(self, who: str) -> None:
         self.who = who
 
-    def __getattribute__(self, name: str) -> Any:
-        if name in EVENT_NAMES and name.endswith("quality_update"):
-            return lambda *args: None
-        if name in EVENT_NAMES:
-            who = object.__getattribute__(self, "who")
-            return lambda *args: print(f"  {who}: {name}{tuple(_plain(a) for a in args)}")
-        return object.__getattribute__(self, name)
+    def on_event(self, event: Event) -> None:
+        if not isinstance(event, PublisherQualityUpdate | PlayerQualityUpdate):
+            print(f"  {self.who}: {event.NAME}{tuple(_plain(a) for a in event.args())}")
 
 
 def _plain(value: Any) -> Any:

@@ -42,8 +42,3 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.02)
-
-
-def names(rec: EventRecorder, *wanted: str) -> list[tuple[Any, ...]]:
-    """The recorded events with the given names, as (name, *args) tuples."""
-    return [(n, *a) for n, a in rec.events if n in wanted]

@@ -20,6 +20,7 @@ from alsa.fake import FakeCard
 from alsa.pcms import MIC, MISSING, SILENT_MIC, SPEAKER, AlsaPcms, FifoTone, tone_share
 
 from edged.engine.config import AudioConfig, PublishConfig
+from edged.engine.events import PlayerRecvAudioFirstFrame, PlayerStateUpdate
 from edged.errors import EdgedError, ErrorCode
 from edged.media.alsa_capture import AlsaCaptureTrack, alsa_audio_source
 from edged.media.alsa_playback import AlsaPlaybackSink
@@ -28,7 +29,7 @@ from edged.media.tone import ToneGenerator, ToneTrack, tone_present
 from edged.model import PlayerState, User
 
 from conftest import RunningServer
-from enginekit import make_engine, names, until
+from enginekit import make_engine, until
 
 RATE = 48_000
 FAST_RETRY = (0.05, 0.2)
@@ -209,16 +210,8 @@ async def test_tone_captured_on_one_engine_is_heard_on_the_others_speaker(
         async with asyncio.timeout(30):
             while not heard():
                 await asyncio.sleep(0.2)
-        assert (
-            "player_state_update",
-            "mic",
-            PlayerState.PLAYING,
-            0,
-            {},
-        ) in names(rec, "player_state_update")
-        assert names(rec, "player_recv_audio_first_frame") == [
-            ("player_recv_audio_first_frame", "mic")
-        ]
+        assert PlayerStateUpdate("mic", PlayerState.PLAYING, 0, {}) in rec.of(PlayerStateUpdate)
+        assert rec.of(PlayerRecvAudioFirstFrame) == [PlayerRecvAudioFirstFrame("mic")]
         assert mics[0].error_code == 0 and sink.error_code == 0
     assert await asyncio.to_thread(mics[0].join, 5), "the microphone was released"
     assert not sink.running, "the speaker was released"

@@ -266,6 +266,21 @@ def test_server_on_a_port_in_use_says_so(tmp_path: Path) -> None:
     assert last == f"edged: error: cannot listen on 127.0.0.1:{port}: address already in use"
 
 
+def test_server_refuses_a_relay_without_an_sfu_and_a_missing_sfu_secret(tmp_path: Path) -> None:
+    apps = str(tmp_path / "apps.yaml")
+    out = edged("server", "--apps", apps, "--relay", "auto")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "edged: error: --relay auto needs an SFU: give --sfu URL"
+    )
+    missing = tmp_path / "janus-secret"
+    out = edged(
+        "server", "--apps", apps, "--sfu", "ws://127.0.0.1:1/", "--sfu-secret-file", str(missing)
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"secret file {missing} does not exist" in out.stderr
+
+
 def test_server_refuses_a_port_out_of_range() -> None:
     out = edged("server", "--port", "70000")
     assert out.returncode == 2

@@ -19,16 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from edged.config import (
-    Config,
-    ConfigError,
+from edged.config.document import ConfigError
+from edged.config.load import (
     changed_sections,
     check_config,
     check_config_command,
-    default_device_id,
     load_config,
     parse_config,
 )
+from edged.config.model import Config, default_device_id
 from edged.errors import EdgedError, ErrorCode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -441,7 +440,7 @@ def test_check_config_command_prints_ok_or_every_problem(
 
 def test_importing_the_config_does_not_import_the_media_stack() -> None:
     code = (
-        "import sys, edged.config; "
+        "import sys, edged.config.load; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiortc', 'av', 'aiohttp')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -502,3 +501,36 @@ def test_fuzz_structured_documents_load_or_raise_config_error(doc: dict[str, Any
 )
 def test_fuzz_yaml_ish_text_loads_or_raises_config_error(text: str) -> None:
     _load_or_refuse(text)
+
+
+def test_the_sfu_section_reaches_the_embedded_server_with_its_secret_from_a_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "janus-secret").write_text(SECRET + "\n")
+    path = write(
+        tmp_path,
+        """
+        server:
+          sfu:
+            urls: [ws://10.0.0.5:8188/]
+            api_secret_file: janus-secret
+            relay: auto
+            p2p_max_viewers: 2
+        """,
+    )
+    sfu = load_config(path).server_settings(apps={"default": SECRET}).sfu
+    assert sfu is not None
+    assert (sfu.urls, sfu.api_secret, sfu.relay, sfu.p2p_max_viewers) == (
+        ["ws://10.0.0.5:8188/"],
+        SECRET,
+        "auto",
+        2,
+    )
+    bad = write(tmp_path, "server:\n  sfu:\n    urls: []\n    relay: sometimes\n", "bad.yaml")
+    with pytest.raises(ConfigError) as refused:
+        load_config(bad)
+    assert [(p.key, p.line) for p in refused.value.problems] == [
+        ("server.sfu.urls", 3),
+        ("server.sfu.relay", 4),
+    ]
+    assert SECRET not in str(refused.value)

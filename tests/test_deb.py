@@ -208,6 +208,7 @@ ADMIN_DOCS = [
     "audio.md",
     "media.md",
     "quality.md",
+    "scaling.md",
 ]
 
 

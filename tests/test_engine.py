@@ -7,21 +7,32 @@ import asyncio
 import pytest
 
 from edged.engine.config import PublishConfig, RoomConfig
+from edged.engine.events import (
+    PlayerQualityUpdate,
+    PlayerRecvVideoFirstFrame,
+    PlayerStateUpdate,
+    PublisherQualityUpdate,
+    PublisherStateUpdate,
+    RoomStateChanged,
+    RoomStateUpdate,
+    RoomStreamUpdate,
+    RoomUserUpdate,
+)
 from edged.model import PlayerState as PS
 from edged.model import PublisherState, RoomState, Stream, UpdateType, User
 from edged.model import RoomStateChangedReason as R
 
 from conftest import RunningServer, ServerFactory
-from enginekit import AnalysisSink, make_engine, names, until
+from enginekit import AnalysisSink, make_engine, until
 
 pytestmark = pytest.mark.netns
 ROOM_EVENTS = (
-    "room_state_changed",
-    "room_state_update",
-    "room_user_update",
-    "room_stream_update",
-    "player_state_update",
-    "player_recv_video_first_frame",
+    RoomStateChanged,
+    RoomStateUpdate,
+    RoomUserUpdate,
+    RoomStreamUpdate,
+    PlayerStateUpdate,
+    PlayerRecvVideoFirstFrame,
 )
 
 
@@ -35,30 +46,28 @@ async def test_reference_trace_event_for_event(srv: RunningServer) -> None:
         await until(lambda: "s1" in a.streams)
         await a.start_playing("s1")
         await until(lambda: a.player_state("s1") == PS.PLAYING)
-        await until(lambda: any(n == "player_recv_video_first_frame" for n, _ in rec_a.events))
+        await until(lambda: bool(rec_a.of(PlayerRecvVideoFirstFrame)))
         await b.logout_room()
         await until(
-            lambda: any(
-                n == "room_user_update" and args[1] == UpdateType.DELETE for n, args in rec_a.events
-            )
+            lambda: any(e.update_type == UpdateType.DELETE for e in rec_a.of(RoomUserUpdate))
         )
         b_user = User("B")
         s1 = Stream("s1", b_user)
-        assert names(rec_a, *ROOM_EVENTS) == [
-            ("room_state_changed", "r", R.LOGINING, 0, {}),
-            ("room_state_update", "r", RoomState.CONNECTING, 0, {}),
-            ("room_state_changed", "r", R.LOGINED, 0, {}),
-            ("room_state_update", "r", RoomState.CONNECTED, 0, {}),
-            ("room_user_update", "r", UpdateType.ADD, [b_user]),
-            ("room_stream_update", "r", UpdateType.ADD, [s1], {}),
-            ("player_state_update", "s1", PS.PLAY_REQUESTING, 0, {}),
-            ("player_state_update", "s1", PS.PLAYING, 0, {}),
-            ("player_recv_video_first_frame", "s1"),
-            ("room_stream_update", "r", UpdateType.DELETE, [s1], {"reason": "stopped"}),
-            ("player_state_update", "s1", PS.PLAY_REQUESTING, 0, {}),
-            ("room_user_update", "r", UpdateType.DELETE, [b_user]),
+        assert [e for e in rec_a.events if isinstance(e, ROOM_EVENTS)] == [
+            RoomStateChanged("r", R.LOGINING, 0, {}),
+            RoomStateUpdate("r", RoomState.CONNECTING, 0, {}),
+            RoomStateChanged("r", R.LOGINED, 0, {}),
+            RoomStateUpdate("r", RoomState.CONNECTED, 0, {}),
+            RoomUserUpdate("r", UpdateType.ADD, [b_user]),
+            RoomStreamUpdate("r", UpdateType.ADD, [s1], {}),
+            PlayerStateUpdate("s1", PS.PLAY_REQUESTING, 0, {}),
+            PlayerStateUpdate("s1", PS.PLAYING, 0, {}),
+            PlayerRecvVideoFirstFrame("s1"),
+            RoomStreamUpdate("r", UpdateType.DELETE, [s1], {"reason": "stopped"}),
+            PlayerStateUpdate("s1", PS.PLAY_REQUESTING, 0, {}),
+            RoomUserUpdate("r", UpdateType.DELETE, [b_user]),
         ]
-        assert [e[2] for e in names(rec_b, "publisher_state_update")] == [
+        assert [e.state for e in rec_b.of(PublisherStateUpdate)] == [
             PublisherState.PUBLISH_REQUESTING,
             PublisherState.PUBLISHING,
             PublisherState.NO_PUBLISH,
@@ -95,7 +104,7 @@ async def test_play_before_publish_waits_then_plays(srv: RunningServer) -> None:
         await b.login_room("r", User("B"))
         await b.start_publishing("later")
         await until(lambda: a.player_state("later") == PS.PLAYING)
-        assert [e[2] for e in names(rec_a, "player_state_update")] == [
+        assert [e.state for e in rec_a.of(PlayerStateUpdate)] == [
             PS.PLAY_REQUESTING,
             PS.PLAYING,
         ]
@@ -111,9 +120,10 @@ async def test_second_login_of_the_same_user_kicks_out_the_engine(srv: RunningSe
         await until(
             lambda: first.room_info is not None and first.room_state == RoomState.DISCONNECTED
         )
-        changed = names(rec, "room_state_changed")[-1]
-        assert (changed[2], changed[3]) == (R.KICK_OUT, 1002050)
-        assert names(rec, "publisher_state_update")[-1][2:4] == (PublisherState.NO_PUBLISH, 1002050)
+        changed = rec.of(RoomStateChanged)[-1]
+        assert (changed.reason, changed.error_code) == (R.KICK_OUT, 1002050)
+        published = rec.of(PublisherStateUpdate)[-1]
+        assert (published.state, published.error_code) == (PublisherState.NO_PUBLISH, 1002050)
         # The same stream id is free for the new session.
         await second.start_publishing("cam")
 
@@ -131,7 +141,8 @@ async def test_max_viewers_refuses_one_more(srv: RunningServer) -> None:
         await until(lambda: v1.player_state("one") == PS.PLAYING)
         await v2.start_playing("one")
         await until(lambda: v2.player_state("one") == PS.NO_PLAY)
-        assert names(rec2, "player_state_update")[-1][2:4] == (PS.NO_PLAY, 1004020)
+        played = rec2.of(PlayerStateUpdate)[-1]
+        assert (played.state, played.error_code) == (PS.NO_PLAY, 1004020)
 
 
 async def test_destroy_sends_the_logout_before_returning(srv: RunningServer) -> None:
@@ -162,14 +173,14 @@ async def test_lost_signaling_resumes_silently_and_media_goes_on(srv: RunningSer
         for conn in list(srv.server.connections):  # cut every signaling socket
             if conn.session is not None and conn.session.user.user_id == "B":
                 await conn.ws.close()
-        await until(lambda: any(e[2] == R.RECONNECTED for e in names(rec_b, "room_state_changed")))
-        reasons = [e[2] for e in names(rec_b, "room_state_changed")]
+        await until(lambda: any(e.reason == R.RECONNECTED for e in rec_b.of(RoomStateChanged)))
+        reasons = [e.reason for e in rec_b.of(RoomStateChanged)]
         assert reasons[-2:] == [R.RECONNECTING, R.RECONNECTED]
-        states = [e[2] for e in names(rec_b, "publisher_state_update")]
+        states = [e.state for e in rec_b.of(PublisherStateUpdate)]
         assert states[-2:] == [PublisherState.PUBLISH_REQUESTING, PublisherState.PUBLISHING]
         # A heard nothing: no DELETE, no ADD, and never stopped playing.
-        heard = [n for n, _ in rec_a.events[before:]]
-        assert not {"room_user_update", "room_stream_update", "player_state_update"} & set(heard)
+        heard = {type(e) for e in rec_a.events[before:]}
+        assert not {RoomUserUpdate, RoomStreamUpdate, PlayerStateUpdate} & heard
 
 
 async def test_server_restart_mid_call_recovers_both_sides(
@@ -202,11 +213,11 @@ async def test_server_restart_mid_call_recovers_both_sides(
         assert restarted.server.rooms.store.count() == (1, 2, 1)
         decoded = sink.video.stats().decoded if sink.video else 0
         await until(lambda: sink.video is not None and sink.video.stats().decoded > decoded + 10)
-        assert [e[2] for e in names(rec_a, "room_state_changed")][-2:] == [
+        assert [e.reason for e in rec_a.of(RoomStateChanged)][-2:] == [
             R.RECONNECTING,
             R.RECONNECTED,
         ]
-        assert [e[2] for e in names(rec_b, "publisher_state_update")][-2:] == [
+        assert [e.state for e in rec_b.of(PublisherStateUpdate)][-2:] == [
             PublisherState.PUBLISH_REQUESTING,
             PublisherState.PUBLISHING,
         ]
@@ -224,7 +235,7 @@ async def test_four_viewers_share_one_encoder_and_a_late_viewer_gets_a_picture(
     async with pub:
         await pub.login_room("r", User("P"))
         await pub.start_publishing("cam")
-        for i, (viewer, sink) in enumerate(zip(viewers[:3], sinks, strict=False)):
+        for i, (viewer, sink) in enumerate(zip(viewers[:3], sinks[:3], strict=True)):
             await viewer.login_room("r", User(f"V{i}"))
             await viewer.start_playing("cam", sink)
         await until(lambda: all(s.video and s.video.stats().decoded > 10 for s in sinks[:3]))
@@ -302,10 +313,10 @@ async def test_quality_reports_are_present_and_plausible(srv: RunningServer) -> 
         await pub.start_publishing("cam")
         await viewer.login_room("r", User("V"))
         await viewer.start_playing("cam")
-        await until(lambda: len(names(rec_pub, "publisher_quality_update")) >= 3, 10)
-        await until(lambda: len(names(rec_view, "player_quality_update")) >= 3, 10)
-        sent: PublishQuality = names(rec_pub, "publisher_quality_update")[-1][2]
-        got: PlayQuality = names(rec_view, "player_quality_update")[-1][2]
+        await until(lambda: len(rec_pub.of(PublisherQualityUpdate)) >= 3, 10)
+        await until(lambda: len(rec_view.of(PlayerQualityUpdate)) >= 3, 10)
+        sent: PublishQuality = rec_pub.of(PublisherQualityUpdate)[-1].quality
+        got: PlayQuality = rec_view.of(PlayerQualityUpdate)[-1].quality
         assert sent.viewers == 1 and (sent.width, sent.height) == (320, 240)
         assert 20 <= sent.capture_fps <= 40 and 20 <= sent.send_fps <= 40
         assert 50 < sent.video_kbps < 2000 and 5 < sent.audio_kbps < 200
@@ -334,11 +345,12 @@ async def test_reconnect_gives_up_after_the_configured_time(
         await until(
             lambda: engine.room_info is not None and engine.room_state == RoomState.DISCONNECTED, 15
         )
-        assert [e[2:4] for e in names(rec, "room_state_changed")][-2:] == [
+        assert [(e.reason, e.error_code) for e in rec.of(RoomStateChanged)][-2:] == [
             (R.RECONNECTING, 1002051),
             (R.RECONNECT_FAILED, 1002053),
         ]
-        assert names(rec, "publisher_state_update")[-1][2:4] == (PublisherState.NO_PUBLISH, 1002053)
+        published = rec.of(PublisherStateUpdate)[-1]
+        assert (published.state, published.error_code) == (PublisherState.NO_PUBLISH, 1002053)
 
 
 async def test_audio_only_play_declines_the_video(srv: RunningServer) -> None:

@@ -25,9 +25,20 @@ from aiohttp import web
 
 from edged.engine.config import RoomConfig
 from edged.engine.engine import Engine
-from edged.engine.events import EventRecorder
+from edged.engine.events import (
+    Event,
+    EventRecorder,
+    PlayerQualityUpdate,
+    PlayerStateUpdate,
+    PublisherQualityUpdate,
+    PublisherStateUpdate,
+    RoomStateChanged,
+    RoomStreamUpdate,
+    RoomTokenWillExpire,
+    RoomUserUpdate,
+)
 from edged.model import PlayerState as PS
-from edged.model import PlayQuality, PublisherState, PublishQuality, RoomState, User
+from edged.model import PublisherState, RoomState, User
 from edged.model import RoomStateChangedReason as R
 from edged.model import UpdateType as U
 from edged.testing.faults import NetworkFaults
@@ -35,7 +46,7 @@ from edged.testing.faults import NetworkFaults
 from broker import Broker
 from conftest import RunningServer, ServerFactory, free_port
 from daemonkit import DEVICE, STATE, DaemonProcess, command, publishing, state_where, write_config
-from enginekit import FAST, AnalysisSink, make_engine, names, until
+from enginekit import FAST, AnalysisSink, make_engine, until
 
 pytestmark = pytest.mark.netns
 
@@ -78,8 +89,8 @@ class Call:
         return len(self.rec_a.events), len(self.rec_b.events)
 
     @staticmethod
-    def since(rec: EventRecorder, start: int, *wanted: str) -> list[tuple[object, ...]]:
-        return [(n, *a) for n, a in rec.events[start:] if n in wanted]
+    def since(rec: EventRecorder, start: int, *kinds: type[Event]) -> list[Event]:
+        return [e for e in rec.events[start:] if isinstance(e, kinds)]
 
     async def close(self) -> None:
         await asyncio.gather(self.a.destroy(), self.b.destroy())
@@ -152,11 +163,11 @@ async def test_ten_percent_loss_and_200ms_delay_keep_the_call(
         faults.delay(0.200)
 
         def bad_link_seen() -> bool:
-            sent = [q for _, _, q in call.since(call.rec_b, mark_b, "publisher_quality_update")]
-            got = [q for _, _, q in call.since(call.rec_a, mark_a, "player_quality_update")]
-            return any(
-                isinstance(q, PublishQuality) and (q.rtt_ms or 0) >= 350 for q in sent
-            ) and any(isinstance(q, PlayQuality) and q.packet_loss_rate >= 0.02 for q in got)
+            sent = call.rec_b.of(PublisherQualityUpdate, mark_b)
+            got = call.rec_a.of(PlayerQualityUpdate, mark_a)
+            return any((e.quality.rtt_ms or 0) >= 350 for e in sent) and any(
+                e.quality.packet_loss_rate >= 0.02 for e in got
+            )
 
         await until(bad_link_seen, 30)
         await call.frames_flow(60, 30)
@@ -164,23 +175,23 @@ async def test_ten_percent_loss_and_200ms_delay_keep_the_call(
         mark_a, mark_b = call.mark()
 
         def good_again() -> bool:
-            got = call.since(call.rec_a, mark_a, "player_quality_update")
-            sent = call.since(call.rec_b, mark_b, "publisher_quality_update")
+            got = call.rec_a.of(PlayerQualityUpdate, mark_a)
+            sent = call.rec_b.of(PublisherQualityUpdate, mark_b)
             return (
                 bool(got and sent)
-                and got[-1][2].packet_loss_rate == 0.0  # type: ignore[attr-defined]
-                and (sent[-1][2].rtt_ms or 0) < 100  # type: ignore[attr-defined]
+                and got[-1].quality.packet_loss_rate == 0.0
+                and (sent[-1].quality.rtt_ms or 0) < 100
             )
 
         await until(good_again, 20)
         await call.frames_flow(30)
         # Nobody saw a state change through it all.
-        assert names(call.rec_a, "player_state_update")[-1][2] == PS.PLAYING
-        assert [e[2] for e in names(call.rec_a, "player_state_update")] == [
+        assert call.rec_a.of(PlayerStateUpdate)[-1].state == PS.PLAYING
+        assert [e.state for e in call.rec_a.of(PlayerStateUpdate)] == [
             PS.PLAY_REQUESTING,
             PS.PLAYING,
         ]
-        assert [e[2] for e in names(call.rec_b, "publisher_state_update")] == [
+        assert [e.state for e in call.rec_b.of(PublisherStateUpdate)] == [
             PublisherState.PUBLISH_REQUESTING,
             PublisherState.PUBLISHING,
         ]
@@ -204,9 +215,9 @@ async def test_five_second_partition_is_invisible_and_media_resumes(
         assert call.decoded() - frozen <= 2  # nothing gets through a partition
         faults.heal()
         await call.frames_flow(30)
-        assert call.since(call.rec_a, mark_a, "room_state_changed", "player_state_update") == []
-        assert call.since(call.rec_b, mark_b, "room_state_changed", "publisher_state_update") == []
-        assert call.since(call.rec_a, mark_a, "room_user_update", "room_stream_update") == []
+        assert call.since(call.rec_a, mark_a, RoomStateChanged, PlayerStateUpdate) == []
+        assert call.since(call.rec_b, mark_b, RoomStateChanged, PublisherStateUpdate) == []
+        assert call.since(call.rec_a, mark_a, RoomUserUpdate, RoomStreamUpdate) == []
     finally:
         await call.close()
 
@@ -231,16 +242,17 @@ async def test_sixty_second_partition_rebuilds_the_peer_connections(
         faults.heal()
         await until(lambda: call.a.player_state("cam") == PS.PLAYING, 30)
         await call.frames_flow(30)
-        assert [e[2:4] for e in call.since(call.rec_b, mark_b, "room_state_changed")] == [
+        changes = call.rec_b.of(RoomStateChanged, mark_b)
+        assert [(e.reason, e.error_code) for e in changes] == [
             (R.RECONNECTING, 1002051),
             (R.RECONNECTED, 0),
         ]
-        assert [e[2] for e in call.since(call.rec_a, mark_a, "player_state_update")] == [
+        assert [e.state for e in call.rec_a.of(PlayerStateUpdate, mark_a)] == [
             PS.PLAY_REQUESTING,
             PS.PLAYING,
         ]
         # The device never left the room in the others' eyes.
-        assert call.since(call.rec_a, mark_a, "room_user_update", "room_stream_update") == []
+        assert call.since(call.rec_a, mark_a, RoomUserUpdate, RoomStreamUpdate) == []
         assert call.b.publisher_state("cam") == PublisherState.PUBLISHING
     finally:
         await call.close()
@@ -260,21 +272,18 @@ async def test_partition_past_the_give_up_time_ends_the_session_then_a_login_res
         await until(
             lambda: call.b.room_info is not None and call.b.room_state == RoomState.DISCONNECTED, 30
         )
-        assert [e[2:4] for e in names(call.rec_b, "room_state_changed")][-2:] == [
+        changes = call.rec_b.of(RoomStateChanged)
+        assert [(e.reason, e.error_code) for e in changes][-2:] == [
             (R.RECONNECTING, 1002051),
             (R.RECONNECT_FAILED, 1002053),
         ]
-        assert names(call.rec_b, "publisher_state_update")[-1][2:4] == (
-            PublisherState.NO_PUBLISH,
-            1002053,
-        )
+        published = call.rec_b.of(PublisherStateUpdate)[-1]
+        assert (published.state, published.error_code) == (PublisherState.NO_PUBLISH, 1002053)
         await until(lambda: call.a.player_state("cam") == PS.PLAY_REQUESTING)
-        seen = call.since(call.rec_a, mark_a, "room_stream_update", "room_user_update")
-        assert [(e[0], e[2]) for e in seen] == [
-            ("room_stream_update", U.DELETE),
-            ("room_user_update", U.DELETE),
-        ]
-        assert seen[0][4] == {"reason": "heartbeat_timeout"}
+        deleted, left = call.since(call.rec_a, mark_a, RoomStreamUpdate, RoomUserUpdate)
+        assert isinstance(deleted, RoomStreamUpdate) and isinstance(left, RoomUserUpdate)
+        assert (deleted.update_type, left.update_type) == (U.DELETE, U.DELETE)
+        assert deleted.extended_data == {"reason": "heartbeat_timeout"}
         faults.heal()
         await call.b.login_room("r", User("B"))
         await call.b.start_publishing("cam")
@@ -298,12 +307,12 @@ async def test_token_expiry_mid_call_with_renewal_goes_unnoticed(
         assert first_expiry is not None
         await asyncio.sleep(max(0.0, first_expiry - time.time()) + 4.0)  # past two expiries
         await call.frames_flow(30)
-        assert len(call.since(call.rec_b, mark_b, "room_token_will_expire")) >= 2
+        assert len(call.since(call.rec_b, mark_b, RoomTokenWillExpire)) >= 2
         room = call.b.room_info
         assert room is not None and room.token_expires_at is not None
         assert room.token_expires_at > time.time()
-        assert call.since(call.rec_b, mark_b, "room_state_changed", "publisher_state_update") == []
-        assert call.since(call.rec_a, mark_a, "player_state_update", "room_stream_update") == []
+        assert call.since(call.rec_b, mark_b, RoomStateChanged, PublisherStateUpdate) == []
+        assert call.since(call.rec_a, mark_a, PlayerStateUpdate, RoomStreamUpdate) == []
     finally:
         await call.close()
 
@@ -325,12 +334,12 @@ async def test_token_expiry_mid_call_without_renewal_kicks_the_device_out(
         await until(
             lambda: call.b.room_info is not None and call.b.room_state == RoomState.DISCONNECTED, 15
         )
-        assert len(names(call.rec_b, "room_token_will_expire")) == 1
-        assert names(call.rec_b, "room_state_changed")[-1][2:4] == (R.KICK_OUT, 1002056)
-        assert names(call.rec_b, "publisher_state_update")[-1][2] == PublisherState.NO_PUBLISH
+        assert len(call.rec_b.of(RoomTokenWillExpire)) == 1
+        changed = call.rec_b.of(RoomStateChanged)[-1]
+        assert (changed.reason, changed.error_code) == (R.KICK_OUT, 1002056)
+        assert call.rec_b.of(PublisherStateUpdate)[-1].state == PublisherState.NO_PUBLISH
         await until(lambda: call.a.player_state("cam") == PS.PLAY_REQUESTING)
-        deleted = names(call.rec_a, "room_stream_update")[-1]
-        assert deleted[2] == U.DELETE
+        assert call.rec_a.of(RoomStreamUpdate)[-1].update_type == U.DELETE
     finally:
         await call.close()
 
@@ -431,6 +440,6 @@ async def test_daemon_past_the_give_up_time_logs_in_again_by_itself(
             await until(lambda: viewer.player_state(f"{DEVICE}-cam") == PS.PLAYING, 30)
             start = decoded(sink)
             await until(lambda: decoded(sink) >= start + 30, 20)
-            assert [e[2] for e in names(rec, "room_user_update")][-2:] == [U.DELETE, U.ADD]
+            assert [e.update_type for e in rec.of(RoomUserUpdate)][-2:] == [U.DELETE, U.ADD]
         finally:
             await viewer.destroy()

@@ -27,6 +27,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpPsfbPacket, pack_remb_fci
 
 from edged.engine.config import VideoConfig
+from edged.engine.events import PublisherStateUpdate
 from edged.errors import EdgedError, ErrorCode
 from edged.media.aiortc_internals import RTCP_PSFB_APP, passthrough_receivers, send_pli
 from edged.media.analysis import luma_plane
@@ -98,8 +99,11 @@ async def test_publishing_without_picamera2_fails_with_its_code(
         with pytest.raises(EdgedError) as raised:
             await engine.start_publishing("cam")
         assert raised.value.code == ErrorCode.PICAMERA2_UNAVAILABLE
-        states = [a for n, a in rec.events if n == "publisher_state_update"]
-        assert states[-1][1:3] == (PublisherState.NO_PUBLISH, ErrorCode.PICAMERA2_UNAVAILABLE)
+        last = rec.of(PublisherStateUpdate)[-1]
+        assert (last.state, last.error_code) == (
+            PublisherState.NO_PUBLISH,
+            ErrorCode.PICAMERA2_UNAVAILABLE,
+        )
 
 
 def test_a_board_without_camera_reports_camera_not_found(board: Any) -> None:

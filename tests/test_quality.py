@@ -24,18 +24,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edged.engine.quality import (
-    CounterDeltas,
     PlayCounters,
     PlayerQualityMeter,
     PublishCounters,
     PublisherQualityMeter,
-    RateMeter,
-    counter_delta,
     quality_level,
     quality_to_dict,
-    stat_value,
-    stats_by_type,
 )
+from edged.engine.stats import CounterDeltas, RateMeter, counter_delta, stat_value, stats_by_type
 from edged.model import PlayQuality, PublishQuality, QualityLevel
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)

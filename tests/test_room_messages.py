@@ -18,7 +18,7 @@ from edged.protocol import (
     encode,
     encode_ok_reply,
 )
-from edged.server.app import GC_YOUNG_THRESHOLD, tune_gc
+from edged.server.run import GC_YOUNG_THRESHOLD, tune_gc
 from edged.server.session import Session
 
 from conftest import APP, SECRET, RunningServer

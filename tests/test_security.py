@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from edged.engine.engine import Engine
 from edged.errors import ErrorCode
 from edged.model import PublisherState, User
-from edged.server.app import SERVICE_KEY, start_server
+from edged.server.app import SERVICE_KEY
+from edged.server.run import start_server
 from edged.server.settings import ServerSettings
 from edged.tokens import mint
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from edged.configschema import AudioSection, VideoSection
+from edged.config.sections import AudioSection, VideoSection
 from edged.engine.config import AudioConfig, VideoConfig
 from edged.errors import EdgedError, ErrorCode
 from edged.media.devices import Camera, FrameSize, SoundDevice, VideoFormat

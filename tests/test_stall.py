@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from edged.engine.config import VideoConfig
+from edged.engine.events import EventRecorder, PublisherStateUpdate
 from edged.errors import ErrorCode
 from edged.media.analysis import luma_plane
 from edged.media.picamera2_source import Picamera2VideoTrack, picamera2_video_source
@@ -27,7 +28,7 @@ from edged.media.v4l2 import CaptureInput, CaptureTrack, open_input
 from edged.model import PublisherState, User
 
 from conftest import RunningServer
-from enginekit import AnalysisSink, make_engine, names, until
+from enginekit import AnalysisSink, make_engine, until
 
 pytest_plugins = ["standinkit"]  # the picamera2 stand-in: fixture `board`
 SMALL = VideoConfig(320, 240, 30.0, 300_000)
@@ -35,8 +36,8 @@ LOST = (PublisherState.PUBLISH_REQUESTING, ErrorCode.CAMERA_LOST)
 PUBLISHING = (PublisherState.PUBLISHING, 0)
 
 
-def publisher_states(rec: Any) -> list[tuple[int, int]]:
-    return [(e[2], e[3]) for e in names(rec, "publisher_state_update")]
+def publisher_states(rec: EventRecorder) -> list[tuple[int, int]]:
+    return [(e.state, e.error_code) for e in rec.of(PublisherStateUpdate)]
 
 
 # -- picamera2 ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from browser import Chromium, chromium_browsers
 
 from edged.errors import ERRORS, EdgedError, ErrorCode
 from edged.server import tls
-from edged.server.app import run_server
+from edged.server.run import run_server
 from edged.server.settings import ServerSettings
 from edged.server.webapp import DEV_TOKEN_TTL_S, WEB_DIR, join_url
 from edged.tokens import verify

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from browser import CallPage, Chromium, chromium_browsers, eventually
 
+from edged.engine.events import EventRecorder, RoomStreamUpdate, RoomUserUpdate
 from edged.errors import ERRORS, ErrorCode
 from edged.model import UpdateType, User
 
 from conftest import APP, RunningServer, ServerFactory
-from enginekit import AnalysisSink, make_engine, names, until
+from enginekit import AnalysisSink, make_engine, until
 
 HOST_ADDRESSES = ("198.18.0.1", "198.18.0.2")
 
@@ -288,15 +289,15 @@ def _notify() -> Any:
     return RoomConfig(user_update=True)
 
 
-def _stream_added(rec: Any, stream_id: str) -> bool:
+def _stream_added(rec: EventRecorder, stream_id: str) -> bool:
     return any(
-        e[2] == UpdateType.ADD and any(s.stream_id == stream_id for s in e[3])
-        for e in names(rec, "room_stream_update")
+        e.update_type == UpdateType.ADD and any(s.stream_id == stream_id for s in e.streams)
+        for e in rec.of(RoomStreamUpdate)
     )
 
 
-def _user_deleted(rec: Any, user_id: str) -> bool:
+def _user_deleted(rec: EventRecorder, user_id: str) -> bool:
     return any(
-        e[2] == UpdateType.DELETE and any(u.user_id == user_id for u in e[3])
-        for e in names(rec, "room_user_update")
+        e.update_type == UpdateType.DELETE and any(u.user_id == user_id for u in e.users)
+        for e in rec.of(RoomUserUpdate)
     )

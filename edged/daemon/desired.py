@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping
 
-from ..config import Config
+from ..config.model import Config
 from ..engine.config import RoomConfig
 from ..model import Stream, User
 from .sources import MediaChoice

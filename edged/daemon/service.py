@@ -24,11 +24,13 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..config import Config, ConfigError, changed_sections, load_config
+from ..config.document import ConfigError
+from ..config.load import changed_sections, load_config
+from ..config.model import Config
 from ..engine.engine import Engine
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
-from ..server.app import start_server
+from ..server.run import start_server
 from ..tokens import room_token
 from . import systemd
 from .actions import SCHEMAS, Actions

@@ -17,7 +17,7 @@ from ..errors import EdgedError, ErrorCode
 from ..media.snapshot import jpeg_from_frame
 
 if TYPE_CHECKING:
-    from ..configschema import AudioSection
+    from ..config.sections import AudioSection
     from ..media.alsa_playback import AlsaPlaybackSink
 
 log = logging.getLogger("edged.daemon")

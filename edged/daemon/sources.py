@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Config
+from ..config.model import Config
 from ..engine.config import EngineProfile
 from ..media.sources import choose_audio_source, choose_video_source
 

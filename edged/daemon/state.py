@@ -1,8 +1,9 @@
 """The daemon's view of the engine: the retained state snapshot and the event feed.
 
-:class:`StateTracker` is an engine event handler. It keeps what the MQTT ``state``
-topic shows (room, users, streams, publisher, players), turns every engine event into
-the JSON of the ``event`` topic, and keeps the latest quality reports.
+:class:`StateTracker` receives every engine event as its typed object. It keeps what the
+MQTT ``state`` topic shows (room, users, streams, publisher, players), turns every event
+into the JSON of the ``event`` topic (its name and fields, as the event class defines
+them), and keeps the latest quality reports.
 """
 
 from __future__ import annotations
@@ -13,7 +14,19 @@ from enum import Enum
 from typing import Any
 
 from .. import __version__
-from ..engine.events import EVENT_NAMES, EventHandler
+from ..engine.events import (
+    Event,
+    EventHandler,
+    PlayerQualityUpdate,
+    PlayerStateUpdate,
+    PublisherQualityUpdate,
+    PublisherStateUpdate,
+    RoomStateChanged,
+    RoomStateUpdate,
+    RoomStreamExtraInfoUpdate,
+    RoomStreamUpdate,
+    RoomUserUpdate,
+)
 from ..model import (
     PlayerState,
     PlayQuality,
@@ -27,11 +40,18 @@ from ..model import (
 )
 
 JsonDict = dict[str, Any]
-QUALITY_EVENTS = ("publisher_quality_update", "player_quality_update")
+QUALITY_EVENTS = (PublisherQualityUpdate, PlayerQualityUpdate)
+"""Reported on the ``quality`` topic, never on the ``event`` topic."""
+ROOM_ENDED = (
+    RoomStateChangedReason.LOGOUT,
+    RoomStateChangedReason.KICK_OUT,
+    RoomStateChangedReason.RECONNECT_FAILED,
+)
+"""Reasons after which the room's users and streams are gone."""
 
 
 def to_json(value: Any) -> Any:
-    """Event arguments as JSON: enums by name, records as objects."""
+    """Event fields as JSON: enums by name, records as objects."""
     if isinstance(value, Enum):
         return value.name
     if isinstance(value, User):
@@ -52,25 +72,9 @@ def to_json(value: Any) -> Any:
     return value
 
 
-# The argument names of each event, as they appear in its JSON.
-EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    "room_state_update": ("room_id", "state", "error_code", "extended_data"),
-    "room_state_changed": ("room_id", "reason", "error_code", "extended_data"),
-    "room_user_update": ("room_id", "update_type", "users"),
-    "room_stream_update": ("room_id", "update_type", "streams", "extended_data"),
-    "room_stream_extra_info_update": ("room_id", "streams"),
-    "room_broadcast_message": ("room_id", "user", "message"),
-    "room_custom_command": ("room_id", "user", "command"),
-    "room_token_will_expire": ("room_id", "remaining_s"),
-    "publisher_state_update": ("stream_id", "state", "error_code", "extended_data"),
-    "player_state_update": ("stream_id", "state", "error_code", "extended_data"),
-    "publisher_quality_update": ("stream_id", "quality"),
-    "player_quality_update": ("stream_id", "quality"),
-    "publisher_captured_video_first_frame": ("stream_id",),
-    "player_recv_video_first_frame": ("stream_id",),
-    "player_recv_audio_first_frame": ("stream_id",),
-    "player_video_size_changed": ("stream_id", "width", "height"),
-}
+def event_json(event: Event) -> JsonDict:
+    """The ``event`` topic's payload: ``{"event": NAME, ...fields}`` in field order."""
+    return {"event": event.NAME, **to_json(event)}
 
 
 class StateTracker(EventHandler):
@@ -80,11 +84,11 @@ class StateTracker(EventHandler):
         self,
         device_id: str,
         on_change: Callable[[], None],
-        on_event: Callable[[JsonDict], None],
+        publish_event: Callable[[JsonDict], None],
     ) -> None:
         self.device_id = device_id
         self._on_change = on_change
-        self._on_event = on_event
+        self._publish_event = publish_event
         self.room_id = ""
         self.user_id = ""
         self.room_state = RoomState.DISCONNECTED
@@ -98,71 +102,60 @@ class StateTracker(EventHandler):
         self.publish_quality: dict[str, PublishQuality] = {}
         self.play_quality: dict[str, PlayQuality] = {}
 
-    def __getattribute__(self, name: str) -> Any:
-        if name in EVENT_NAMES:
-            update = object.__getattribute__(self, "_update")
-            return lambda *args: update(name, args)
-        return object.__getattribute__(self, name)
-
-    def _update(self, name: str, args: tuple[Any, ...]) -> None:
-        fields = dict(zip(EVENT_FIELDS[name], args, strict=False))
-        changed = self._apply(name, fields)
-        if name not in QUALITY_EVENTS:
-            self._on_event({"event": name, **to_json(fields)})
+    def on_event(self, event: Event) -> None:
+        changed = self._apply(event)
+        if not isinstance(event, QUALITY_EVENTS):
+            self._publish_event(event_json(event))
         if changed:
             self._on_change()
 
-    def _apply(self, name: str, f: dict[str, Any]) -> bool:
-        if name == "room_state_changed":
-            self.reason = f["reason"]
-            if f["reason"] in (
-                RoomStateChangedReason.LOGOUT,
-                RoomStateChangedReason.KICK_OUT,
-                RoomStateChangedReason.RECONNECT_FAILED,
-            ):
-                self.users.clear()
-                self.streams.clear()
-            return False
-        if name == "room_state_update":
-            self.room_id, self.room_state, self.room_error = (
-                f["room_id"],
-                f["state"],
-                f["error_code"],
-            )
-            return True
-        if name == "room_user_update":
-            for user in f["users"]:
-                if f["update_type"] == UpdateType.ADD:
-                    self.users[user.user_id] = user
-                else:
-                    self.users.pop(user.user_id, None)
-            return True
-        if name in ("room_stream_update", "room_stream_extra_info_update"):
-            for stream in f["streams"]:
-                if f.get("update_type", UpdateType.ADD) == UpdateType.ADD:
-                    self.streams[stream.stream_id] = stream
-                else:
-                    self.streams.pop(stream.stream_id, None)
-            return True
-        if name == "publisher_state_update":
-            self.publishers[f["stream_id"]] = (f["state"], f["error_code"])
-            if f["state"] == PublisherState.NO_PUBLISH:
-                self.publish_quality.pop(f["stream_id"], None)
-            return True
-        if name == "player_state_update":
-            self.players[f["stream_id"]] = (f["state"], f["error_code"])
-            if f["state"] == PlayerState.NO_PLAY:
-                self.play_quality.pop(f["stream_id"], None)
-            return True
-        if name == "publisher_quality_update":
-            self.publish_quality[f["stream_id"]] = f["quality"]
-            viewers = f["quality"].viewers
-            if self.viewers.get(f["stream_id"]) != viewers:
-                self.viewers[f["stream_id"]] = viewers
+    def _apply(self, event: Event) -> bool:
+        """Fold one event into the snapshot; True when the ``state`` topic would change."""
+        match event:
+            case RoomStateChanged(reason=reason):
+                self.reason = reason
+                if reason in ROOM_ENDED:
+                    self.users.clear()
+                    self.streams.clear()
+                return False
+            case RoomStateUpdate(room_id=room_id, state=state, error_code=code):
+                self.room_id, self.room_state, self.room_error = room_id, state, code
                 return True
-            return False
-        if name == "player_quality_update":
-            self.play_quality[f["stream_id"]] = f["quality"]
+            case RoomUserUpdate(update_type=UpdateType.ADD, users=users):
+                self.users.update({user.user_id: user for user in users})
+                return True
+            case RoomUserUpdate(users=users):
+                for user in users:
+                    self.users.pop(user.user_id, None)
+                return True
+            case (
+                RoomStreamUpdate(update_type=UpdateType.ADD, streams=streams)
+                | RoomStreamExtraInfoUpdate(streams=streams)
+            ):
+                self.streams.update({stream.stream_id: stream for stream in streams})
+                return True
+            case RoomStreamUpdate(streams=streams):
+                for stream in streams:
+                    self.streams.pop(stream.stream_id, None)
+                return True
+            case PublisherStateUpdate(stream_id=stream_id, state=state, error_code=code):
+                self.publishers[stream_id] = (state, code)
+                if state == PublisherState.NO_PUBLISH:
+                    self.publish_quality.pop(stream_id, None)
+                return True
+            case PlayerStateUpdate(stream_id=stream_id, state=state, error_code=code):
+                self.players[stream_id] = (state, code)
+                if state == PlayerState.NO_PLAY:
+                    self.play_quality.pop(stream_id, None)
+                return True
+            case PublisherQualityUpdate(stream_id=stream_id, quality=quality):
+                self.publish_quality[stream_id] = quality
+                if self.viewers.get(stream_id) != quality.viewers:
+                    self.viewers[stream_id] = quality.viewers
+                    return True
+                return False
+            case PlayerQualityUpdate(stream_id=stream_id, quality=quality):
+                self.play_quality[stream_id] = quality
         return False
 
     def forget_stopped(self) -> None:

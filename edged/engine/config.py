@@ -40,7 +40,8 @@ SCENARIO_VIDEO: dict[Scenario, VideoConfig] = {
 
 @dataclass(slots=True)
 class EngineTimers:
-    """Every delay of the engine, in seconds (tests shorten them)."""
+    """Every delay of the engine, in seconds (tests shorten them); the signaling client's
+    among them (request, connect, retry and give-up), so that there is one record."""
 
     request_timeout: float = 10.0
     connect_timeout: float = 5.0

@@ -18,7 +18,7 @@ from ..errors import EdgedError, ErrorCode
 from ..model import PlayerState, PublisherState, RoomState, Stream, User
 from ..protocol import StopPlay, Unpublish
 from .config import EngineProfile, PublishConfig, RoomConfig, VideoConfig
-from .events import EventDispatcher, EventHandler
+from .events import Event, EventDispatcher, EventHandler
 from .player import MediaSink, Player
 from .preview import Preview
 from .publisher import Publisher
@@ -55,8 +55,8 @@ class Engine:
         """Attach a handler; do it before ``login_room`` so that no event is lost."""
         self.events.handlers.append(handler)
 
-    def _emit(self, name: str, *args: object) -> None:
-        self.events.emit(name, *args)
+    def _emit(self, event: Event) -> None:
+        self.events.emit(event)
 
     def _alive(self) -> None:
         if self._destroyed:

@@ -25,6 +25,13 @@ from ..media.tap import FrameQueueTrack
 from ..model import PlayerState
 from ..protocol import IceCandidate, SessionDescription, Signal
 from .config import EngineProfile
+from .events import (
+    Emit,
+    PlayerRecvAudioFirstFrame,
+    PlayerRecvVideoFirstFrame,
+    PlayerStateUpdate,
+    PlayerVideoSizeChanged,
+)
 from .peer import (
     add_remote_candidate,
     connection_ended,
@@ -68,8 +75,6 @@ class PlayerCounters:
 class Player(StreamState[PlayerState]):
     """Owns one played stream's state, link, peer connection, readers and sink."""
 
-    STATE_EVENT = "player_state_update"
-
     def __init__(
         self,
         stream_id: str,
@@ -79,7 +84,7 @@ class Player(StreamState[PlayerState]):
         release_link: Callable[[str], Awaitable[None]],
         send_signal: Callable[[Signal], Awaitable[None]],
         stream_exists: Callable[[str], bool],
-        emit: Callable[..., None],
+        emit: Emit,
         *,
         video: bool = True,
     ) -> None:
@@ -100,6 +105,9 @@ class Player(StreamState[PlayerState]):
         self._readers: set[asyncio.Task[None]] = set()
         self._requesting: asyncio.Task[None] | None = None
         self._stopped = False
+
+    def _state_event(self, state: PlayerState, error_code: int) -> PlayerStateUpdate:
+        return PlayerStateUpdate(self.stream_id, state, error_code, {})
 
     @property
     def receiving(self) -> bool:
@@ -241,15 +249,15 @@ class Player(StreamState[PlayerState]):
             c.video_frames += 1
             if c.first_video_at is None:
                 c.first_video_at = time.monotonic()
-                self._emit("player_recv_video_first_frame", self.stream_id)
+                self._emit(PlayerRecvVideoFirstFrame(self.stream_id))
             if (frame.width, frame.height) != (c.width, c.height):
                 c.width, c.height = frame.width, frame.height
-                self._emit("player_video_size_changed", self.stream_id, c.width, c.height)
+                self._emit(PlayerVideoSizeChanged(self.stream_id, c.width, c.height))
         else:
             c.audio_frames += 1
             if c.first_audio_at is None:
                 c.first_audio_at = time.monotonic()
-                self._emit("player_recv_audio_first_frame", self.stream_id)
+                self._emit(PlayerRecvAudioFirstFrame(self.stream_id))
 
     async def link_lost(self, rebuild: bool = False) -> None:
         """The link ended (stream gone, publisher left, connection failed): wait again."""

@@ -24,6 +24,7 @@ from ..media.tap import SourceTap
 from ..model import PublisherState
 from ..protocol import IceCandidate, SessionDescription, Signal, UserInfo
 from .config import AudioConfig, EngineProfile, PublishConfig, VideoConfig
+from .events import Emit, PublisherCapturedVideoFirstFrame, PublisherStateUpdate
 from .peer import (
     add_remote_candidate,
     connection_ended,
@@ -39,7 +40,6 @@ from .views import PublisherInfo, SnapshotSource, SourceCapabilities, VideoSendC
 log = logging.getLogger("edged.engine")
 
 SendSignal = Callable[[Signal], Awaitable[None]]
-Emit = Callable[..., None]
 
 
 @dataclass(eq=False)
@@ -54,8 +54,6 @@ class ViewerLink:
 
 class Publisher(StreamState[PublisherState]):
     """Owns one published stream's sources, fan-outs, viewer links and state."""
-
-    STATE_EVENT = "publisher_state_update"
 
     def __init__(
         self,
@@ -82,6 +80,9 @@ class Publisher(StreamState[PublisherState]):
         self.audio_fanout: EncodedAudioFanout | None = None
         self.links: dict[str, ViewerLink] = {}
         self._first_frame = asyncio.Event()
+
+    def _state_event(self, state: PublisherState, error_code: int) -> PublisherStateUpdate:
+        return PublisherStateUpdate(self.stream_id, state, error_code, {})
 
     # ---- capture -------------------------------------------------------------------
 
@@ -120,7 +121,7 @@ class Publisher(StreamState[PublisherState]):
 
     def _on_first_frame(self) -> None:
         self._first_frame.set()
-        self._emit("publisher_captured_video_first_frame", self.stream_id)
+        self._emit(PublisherCapturedVideoFirstFrame(self.stream_id))
 
     async def wait_first_frame(self, timeout: float) -> None:
         try:

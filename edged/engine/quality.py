@@ -13,130 +13,19 @@ from __future__ import annotations
 import datetime
 import math
 import time
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ..model import PlayQuality, PublishQuality, QualityLevel
+from . import stats
+from .stats import CounterDeltas, RateMeter, StatsReport, stat_value, stats_by_type
 
 # Upper bounds of EXCELLENT, GOOD, MEDIUM and BAD; at or above the last one: DIE.
 LOSS_THRESHOLDS = (0.01, 0.03, 0.08, 0.20)
 RTT_THRESHOLDS_MS = (100.0, 200.0, 400.0, 800.0)
 # Lower bounds (fps / target fps) of EXCELLENT, GOOD and MEDIUM; below the last: BAD.
 FPS_RATIO_THRESHOLDS = (0.90, 0.75, 0.50)
-
-# RTCP sender reports carry 32-bit packet and octet counts (aiortc masks them).
-RTCP_COUNTER_WRAP = 1 << 32
-# RTP clock rates for jitter: aiortc's video codecs all use 90 kHz, Opus 48 kHz.
-CLOCK_RATES = {"video": 90_000, "audio": 48_000}
-
-StatsReport = Mapping[str, Any]
-
-
-def stat_value(stat: Any, name: str, default: Any = None) -> Any:
-    """One field of a stats object, whether an aiortc dataclass or a plain mapping.
-
-    Looks up the camelCase name of the W3C dictionaries aiortc uses, then its
-    snake_case spelling; ``default`` when absent or None.
-    """
-    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
-    for key in (name, snake):
-        value = stat.get(key) if isinstance(stat, Mapping) else getattr(stat, key, None)
-        if value is not None:
-            return value
-    return default
-
-
-def stats_by_type(report: StatsReport | Iterable[Any]) -> dict[str, list[Any]]:
-    """Group a report's stats objects by their ``type`` ("outbound-rtp", ...)."""
-    items: Iterable[Any] = report.values() if isinstance(report, Mapping) else report
-    grouped: dict[str, list[Any]] = {}
-    for stat in items:
-        kind = stat_value(stat, "type")
-        if isinstance(kind, str):
-            grouped.setdefault(kind, []).append(stat)
-    return grouped
-
-
-def _number(stat: Any, name: str) -> float | None:
-    value = stat_value(stat, name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _count(stat: Any, name: str) -> float:
-    return _number(stat, name) or 0.0
-
-
-def _stream_key(stat: Any) -> tuple[str, int]:
-    return str(stat_value(stat, "id", "")), int(stat_value(stat, "ssrc", 0))
-
-
-def _owner(stat: Any) -> str:
-    """The ``id(sender or receiver)`` suffix aiortc puts in every stats id it makes."""
-    return str(stat_value(stat, "id", "")).rpartition("_")[2]
-
-
-def _elapsed(previous: float | None, now: float) -> float | None:
-    return now - previous if previous is not None and now > previous else None
-
-
-def counter_delta(previous: float, current: float, wrap: int | None = None) -> float:
-    """The increase of a cumulative counter between two samples.
-
-    A decrease means the counter wrapped (when ``wrap`` is given) or restarted from
-    zero, so the increase is then the current value.
-    """
-    if current >= previous:
-        return current - previous
-    if wrap is not None and previous < wrap:
-        return current + wrap - previous
-    return current
-
-
-class RateMeter:
-    """Owns the last sample of one cumulative counter; gives its rate per second."""
-
-    def __init__(self, wrap: int | None = None) -> None:
-        self.wrap = wrap
-        self._value: float | None = None
-        self._time: float | None = None
-
-    def update(self, value: float, now: float) -> float | None:
-        """The rate since the previous sample; None for the first one or if no time passed."""
-        previous, self._value = self._value, value
-        seconds, self._time = _elapsed(self._time, now), now
-        if previous is None or seconds is None:
-            return None
-        return counter_delta(previous, value, self.wrap) / seconds
-
-
-class CounterDeltas:
-    """Owns the last value of keyed cumulative counters (one key per RTP stream).
-
-    A key seen for the first time started within the period, so its whole value is the
-    increase. ``signed`` counters (packets lost) may legitimately go down and are then
-    differenced as they are. :meth:`prune` forgets keys not seen since the last prune.
-    """
-
-    def __init__(self, wrap: int | None = None, signed: bool = False) -> None:
-        self.wrap = wrap
-        self.signed = signed
-        self._last: dict[Hashable, float] = {}
-        self._seen: set[Hashable] = set()
-
-    def delta(self, key: Hashable, value: float) -> float:
-        previous = self._last.get(key, 0.0)
-        self._last[key] = value
-        self._seen.add(key)
-        if self.signed:
-            return value - previous
-        return counter_delta(previous, value, self.wrap)
-
-    def prune(self) -> None:
-        self._last = {k: v for k, v in self._last.items() if k in self._seen}
-        self._seen = set()
 
 
 def _grade(value: float, thresholds: tuple[float, ...]) -> int:
@@ -164,21 +53,6 @@ def quality_level(
         ratio = fps / target_fps
         level = max(level, sum(1 for bound in FPS_RATIO_THRESHOLDS if ratio < bound))
     return QualityLevel(level)
-
-
-def _kbps(byte_count: float, seconds: float | None) -> float:
-    return byte_count * 8 / 1000 / seconds if seconds else 0.0
-
-
-def _rate(meter: RateMeter, value: float, now: float) -> float:
-    return meter.update(value, now) or 0.0
-
-
-def _loss(lost: float, received: float) -> float | None:
-    expected = lost + received
-    if expected <= 0:
-        return None
-    return min(max(lost / expected, 0.0), 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +93,7 @@ class PublisherQualityMeter:
     ) -> PublishQuality:
         """One period's quality from one stats report per viewer link."""
         now = time.monotonic() if now is None else now
-        seconds, self._last = _elapsed(self._last, now), now
+        seconds, self._last = stats.elapsed(self._last, now), now
         sent = {"video": 0.0, "audio": 0.0}
         packets = 0.0
         losses: list[float] = []
@@ -228,12 +102,12 @@ class PublisherQualityMeter:
         for report in reports:
             grouped = stats_by_type(report)
             for stat in grouped.get("outbound-rtp", []):
-                key = _stream_key(stat)
-                delta = self._bytes.delta(key, _count(stat, "bytesSent"))
+                key = stats.stream_key(stat)
+                delta = self._bytes.delta(key, stats.count(stat, "bytesSent"))
                 kind = str(stat_value(stat, "kind", "video"))
                 sent[kind] = sent.get(kind, 0.0) + delta
                 self.total_bytes_sent += int(delta)
-                packets += self._packets.delta(key, _count(stat, "packetsSent"))
+                packets += self._packets.delta(key, stats.count(stat, "packetsSent"))
             loss, rtt = self._viewer_loss_rtt(grouped.get("remote-inbound-rtp", []))
             if loss is not None:
                 losses.append(loss)
@@ -242,17 +116,17 @@ class PublisherQualityMeter:
         for tracker in self._trackers:
             tracker.prune()
 
-        send_fps = _rate(self._sent, counters.frames_sent, now)
+        send_fps = stats.rate(self._sent, counters.frames_sent, now)
         rtt_ms, loss = (max(rtts) if rtts else None), (max(losses) if losses else 0.0)
         level = QualityLevel.UNKNOWN
         if seconds is not None and reports:
             level = quality_level(rtt_ms, loss, send_fps, counters.target_fps, packets > 0)
         return PublishQuality(
-            capture_fps=_rate(self._captured, counters.frames_captured, now),
-            encode_fps=_rate(self._encoded, counters.frames_encoded, now),
+            capture_fps=stats.rate(self._captured, counters.frames_captured, now),
+            encode_fps=stats.rate(self._encoded, counters.frames_encoded, now),
             send_fps=send_fps,
-            video_kbps=_kbps(sent["video"], seconds),
-            audio_kbps=_kbps(sent["audio"], seconds),
+            video_kbps=stats.kbps(sent["video"], seconds),
+            audio_kbps=stats.kbps(sent["audio"], seconds),
             rtt_ms=rtt_ms,
             packet_loss_rate=loss,
             level=level,
@@ -271,16 +145,16 @@ class PublisherQualityMeter:
         rtts: list[float] = []
         for stat in remote:
             # Keyed by the sender alone: aiortc stores the reporting receiver's SSRC here.
-            key = _owner(stat)
-            lost += self._remote_lost.delta(key, _count(stat, "packetsLost"))
-            received += self._remote_received.delta(key, _count(stat, "packetsReceived"))
-            fraction = _number(stat, "fractionLost")
+            key = stats.owner(stat)
+            lost += self._remote_lost.delta(key, stats.count(stat, "packetsLost"))
+            received += self._remote_received.delta(key, stats.count(stat, "packetsReceived"))
+            fraction = stats.number(stat, "fractionLost")
             if fraction is not None:
                 fractions.append(fraction / 256)
-            rtt = _number(stat, "roundTripTime")
+            rtt = stats.number(stat, "roundTripTime")
             if rtt is not None:
                 rtts.append(rtt * 1000)
-        loss = _loss(lost, received)
+        loss = stats.loss_rate(lost, received)
         if loss is None and fractions:
             loss = min(max(fractions), 1.0)
         return loss, (max(rtts) if rtts else None)
@@ -315,7 +189,7 @@ class PlayerQualityMeter:
         self._last: float | None = None
         self._received = CounterDeltas()
         self._lost = CounterDeltas(signed=True)
-        self._sr_bytes = CounterDeltas(wrap=RTCP_COUNTER_WRAP)
+        self._sr_bytes = CounterDeltas(wrap=stats.RTCP_COUNTER_WRAP)
         self._sr_times: dict[Hashable, float] = {}
         self._engine_bytes = {"video": CounterDeltas(), "audio": CounterDeltas()}
         self._frames_in, self._decoded = RateMeter(), RateMeter()
@@ -326,32 +200,37 @@ class PlayerQualityMeter:
     ) -> PlayQuality:
         """One period's quality from the player's peer-connection stats report."""
         now = time.monotonic() if now is None else now
-        seconds, self._last = _elapsed(self._last, now), now
+        seconds, self._last = stats.elapsed(self._last, now), now
         grouped = stats_by_type(report)
-        sr_ssrc = {_owner(s): stat_value(s, "ssrc") for s in grouped.get("remote-outbound-rtp", [])}
+        sr_ssrc = {
+            stats.owner(s): stat_value(s, "ssrc") for s in grouped.get("remote-outbound-rtp", [])
+        }
         lost = received = packets = 0.0
         extra: dict[str, float] = {}
         for stat in grouped.get("inbound-rtp", []):
-            key = _stream_key(stat)
-            got = self._received.delta(key, _count(stat, "packetsReceived"))
+            key = stats.stream_key(stat)
+            got = self._received.delta(key, stats.count(stat, "packetsReceived"))
             packets += got
-            if sr_ssrc.get(_owner(stat), key[1]) != key[1]:
+            if sr_ssrc.get(stats.owner(stat), key[1]) != key[1]:
                 continue  # aiortc shows the RTX stream here once a packet was resent
             received += got
-            lost += self._lost.delta(key, _count(stat, "packetsLost"))
+            lost += self._lost.delta(key, stats.count(stat, "packetsLost"))
             kind = str(stat_value(stat, "kind", "video"))
-            jitter = _number(stat, "jitter")
-            if jitter is not None and kind in CLOCK_RATES:
-                extra[f"{kind}_jitter_ms"] = jitter * 1000 / CLOCK_RATES[kind]
+            jitter = stats.number(stat, "jitter")
+            if jitter is not None and kind in stats.CLOCK_RATES:
+                extra[f"{kind}_jitter_ms"] = jitter * 1000 / stats.CLOCK_RATES[kind]
         kbps = self._bitrates(grouped.get("remote-outbound-rtp", []), counters, seconds)
-        rtts = [_number(s, "roundTripTime") for s in grouped.get("remote-inbound-rtp", [])]
+        rtts = [stats.number(s, "roundTripTime") for s in grouped.get("remote-inbound-rtp", [])]
         rtt_values = [r * 1000 for r in rtts if r is not None]
         for tracker in (self._received, self._lost, self._sr_bytes):
             tracker.prune()
 
-        recv_fps = _rate(self._frames_in, counters.frames_received, now)
-        decode_fps = _rate(self._decoded, counters.frames_decoded, now)
-        rtt_ms, loss = (max(rtt_values) if rtt_values else None), _loss(lost, received) or 0.0
+        recv_fps = stats.rate(self._frames_in, counters.frames_received, now)
+        decode_fps = stats.rate(self._decoded, counters.frames_decoded, now)
+        rtt_ms, loss = (
+            (max(rtt_values) if rtt_values else None),
+            stats.loss_rate(lost, received) or 0.0,
+        )
         level = QualityLevel.UNKNOWN
         if seconds is not None:
             flowing = packets > 0 or recv_fps > 0
@@ -376,29 +255,29 @@ class PlayerQualityMeter:
         self, sender_reports: list[Any], counters: PlayCounters, seconds: float | None
     ) -> dict[str, float]:
         """kbps per kind: the engine's byte counts if given, else the sender reports'."""
-        kbps = {"video": 0.0, "audio": 0.0}
+        per_kind = {"video": 0.0, "audio": 0.0}
         times: dict[Hashable, float] = {}
         own = {"video": counters.video_bytes, "audio": counters.audio_bytes}
         for kind, value in own.items():
             if value is not None:
                 delta = self._engine_bytes[kind].delta(kind, value)
                 self.total_bytes_received += int(delta)
-                kbps[kind] = _kbps(delta, seconds)
+                per_kind[kind] = stats.kbps(delta, seconds)
         for stat in sender_reports:
             kind = str(stat_value(stat, "kind", "video"))
             if own.get(kind) is not None:
                 continue
-            key = _stream_key(stat)
-            delta = self._sr_bytes.delta(key, _count(stat, "bytesSent"))
+            key = stats.stream_key(stat)
+            delta = self._sr_bytes.delta(key, stats.count(stat, "bytesSent"))
             self.total_bytes_received += int(delta)
             # The sender's own clock spans its reports exactly; the period does not.
             sent_at = stat_value(stat, "remoteTimestamp") or stat_value(stat, "timestamp")
             if isinstance(sent_at, datetime.datetime):
                 times[key] = sent_at.timestamp()
-            span = _elapsed(self._sr_times.get(key), times.get(key, 0.0))
-            kbps[kind] = kbps.get(kind, 0.0) + _kbps(delta, span or seconds)
+            span = stats.elapsed(self._sr_times.get(key), times.get(key, 0.0))
+            per_kind[kind] = per_kind.get(kind, 0.0) + stats.kbps(delta, span or seconds)
         self._sr_times = times
-        return kbps
+        return per_kind
 
 
 def quality_to_dict(quality: PublishQuality | PlayQuality) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..tasks import cancel_and_wait
+from .events import Emit, PlayerQualityUpdate, PublisherQualityUpdate
 from .quality import PlayCounters, PlayerQualityMeter, PublishCounters, PublisherQualityMeter
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class QualityLoop:
     def __init__(
         self,
         room: Callable[[], RoomSession | None],
-        emit: Callable[..., None],
+        emit: Emit,
         interval: float,
     ) -> None:
         self._room = room
@@ -85,7 +86,7 @@ class QualityLoop:
             target_fps=publisher.video_config.fps if fanout is not None else 0.0,
         )
         quality = meter.update(reports, counters)
-        self._emit("publisher_quality_update", publisher.stream_id, quality)
+        self._emit(PublisherQualityUpdate(publisher.stream_id, quality))
 
     async def _player(self, player: Player) -> None:
         if player.pc is None:
@@ -100,4 +101,4 @@ class QualityLoop:
             codec="H264" if c.video_frames else "",
         )
         quality = meter.update(await player.pc.getStats(), counters)
-        self._emit("player_quality_update", player.stream_id, quality)
+        self._emit(PlayerQualityUpdate(player.stream_id, quality))

@@ -50,10 +50,11 @@ from ..protocol import (
     UserInfo,
 )
 from ..tokens import room_token
+from . import events
 from .config import EngineProfile, RoomConfig
 from .player import Player
 from .publisher import Publisher
-from .signaling import LinkState, SignalingClient, SignalingTimers
+from .signaling import LinkState, SignalingClient
 
 log = logging.getLogger("edged.engine")
 R = RoomStateChangedReason
@@ -76,7 +77,7 @@ class RoomSession:
         room_id: str,
         user: User,
         config: RoomConfig,
-        emit: Callable[..., None],
+        emit: events.Emit,
     ) -> None:
         self.profile = profile
         self.room_id = room_id
@@ -89,14 +90,11 @@ class RoomSession:
         self.publishers: dict[str, Publisher] = {}
         self.players: dict[str, Player] = {}
         self.token_expires_at: float | None = None
-        t = profile.timers
         self.signaling = SignalingClient(
             profile.server_url,
             self._queue_push,
             self._queue_state,
-            SignalingTimers(
-                t.request_timeout, t.connect_timeout, t.retry_min, t.retry_max, t.reconnect_give_up
-            ),
+            profile.timers,
         )
         self._inbox: asyncio.Queue[tuple[Callable[..., Coroutine[Any, Any, None]], tuple[Any, ...]]]
         self._inbox = asyncio.Queue()
@@ -107,9 +105,9 @@ class RoomSession:
     # ---- state ---------------------------------------------------------------------
 
     def _set(self, state: RoomState, reason: RoomStateChangedReason, code: int = 0) -> None:
-        self.emit("room_state_changed", self.room_id, reason, code, {})
+        self.emit(events.RoomStateChanged(self.room_id, reason, code, {}))
         self.state = state
-        self.emit("room_state_update", self.room_id, state, code, {})
+        self.emit(events.RoomStateUpdate(self.room_id, state, code, {}))
 
     def _token(self) -> str | None:
         p = self.profile
@@ -178,7 +176,7 @@ class RoomSession:
         elif isinstance(msg, StreamExtraInfoUpdate):
             streams = [to_stream(s) for s in msg.streams]
             self.streams.update({s.stream_id: s for s in streams})
-            self.emit("room_stream_extra_info_update", self.room_id, streams)
+            self.emit(events.RoomStreamExtraInfoUpdate(self.room_id, streams))
         elif isinstance(msg, LinkOpen):
             publisher = self.publishers.get(msg.stream_id)
             if publisher is not None:
@@ -188,11 +186,11 @@ class RoomSession:
         elif isinstance(msg, SignalRelay):
             await self._signal(msg)
         elif isinstance(msg, BroadcastMessage):
-            self.emit("room_broadcast_message", self.room_id, to_user(msg.user), msg.message)
+            self.emit(events.RoomBroadcastMessage(self.room_id, to_user(msg.user), msg.message))
         elif isinstance(msg, CustomCommandMessage):
-            self.emit("room_custom_command", self.room_id, to_user(msg.user), msg.command)
+            self.emit(events.RoomCustomCommand(self.room_id, to_user(msg.user), msg.command))
         elif isinstance(msg, TokenWillExpire):
-            self.emit("room_token_will_expire", self.room_id, msg.remaining_s)
+            self.emit(events.RoomTokenWillExpire(self.room_id, msg.remaining_s))
             if self.profile.app_secret and not self.config.token:
                 await self.renew_token(self._token() or "")
         elif isinstance(msg, KickedOut):
@@ -205,7 +203,7 @@ class RoomSession:
         else:
             changed = [u for u in users if self.users.pop(u.user_id, None) is not None]
         if changed:
-            self.emit("room_user_update", self.room_id, UpdateType(update), changed)
+            self.emit(events.RoomUserUpdate(self.room_id, UpdateType(update), changed))
 
     async def _streams_changed(
         self, update: int, streams: list[Stream], reason: str | None
@@ -214,7 +212,7 @@ class RoomSession:
             changed = [s for s in streams if s.stream_id not in self.streams]
             self.streams.update({s.stream_id: s for s in changed})
             if changed:
-                self.emit("room_stream_update", self.room_id, UpdateType.ADD, changed, {})
+                self.emit(events.RoomStreamUpdate(self.room_id, UpdateType.ADD, changed, {}))
             for s in changed:
                 if (player := self.players.get(s.stream_id)) is not None:
                     player.request_if_possible()
@@ -222,7 +220,7 @@ class RoomSession:
         changed = [s for s in streams if self.streams.pop(s.stream_id, None) is not None]
         if changed:
             extra = {"reason": reason} if reason else {}
-            self.emit("room_stream_update", self.room_id, UpdateType.DELETE, changed, extra)
+            self.emit(events.RoomStreamUpdate(self.room_id, UpdateType.DELETE, changed, extra))
         for s in changed:
             if (player := self.players.get(s.stream_id)) is not None:
                 await player.link_lost()
@@ -323,11 +321,9 @@ class RoomSession:
             self.streams.pop(s.stream_id)
         if gone:
             self.emit(
-                "room_stream_update",
-                self.room_id,
-                UpdateType.DELETE,
-                gone,
-                {"reason": "disconnected"},
+                events.RoomStreamUpdate(
+                    self.room_id, UpdateType.DELETE, gone, {"reason": "disconnected"}
+                )
             )
 
     async def _end(self, reason: RoomStateChangedReason, code: int) -> None:

@@ -17,7 +17,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -37,6 +36,7 @@ from ..protocol import (
     ServerMessage,
     decode_server,
 )
+from .config import EngineTimers
 
 log = logging.getLogger("edged.engine")
 
@@ -50,17 +50,6 @@ class LinkState(Enum):
     SESSION_LOST = "session_lost"  # server no longer knows us: log in again
     GAVE_UP = "gave_up"  # nothing worked within the give-up time
     ENDED = "ended"  # the server ended the session (kick-out)
-
-
-@dataclass(slots=True)
-class SignalingTimers:
-    """Every delay of the signaling client, in seconds."""
-
-    request_timeout: float = 10.0
-    connect_timeout: float = 5.0
-    retry_min: float = 0.2
-    retry_max: float = 5.0
-    give_up_after: float = 120.0
 
 
 def to_code(number: int) -> ErrorCode:
@@ -83,12 +72,12 @@ class SignalingClient:
         url: str,
         on_push: PushHandler,
         on_state: StateHandler,
-        timers: SignalingTimers | None = None,
+        timers: EngineTimers | None = None,
     ) -> None:
         self.url = url
         self._on_push = on_push
         self._on_state = on_state
-        self.timers = timers or SignalingTimers()
+        self.timers = timers or EngineTimers()
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
@@ -224,7 +213,7 @@ class SignalingClient:
             self._spawn(self._recover())
 
     async def _recover(self) -> None:
-        deadline = time.monotonic() + self.timers.give_up_after
+        deadline = time.monotonic() + self.timers.reconnect_give_up
         backoff = Backoff(self.timers.retry_min, self.timers.retry_max)
         while not self._closing and time.monotonic() < deadline:
             try:

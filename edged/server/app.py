@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -48,7 +47,6 @@ from .rooms import RoomService
 from .session import Connection, Session
 from .settings import ServerSettings
 from .store import MemoryRoomStore, RoomStore
-from .tls import server_ssl_context
 from .webapp import add_web_routes
 
 log = logging.getLogger("edged.server")
@@ -116,6 +114,8 @@ class RoomServer:
             await self._sweeper
         for conn in list(self.connections):
             await conn.aclose()
+        if self.rooms.relay_links is not None:
+            await self.rooms.relay_links.close()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -285,7 +285,7 @@ class RoomServer:
     def _on_play(self, conn: Connection, msg: Play) -> None:
         session = self._session(conn)
         link = self.rooms.play(session, msg.stream_id)
-        self._reply(session, msg, {"link_id": link.link_id})
+        self._reply(session, msg, {"link_id": link.link_id, "relayed": link.via_sfu})
         self.rooms.open_link(link)
 
     def _on_stop_play(self, conn: Connection, msg: StopPlay) -> None:
@@ -295,7 +295,12 @@ class RoomServer:
 
     def _on_signal(self, conn: Connection, msg: Signal) -> None:
         session = self._session(conn)
-        link, peer = self.rooms.link_peer(session, msg.link_id)
+        link, peer = self.rooms.links.peer(session, msg.link_id)
+        if peer is None:  # the SFU's end
+            assert self.rooms.relay_links is not None
+            self.rooms.relay_links.signal(session, link, msg)
+            self._reply(session, msg)
+            return
         self.rooms.send(
             peer,
             encode(
@@ -350,55 +355,3 @@ class RoomServer:
         session = self._session(conn)
         expires_at = self.rooms.renew_token(session, msg.token)
         self._reply(session, msg, {"token_expires_at": expires_at})
-
-
-# Allocations (less deallocations) between two young-generation collections.
-GC_YOUNG_THRESHOLD = 10_000
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector's full collections rarer in this process.
-
-    Every WebSocket keeps about 85 objects the collector tracks (aiohttp's request,
-    protocol, reader, writer and tasks; the session), so at 5,000 users a full
-    collection walks some 450,000 objects: about 0.2 s during which no message
-    moves. Python runs a full collection only after ten middle-generation ones,
-    which come after ten young ones each; at the default 700 allocations per young
-    collection, a server taking 1,000 logins/s ran one every second or so while it
-    grew. At 10,000, young collections stay short (a few milliseconds) and the
-    full ones come about fourteen times less often. A higher setting is kept.
-    """
-    gen0, gen1, gen2 = gc.get_threshold()
-    if 0 < gen0 < GC_YOUNG_THRESHOLD:
-        gc.set_threshold(GC_YOUNG_THRESHOLD, gen1, gen2)
-
-
-async def start_server(settings: ServerSettings) -> web.AppRunner:
-    """A room server listening on ``settings.host``/``port`` (HTTPS when the settings name a
-    certificate); ``runner.cleanup()`` stops it."""
-    tls = server_ssl_context(settings)
-    runner = web.AppRunner(RoomServer(settings).make_app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port, ssl_context=tls).start()
-    return runner
-
-
-async def run_server(settings: ServerSettings) -> None:
-    """Serve until cancelled."""
-    tune_gc()
-    runner = await start_server(settings)
-    log_event(
-        log,
-        logging.INFO,
-        "server_started",
-        host=settings.host,
-        port=settings.port,
-        apps=",".join(sorted(settings.apps)),
-        dev_mode=settings.dev_mode,
-    )
-    if settings.dev_mode:
-        log.warning("DEVELOPMENT MODE: logins without a token are accepted")
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()

@@ -9,11 +9,9 @@ before its user's DELETE.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass
 
 from .. import __version__
 from ..errors import EdgedError, ErrorCode
@@ -35,7 +33,11 @@ from ..protocol import (
     UserInfo,
     encode,
 )
-from ..tokens import TokenClaims, verify
+from .auth import TokenTimers, login_claims, renewed_claims
+from .links import Link, LinkTable
+from .relay import Relay
+from .relay_links import RelayLinks
+from .roster import Roster
 from .session import Connection, Session
 from .settings import ServerSettings
 from .store import RoomStore
@@ -43,14 +45,16 @@ from .store import RoomStore
 log = logging.getLogger("edged.server")
 
 
-@dataclass(slots=True)
-class Link:
-    """A media link: one player of one stream and the stream's publisher."""
+def _users(room_id: str, update_type: UpdateType, users: list[UserInfo]) -> str:
+    return encode(RoomUserUpdate(room_id=room_id, update_type=update_type, users=users))
 
-    link_id: str
-    stream_id: str
-    publisher: Session
-    player: Session
+
+def _streams(
+    room_id: str, update_type: UpdateType, streams: list[StreamInfo], reason: str | None = None
+) -> str:
+    return encode(
+        RoomStreamUpdate(room_id=room_id, update_type=update_type, streams=streams, reason=reason)
+    )
 
 
 class RoomService:
@@ -60,9 +64,17 @@ class RoomService:
         self.settings = settings
         self.store = store
         self.sessions: dict[str, Session] = {}
+        self.roster = Roster(store, self.sessions)
         self._by_resume: dict[str, Session] = {}
-        self.links: dict[str, Link] = {}
+        self.links = LinkTable()
+        self._token_timers = TokenTimers(
+            settings.token_warning_s, self._warn_token, self._expire_token
+        )
         self._ice_servers: list[IceServer] | None = None  # settings.ice_servers, validated
+        self.relay_links: RelayLinks | None = None
+        if settings.sfu is not None:
+            relay = Relay(settings.sfu)
+            self.relay_links = RelayLinks(relay, self.links, self.send, self.close_link)
 
     # ---- sending -------------------------------------------------------------------
 
@@ -83,35 +95,17 @@ class RoomService:
         skip: Session | None = None,
         users_only: bool = False,
     ) -> None:
-        room = self.store.room(app_id, room_id)
-        if room is None:
-            return
-        for session_id in list(room.members.values()):
-            other = self.sessions.get(session_id)
-            if other is None or other is skip or (users_only and not other.user_update):
-                continue
+        for other in self.roster.members(app_id, room_id, skip=skip, users_only=users_only):
             self.send(other, body)
 
     # ---- login, resume, logout -----------------------------------------------------
-
-    def _check_token(self, msg: Login) -> TokenClaims | None:
-        secret = self.settings.apps.get(msg.app_id)
-        if secret is None:
-            raise EdgedError(ErrorCode.APP_UNKNOWN)
-        if msg.token is None:
-            if self.settings.dev_mode:
-                return None
-            raise EdgedError(ErrorCode.TOKEN_MISSING)
-        return verify(
-            msg.token, secret, app_id=msg.app_id, user_id=msg.user_id, room_id=msg.room_id
-        )
 
     def login(self, conn: Connection, msg: Login) -> tuple[Session, LoginResult]:
         if conn.session is not None:
             raise EdgedError(ErrorCode.ALREADY_LOGGED_IN)
         if msg.version != PROTOCOL_VERSION:
             raise EdgedError(ErrorCode.PROTOCOL_VERSION_UNSUPPORTED)
-        claims = self._check_token(msg)
+        claims = login_claims(self.settings, msg)
         old_id = self.store.user_session(msg.app_id, msg.user_id)
         old = self.sessions.get(old_id) if old_id else None
         room = self.store.room(msg.app_id, msg.room_id)
@@ -141,7 +135,7 @@ class RoomService:
         self.sessions[session.session_id] = session
         self._by_resume[session.resume_token] = session
         session.attach(conn, 0)
-        self._schedule_token(session)
+        self._token_timers.arm(session)
         log_event(
             log,
             logging.INFO,
@@ -161,35 +155,16 @@ class RoomService:
         if room is None:
             return
         if session.user_update:
-            users = self._others(session)
+            users = self.roster.others(session)
             if users:
-                self.send(
-                    session,
-                    encode(
-                        RoomUserUpdate(
-                            room_id=session.room_id, update_type=UpdateType.ADD, users=users
-                        )
-                    ),
-                )
+                self.send(session, _users(session.room_id, UpdateType.ADD, users))
         if room.streams:
-            self.send(
-                session,
-                encode(
-                    RoomStreamUpdate(
-                        room_id=session.room_id,
-                        update_type=UpdateType.ADD,
-                        streams=list(room.streams.values()),
-                    )
-                ),
-            )
+            streams = list(room.streams.values())
+            self.send(session, _streams(session.room_id, UpdateType.ADD, streams))
         self._to_room(
             session.app_id,
             session.room_id,
-            encode(
-                RoomUserUpdate(
-                    room_id=session.room_id, update_type=UpdateType.ADD, users=[session.user]
-                )
-            ),
+            _users(session.room_id, UpdateType.ADD, [session.user]),
             skip=session,
             users_only=True,
         )
@@ -231,7 +206,7 @@ class RoomService:
             ice_servers=self._validated_ice_servers(),
             server_version=__version__,
             resumed=resumed,
-            users=self._others(session) if session.user_update else [],
+            users=self.roster.others(session) if session.user_update else [],
             streams=list(room.streams.values()) if room else [],
         )
 
@@ -239,16 +214,6 @@ class RoomService:
         if self._ice_servers is None:
             self._ice_servers = [IceServer.model_validate(x) for x in self.settings.ice_servers]
         return self._ice_servers
-
-    def _others(self, session: Session) -> list[UserInfo]:
-        room = self.store.room(session.app_id, session.room_id)
-        if room is None:
-            return []
-        return [
-            s.user
-            for sid in room.members.values()
-            if (s := self.sessions.get(sid)) is not None and s is not session
-        ]
 
     def logout(self, session: Session) -> None:
         session.release()
@@ -271,11 +236,7 @@ class RoomService:
         self._to_room(
             session.app_id,
             session.room_id,
-            encode(
-                RoomUserUpdate(
-                    room_id=session.room_id, update_type=UpdateType.DELETE, users=[session.user]
-                )
-            ),
+            _users(session.room_id, UpdateType.DELETE, [session.user]),
             users_only=True,
         )
 
@@ -295,43 +256,19 @@ class RoomService:
 
     # ---- timers --------------------------------------------------------------------
 
-    def _schedule_token(self, session: Session) -> None:
-        """Arm the session's one timer: the warning first; the warning arms the expiry."""
-        session.cancel_timers()
-        if session.claims is None:
-            return
-        loop = asyncio.get_running_loop()
-        remaining = session.claims.expires_at - time.time()
-        warn_in = remaining - self.settings.token_warning_s
-        session.timer = loop.call_later(max(0.0, warn_in), self._warn_token, session)
-
-    def _warn_token(self, session: Session) -> None:
-        session.timer = None
-        if session.claims is None or session.closed:
-            return
-        remaining = max(0.0, session.claims.expires_at - time.time())
-        session.timer = asyncio.get_running_loop().call_later(
-            remaining, self._expire_token, session
-        )
+    def _warn_token(self, session: Session, remaining: float) -> None:
         self.send(
             session,
             encode(TokenWillExpire(room_id=session.room_id, remaining_s=round(remaining, 3))),
         )
 
     def _expire_token(self, session: Session) -> None:
-        session.timer = None
         self._kick(session, ErrorCode.TOKEN_EXPIRED_KICKED_OUT, StreamDeleteReason.KICKED)
 
     def renew_token(self, session: Session, token: str) -> float:
-        claims = verify(
-            token,
-            self.settings.apps[session.app_id],
-            app_id=session.app_id,
-            user_id=session.user.user_id,
-            room_id=session.room_id,
-        )
+        claims = renewed_claims(self.settings, session, token)
         session.claims = claims
-        self._schedule_token(session)
+        self._token_timers.arm(session)
         return claims.expires_at
 
     def sweep(self, now: float | None = None) -> None:
@@ -361,11 +298,7 @@ class RoomService:
         self._to_room(
             session.app_id,
             session.room_id,
-            encode(
-                RoomStreamUpdate(
-                    room_id=session.room_id, update_type=UpdateType.ADD, streams=[stream]
-                )
-            ),
+            _streams(session.room_id, UpdateType.ADD, [stream]),
             skip=session,
         )
 
@@ -378,21 +311,10 @@ class RoomService:
             self._to_room(
                 session.app_id,
                 session.room_id,
-                encode(
-                    RoomStreamUpdate(
-                        room_id=session.room_id,
-                        update_type=UpdateType.DELETE,
-                        streams=[stream],
-                        reason=reason.value,
-                    )
-                ),
+                _streams(session.room_id, UpdateType.DELETE, [stream], reason.value),
                 skip=session,
             )
-        for link in [
-            lk
-            for lk in self.links.values()
-            if lk.publisher is session and lk.stream_id == stream_id
-        ]:
+        for link in self.links.of_stream(session, stream_id):
             self.close_link(link.link_id, "stream_deleted")
 
     def set_extra_info(self, session: Session, stream_id: str, extra_info: str) -> StreamInfo:
@@ -417,11 +339,9 @@ class RoomService:
             raise EdgedError(ErrorCode.VIEWER_LIMIT_REACHED)
         stream = room.streams[stream_id]
         publisher = self.sessions[room.members[stream.user.user_id]]
-        link = Link(secrets.token_hex(8), stream_id, publisher, session)
-        self.links[link.link_id] = link
+        relayed = self.relay_links is not None and self.relay_links.wanted(publisher, stream_id)
+        link = self.links.open(stream_id, publisher, session, relayed)
         room.viewers[stream_id] = room.viewers.get(stream_id, 0) + 1
-        session.playing[stream_id] = link.link_id
-        publisher.serving.add(link.link_id)
         log_event(
             log,
             logging.INFO,
@@ -433,10 +353,16 @@ class RoomService:
         return link
 
     def open_link(self, link: Link) -> None:
-        self.send(
-            link.publisher,
-            encode(LinkOpen(link_id=link.link_id, stream_id=link.stream_id, user=link.player.user)),
-        )
+        """Ask the publisher for an offer (a relayed player's comes from the SFU)."""
+        if link.via_sfu and self.relay_links is not None:
+            self.relay_links.open_down(link)
+        elif link.player is not None:
+            self.send(
+                link.publisher,
+                encode(
+                    LinkOpen(link_id=link.link_id, stream_id=link.stream_id, user=link.player.user)
+                ),
+            )
 
     def stop_play(self, session: Session, stream_id: str) -> None:
         link_id = session.playing.get(stream_id)
@@ -445,24 +371,24 @@ class RoomService:
         self.close_link(link_id, "stopped")
 
     def close_link(self, link_id: str, reason: str) -> None:
-        """End a link and tell whichever end is still there."""
-        link = self.links.pop(link_id, None)
+        """End a link and tell whichever end is still there (the SFU's end: the relay)."""
+        link = self.links.pop(link_id)
         if link is None:
             return
-        link.player.playing.pop(link.stream_id, None)
-        link.publisher.serving.discard(link_id)
         room = self.store.room(link.publisher.app_id, link.publisher.room_id)
-        if room is not None and link.stream_id in room.viewers:
+        if link.player is not None and room is not None and link.stream_id in room.viewers:
             room.viewers[link.stream_id] -= 1
         body = encode(LinkClosed(link_id=link_id, stream_id=link.stream_id, reason=reason))
-        for end in (link.publisher, link.player):
-            self.send(end, body)
-
-    def link_peer(self, session: Session, link_id: str) -> tuple[Link, Session]:
-        link = self.links.get(link_id)
-        if link is None or session not in (link.publisher, link.player):
-            raise EdgedError(ErrorCode.LINK_NOT_FOUND)
-        return link, link.player if session is link.publisher else link.publisher
+        for end in (None if link.down else link.publisher, link.player):
+            if end is not None:
+                self.send(end, body)
+        if link.via_sfu and self.relay_links is not None:
+            self.relay_links.closed(link)
+            up = self.links.uplink(link.publisher, link.stream_id)
+            if up is not None and not self.links.count(
+                link.publisher, link.stream_id, via_sfu=True
+            ):
+                self.close_link(up.link_id, "no_relayed_viewer")
 
     def to_others(self, session: Session, body: str) -> None:
         """Send ``body`` to everyone else in the session's room."""

@@ -27,6 +27,30 @@ class Limits:
     login_timeout_s: float = 10.0  # a socket must log in (or resume) within this
 
 
+RELAY_POLICIES = ("p2p", "sfu", "auto")
+
+
+@dataclass(slots=True)
+class SfuSettings:
+    """The Janus servers the room server relays streams through, and when it does.
+
+    ``relay``: ``p2p`` (never), ``sfu`` (every viewer through Janus) or ``auto`` (the
+    first ``p2p_max_viewers`` viewers of a stream peer to peer, every later one through
+    Janus). ``bitrate_cap`` (bit/s) is the VideoRoom's, which Janus announces to the
+    publisher by REMB.
+    """
+
+    urls: list[str] = field(default_factory=list)
+    api_secret: str | None = field(default=None, repr=False)
+    relay: str = "sfu"
+    p2p_max_viewers: int = 4
+    bitrate_cap: int = 4_000_000
+
+    def __post_init__(self) -> None:
+        if self.relay not in RELAY_POLICIES:
+            raise ValueError(f"relay must be one of {', '.join(RELAY_POLICIES)}: {self.relay!r}")
+
+
 @dataclass(slots=True)
 class ServerSettings:
     """Everything the room server needs: apps, timers, limits and ICE servers."""
@@ -43,3 +67,4 @@ class ServerSettings:
     limits: Limits = field(default_factory=Limits)
     cert_file: str | None = None  # HTTPS (and wss://) when set, with key_file
     key_file: str | None = None
+    sfu: SfuSettings | None = None  # streams relayed through Janus when set

@@ -6,151 +6,49 @@ an error naming the key. docs/configuration.md documents every key defined here.
 
 from __future__ import annotations
 
-import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
     SecretStr,
-    Tag,
-    ValidationInfo,
 )
-from pydantic_core import PydanticCustomError
 
-from .configload import ConfigProblem, Document, KeyPath, problem_at
-from .errors import EdgedError, ErrorCode
-from .model import Scenario
-from .protocol import ID_PATTERN, ExtraInfo, StreamId
-
-_ANY_ID = r"^[A-Za-z0-9_.\-]*$"
-MAX_SECRET_BYTES = 64 * 1024
-
-
-def _fail(kind: str, text: str) -> PydanticCustomError:
-    return PydanticCustomError(f"cfg_{kind}", text)
-
-
-def _empty_if_none(v: Any) -> Any:
-    return "" if v is None else v
-
-
-def _none_if_empty(v: Any) -> Any:
-    return None if v == "" else v
-
-
-def empty_if_none(v: Any) -> Any:
-    """A section written with no value (``video:``) is the section with its defaults."""
-
-    return {} if v is None else v
-
-
-def _off_is_none(v: Any) -> Any:
-    return "none" if v is False else v
-
-
-def _rate(v: Any) -> Any:
-    if not isinstance(v, str):
-        return v
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", v)
-    if not m:
-        raise _fail("bitrate", "not a bit rate: give bits per second, e.g. 800000, 800k or 2.5M")
-    return round(float(m[1]) * {"": 1, "k": 1e3, "m": 1e6}[m[2].lower()])
-
-
-def _even(v: int) -> int:
-    if v % 2:
-        raise _fail("even", "must be an even number (the encoder needs even sizes)")
-    return v
-
-
-def _host(v: str) -> str:
-    if not v or len(v) > 253 or any(c.isspace() or c in "/?#" for c in v):
-        raise _fail("host", "must be a host name or an IP address")
-    return v
-
-
-def _topic(v: str) -> str:
-    if not v or v.startswith(("/", "$")) or v.endswith("/") or "//" in v or set(v) & set("+#\0"):
-        raise _fail("topic", "must be a topic prefix without wildcards or empty levels")
-    return v
-
-
-def _ws_url(v: str) -> str:
-    try:
-        parts = urlsplit(v)
-        ok = parts.scheme in ("ws", "wss") and bool(parts.hostname)
-        parts.port  # noqa: B018 (a bad port raises)
-    except ValueError:
-        ok = False
-    if v and not ok:
-        raise _fail("url", "must be a ws:// or wss:// URL (ws://HOST:8790/ws), or empty")
-    return v
-
-
-def _ice_urls(v: Any) -> Any:
-    return [v] if isinstance(v, str) else v
-
-
-def _ice_url(v: str) -> str:
-    if not v.startswith(("stun:", "stuns:", "turn:", "turns:")):
-        raise _fail("ice_url", "must start with stun:, stuns:, turn: or turns:")
-    return v
-
-
-def _relative_to_file(v: Path | None, info: ValidationInfo) -> Path | None:
-    base = (info.context or {}).get("base_dir")
-    return Path(base) / v if base and v is not None else v
-
-
-def _existing(v: Path | None) -> Path | None:
-    if v is not None and not v.is_file():
-        raise PydanticCustomError("cfg_no_file", "no such file: {path}", {"path": str(v)})
-    return v
-
-
-def _play_kind(v: Any) -> str:
-    return "all" if isinstance(v, str) else "list"
-
-
-def _play(v: Any) -> Any:
-    if v is None:
-        return []
-    if not isinstance(v, list) and v != "all":
-        raise _fail("play", "must be all or a list of stream ids")
-    return v
-
-
-def _upper(v: Any) -> Any:
-    return v.upper() if isinstance(v, str) else v
-
-
-OptId64 = Annotated[str, BeforeValidator(_empty_if_none), Field(max_length=64, pattern=_ANY_ID)]
-OptId128 = Annotated[str, BeforeValidator(_empty_if_none), Field(max_length=128, pattern=_ANY_ID)]
-Text = Annotated[str, BeforeValidator(_empty_if_none), Field(max_length=256)]
-Host = Annotated[str, AfterValidator(_host)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-Seconds = Annotated[float, Field(gt=0, le=30 * 86400)]
-Bitrate = Annotated[int, BeforeValidator(_rate), Field(ge=1_000, le=100_000_000)]
-Size = Annotated[int, Field(ge=16, le=4096), AfterValidator(_even)]
-Topic = Annotated[str, AfterValidator(_topic)]
-EnvName = Annotated[str, Field(max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-OptPath = Annotated[Path | None, BeforeValidator(_none_if_empty), AfterValidator(_relative_to_file)]
-InlineSecret = Annotated[SecretStr | None, BeforeValidator(_none_if_empty)]
-OptFile = Annotated[OptPath, AfterValidator(_existing)]
-PlaySpec = Annotated[
-    Annotated[Literal["all"], Tag("all")] | Annotated[list[StreamId], Tag("list")],
-    Discriminator(_play_kind),
-    BeforeValidator(_play),
-]
+from ..errors import EdgedError, ErrorCode
+from ..model import Scenario
+from ..protocol import ID_PATTERN, ExtraInfo
+from .document import ConfigProblem, Document, KeyPath, problem_at
+from .types import (
+    MAX_SECRET_BYTES,
+    Bitrate,
+    EnvName,
+    Host,
+    InlineSecret,
+    OptFile,
+    OptId64,
+    OptId128,
+    OptPath,
+    PlaySpec,
+    Port,
+    Seconds,
+    Size,
+    Text,
+    Topic,
+    bit_rate,
+    blank_if_none,
+    defaults_if_none,
+    ice_url,
+    ice_urls,
+    off_is_none,
+    upper,
+    ws_url,
+)
 
 
 class Section(BaseModel):
@@ -219,7 +117,7 @@ class RoomSection(Section):
     """Which room server, app, credentials, room and user the daemon logs in with."""
 
     secrets: ClassVar[tuple[str, ...]] = ("token", "app_secret")
-    server_url: Annotated[str, BeforeValidator(_empty_if_none), AfterValidator(_ws_url)] = ""
+    server_url: Annotated[str, BeforeValidator(blank_if_none), AfterValidator(ws_url)] = ""
     app_id: Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)] = "default"
     token: InlineSecret = None
     token_file: OptPath = None
@@ -246,7 +144,7 @@ class PublishSection(Section):
 
 
 def _publish(v: Any) -> Any:
-    return {"enabled": v} if isinstance(v, bool) else empty_if_none(v)
+    return {"enabled": v} if isinstance(v, bool) else defaults_if_none(v)
 
 
 class AutoSection(Section):
@@ -268,7 +166,7 @@ class VideoSection(Section):
 
     source: Annotated[
         Literal["auto", "picamera2", "v4l2", "testpattern", "file", "none"],
-        BeforeValidator(_off_is_none),
+        BeforeValidator(off_is_none),
     ] = "auto"
     device: Text = ""
     width: Size | None = None
@@ -288,14 +186,14 @@ class VideoSection(Section):
 class AudioSection(Section):
     """The microphone (or tone), the speaker, and how audio is encoded."""
 
-    source: Annotated[Literal["auto", "alsa", "tone", "none"], BeforeValidator(_off_is_none)] = (
+    source: Annotated[Literal["auto", "alsa", "tone", "none"], BeforeValidator(off_is_none)] = (
         "auto"
     )
     capture_device: Annotated[str, Field(min_length=1, max_length=256)] = "default"
     playback_device: Annotated[str, Field(min_length=1, max_length=256)] = "default"
     sample_rate: Literal[8000, 12000, 16000, 24000, 48000] = 48_000
     channels: Literal[1, 2] = 1
-    bitrate: Annotated[int, BeforeValidator(_rate), Field(ge=6_000, le=510_000)] = 32_000
+    bitrate: Annotated[int, BeforeValidator(bit_rate), Field(ge=6_000, le=510_000)] = 32_000
     period_ms: Annotated[int, Field(ge=5, le=100)] = 20
     playback_buffer_ms: Annotated[int, Field(ge=20, le=5_000)] = 100
 
@@ -339,7 +237,7 @@ class MqttSection(Section):
     password: InlineSecret = None
     password_file: OptPath = None
     password_env: EnvName | None = None
-    client_id: Annotated[str, BeforeValidator(_empty_if_none), Field(max_length=128)] = ""
+    client_id: Annotated[str, BeforeValidator(blank_if_none), Field(max_length=128)] = ""
     base_topic: Topic = "edged"
     discovery: bool = True
     discovery_prefix: Topic = "homeassistant"
@@ -358,7 +256,7 @@ class IceServer(Section):
     """One STUN or TURN server."""
 
     secrets: ClassVar[tuple[str, ...]] = ("credential",)
-    urls: Annotated[list[Annotated[str, AfterValidator(_ice_url)]], BeforeValidator(_ice_urls)]
+    urls: Annotated[list[Annotated[str, AfterValidator(ice_url)]], BeforeValidator(ice_urls)]
     username: Text = ""
     credential: InlineSecret = None
     credential_file: OptPath = None
@@ -379,6 +277,21 @@ class ServerTls(Section):
     key_file: OptFile
 
 
+class SfuSection(Section):
+    """The Janus servers the embedded room server relays streams through (docs/scaling.md)."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("api_secret",)
+    urls: Annotated[
+        list[Annotated[str, AfterValidator(ws_url)]], Field(min_length=1, max_length=16)
+    ]
+    api_secret: InlineSecret = None
+    api_secret_file: OptPath = None
+    api_secret_env: EnvName | None = None
+    relay: Literal["sfu", "auto", "p2p"] = "sfu"
+    p2p_max_viewers: Annotated[int, Field(ge=0, le=64)] = 4
+    bitrate_cap: Bitrate = 4_000_000
+
+
 class ServerSection(Section):
     """The embedded room server: on by default when room.server_url is empty."""
 
@@ -391,6 +304,7 @@ class ServerSection(Section):
     heartbeat_timeout_s: Seconds = 30.0
     tls: ServerTls | None = None
     print_join_info: bool = False
+    sfu: SfuSection | None = None
 
 
 class TimersSection(Section):
@@ -411,6 +325,6 @@ class LoggingSection(Section):
     """How much is logged, and whether to journald (auto: when started by systemd)."""
 
     level: Annotated[
-        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(upper)
     ] = "INFO"
     journald: Literal["auto", True, False] = "auto"

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import EdgedError, ErrorCode
+from ..errors import EdgedError, ErrorCode
 
 MAX_FILE_BYTES = 1 << 20
 MAX_NODES = 20_000

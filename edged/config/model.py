@@ -1,36 +1,24 @@
-"""The daemon's configuration: one YAML file, typed, validated, mapped onto engine and server.
+"""The daemon's configuration as one typed record, mapped onto the engine and the server.
 
 Every section is optional and every key has a documented default (docs/configuration.md),
 so an empty file is a working configuration: an embedded room server, automatic login
-and publishing, MQTT on localhost. ``load_config`` refuses a file with every problem
-listed, each with its dotted key, what is wrong and the line. This module stays light:
-it imports neither aiortc nor the engine until a mapping method needs it.
+and publishing, MQTT on localhost. This module stays light: it imports neither aiortc
+nor the engine until a mapping method needs it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import socket
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from .configload import (
-    ConfigError,
-    ConfigProblem,
-    Document,
-    KeyPath,
-    parse_yaml,
-    problem_at,
-    problems_from_validation,
-    read_text,
-)
-from .configschema import (
+from ..model import User
+from .sections import (
     AudioSection,
     AutoSection,
     DeviceSection,
@@ -42,31 +30,15 @@ from .configschema import (
     ServerSection,
     TimersSection,
     VideoSection,
-    empty_if_none,
 )
-from .errors import ErrorCode
-from .model import User
+from .types import defaults_if_none
 
 if TYPE_CHECKING:
-    from .engine.config import AudioConfig, EngineProfile, PublishConfig, RoomConfig, VideoConfig
-    from .server.settings import ServerSettings
+    from ..engine.config import AudioConfig, EngineProfile, PublishConfig, RoomConfig, VideoConfig
+    from ..server.settings import ServerSettings
 
-__all__ = [
-    "DEFAULT_PATH",
-    "Config",
-    "ConfigError",
-    "ConfigProblem",
-    "changed_sections",
-    "check_config",
-    "check_config_command",
-    "default_device_id",
-    "load_config",
-    "parse_config",
-]
 
 DEFAULT_PATH = Path("/etc/edged/edged.yaml")
-E = ErrorCode
-S = TypeVar("S", bound=Section)
 
 
 def default_device_id() -> str:
@@ -96,16 +68,16 @@ class Config(Section):
     user id, user name, published stream id, MQTT client id and ``server.enabled``.
     """
 
-    device: Annotated[DeviceSection, BeforeValidator(empty_if_none)] = _sec(DeviceSection)
-    room: Annotated[RoomSection, BeforeValidator(empty_if_none)] = _sec(RoomSection)
-    auto: Annotated[AutoSection, BeforeValidator(empty_if_none)] = _sec(AutoSection)
-    video: Annotated[VideoSection, BeforeValidator(empty_if_none)] = _sec(VideoSection)
-    audio: Annotated[AudioSection, BeforeValidator(empty_if_none)] = _sec(AudioSection)
-    mqtt: Annotated[MqttSection, BeforeValidator(empty_if_none)] = _sec(MqttSection)
-    ice: Annotated[IceSection, BeforeValidator(empty_if_none)] = _sec(IceSection)
-    server: Annotated[ServerSection, BeforeValidator(empty_if_none)] = _sec(ServerSection)
-    timers: Annotated[TimersSection, BeforeValidator(empty_if_none)] = _sec(TimersSection)
-    logging: Annotated[LoggingSection, BeforeValidator(empty_if_none)] = _sec(LoggingSection)
+    device: Annotated[DeviceSection, BeforeValidator(defaults_if_none)] = _sec(DeviceSection)
+    room: Annotated[RoomSection, BeforeValidator(defaults_if_none)] = _sec(RoomSection)
+    auto: Annotated[AutoSection, BeforeValidator(defaults_if_none)] = _sec(AutoSection)
+    video: Annotated[VideoSection, BeforeValidator(defaults_if_none)] = _sec(VideoSection)
+    audio: Annotated[AudioSection, BeforeValidator(defaults_if_none)] = _sec(AudioSection)
+    mqtt: Annotated[MqttSection, BeforeValidator(defaults_if_none)] = _sec(MqttSection)
+    ice: Annotated[IceSection, BeforeValidator(defaults_if_none)] = _sec(IceSection)
+    server: Annotated[ServerSection, BeforeValidator(defaults_if_none)] = _sec(ServerSection)
+    timers: Annotated[TimersSection, BeforeValidator(defaults_if_none)] = _sec(TimersSection)
+    logging: Annotated[LoggingSection, BeforeValidator(defaults_if_none)] = _sec(LoggingSection)
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Config:
@@ -144,7 +116,7 @@ class Config(Section):
 
     def apps_path(self) -> Path:
         """The embedded server's apps file (app ids and their generated secrets)."""
-        from .server.apps import default_apps_path
+        from ..server.apps import default_apps_path
 
         return self.server.apps_file or default_apps_path()
 
@@ -154,10 +126,20 @@ class Config(Section):
         Reading creates the file with a new secret for room.app_id when it has none.
         An app secret given in room overrides the file's for room.app_id.
         """
-        from .server.apps import load_apps
-        from .server.settings import ServerSettings
+        from ..server.apps import load_apps
+        from ..server.settings import ServerSettings, SfuSettings
 
         s = self.server
+        sfu = None
+        if s.sfu is not None:
+            secret = s.sfu.api_secret.get_secret_value() if s.sfu.api_secret else None
+            sfu = SfuSettings(
+                list(s.sfu.urls),
+                secret,
+                relay=s.sfu.relay,
+                p2p_max_viewers=s.sfu.p2p_max_viewers,
+                bitrate_cap=s.sfu.bitrate_cap,
+            )
         known = dict(apps) if apps is not None else load_apps(self.apps_path(), self.room.app_id)
         if self.room.app_secret is not None:
             known[self.room.app_id] = self.room.app_secret.get_secret_value()
@@ -171,6 +153,7 @@ class Config(Section):
             ice_servers=list(self.ice_server_dicts()),
             cert_file=str(s.tls.cert_file) if s.tls else None,
             key_file=str(s.tls.key_file) if s.tls else None,
+            sfu=sfu,
         )
 
     def engine_profile(
@@ -182,14 +165,14 @@ class Config(Section):
         Source factories stay the engine's defaults (test pattern, tone); the daemon
         replaces them for cameras and microphones.
         """
-        from .engine.config import EngineProfile, EngineTimers
+        from ..engine.config import EngineProfile, EngineTimers
 
         room, t = self.room, self.timers
         token = room.token.get_secret_value() if room.token else None
         secret = room.app_secret.get_secret_value() if room.app_secret else None
         if secret is None and token is None and self.embedded_server and not room.server_url:
             if apps is None:
-                from .server.apps import load_apps
+                from ..server.apps import load_apps
 
                 apps = load_apps(self.apps_path())
             secret = apps.get(room.app_id)
@@ -223,7 +206,7 @@ class Config(Section):
         """The scenario's video settings with the keys set in ``video`` applied."""
         from dataclasses import replace
 
-        from .engine.config import SCENARIO_VIDEO
+        from ..engine.config import SCENARIO_VIDEO
 
         keys = ("width", "height", "fps", "bitrate", "min_bitrate", "max_bitrate")
         given = {k: getattr(self.video, k) for k in (*keys, "keyframe_interval_s")}
@@ -232,20 +215,20 @@ class Config(Section):
         )
 
     def audio_config(self) -> AudioConfig:
-        from .engine.config import AudioConfig
+        from ..engine.config import AudioConfig
 
         a = self.audio
         return AudioConfig(sample_rate=a.sample_rate, channels=a.channels, bitrate=a.bitrate)
 
     def room_config(self) -> RoomConfig:
         """The options of each login."""
-        from .engine.config import RoomConfig
+        from ..engine.config import RoomConfig
 
         return RoomConfig(user_update=self.room.user_update, max_members=self.room.max_members)
 
     def publish_config(self) -> PublishConfig:
         """The options of the automatically published stream."""
-        from .engine.config import PublishConfig
+        from ..engine.config import PublishConfig
 
         p = self.auto.publish
         return PublishConfig(
@@ -296,117 +279,3 @@ class Config(Section):
         if self.mqtt.enabled and self.mqtt.tls and self.mqtt.tls.insecure:
             out.append("mqtt.tls.insecure: the broker's certificate is not verified")
         return out
-
-
-# ---- loading ---------------------------------------------------------------------------
-
-
-def _resolve_secrets(
-    cfg: Config, doc: Document, env: Mapping[str, str], problems: list[ConfigProblem]
-) -> Config:
-    """Every ``*_file`` and ``*_env`` secret read into its inline key."""
-
-    def read(path: KeyPath, section: S) -> S:
-        return section.with_secrets(path, doc, env, problems)
-
-    servers = [read(("ice", "servers", i), s) for i, s in enumerate(cfg.ice.servers)]
-    update = {"room": read(("room",), cfg.room), "mqtt": read(("mqtt",), cfg.mqtt)}
-    return cfg.model_copy(update={**update, "ice": cfg.ice.model_copy(update={"servers": servers})})
-
-
-def _cross_checks(cfg: Config) -> list[tuple[KeyPath, str]]:
-    """Problems that involve more than one key."""
-    out: list[tuple[KeyPath, str]] = []
-    r, v, t, s, m = cfg.room, cfg.video, cfg.timers, cfg.server, cfg.mqtt
-    if not r.server_url and not s.enabled:
-        out.append((("room", "server_url"), "empty while server.enabled is false: no server"))
-    if r.token_ttl_s <= t.token_renew_before_s:
-        out.append((("room", "token_ttl_s"), "must be longer than timers.token_renew_before_s"))
-    vc = cfg.video_config()
-    if not vc.min_bitrate <= vc.bitrate <= vc.max_bitrate:
-        key = "bitrate" if v.bitrate is not None else "min_bitrate"
-        text = f"need min_bitrate <= bitrate <= max_bitrate, have {vc.min_bitrate} {vc.bitrate}"
-        out.append((("video", key), f"{text} {vc.max_bitrate} (unset: the scenario's)"))
-    if v.source == "file" and not v.device:
-        out.append((("video", "device"), "the file to play is needed when source is file"))
-    if t.retry_min_s > t.retry_max_s:
-        out.append((("timers", "retry_min_s"), "must not be greater than retry_max_s"))
-    if s.heartbeat_timeout_s <= s.heartbeat_interval_s:
-        out.append((("server", "heartbeat_timeout_s"), "must be longer than heartbeat_interval_s"))
-    if m.password is not None and not m.username:
-        out.append((("mqtt", "password"), "a password needs a username"))
-    if m.tls and bool(m.tls.cert_file) != bool(m.tls.key_file):
-        out.append((("mqtt", "tls"), "cert_file and key_file go together"))
-    return out
-
-
-def _build(
-    data: Any, doc: Document, source: str, env: Mapping[str, str] | None, base_dir: Path | None
-) -> Config:
-    problems = list(doc.problems)
-    if isinstance(data, dict):  # top-level x-... keys hold YAML anchors for merge keys
-        data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
-    try:
-        cfg = Config.model_validate({} if data is None else data, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        raise ConfigError(source, problems + problems_from_validation(exc, doc, Config)) from None
-    cfg = _resolve_secrets(cfg, doc, os.environ if env is None else env, problems)
-    for path, text in _cross_checks(cfg):
-        problems.append(problem_at(doc, path, E.CONFIG_INVALID_VALUE, text))
-    if problems:
-        raise ConfigError(source, problems)
-    return cfg
-
-
-def parse_config(
-    text: str,
-    *,
-    source: str = "<config>",
-    env: Mapping[str, str] | None = None,
-    base_dir: str | Path | None = None,
-) -> Config:
-    """Parse and validate configuration text; raises ConfigError listing every problem.
-
-    ``env`` (default ``os.environ``) gives ``*_env`` secrets; relative paths in the text
-    are taken relative to ``base_dir``.
-    """
-    doc = parse_yaml(text, source)
-    return _build(doc.data, doc, source, env, Path(base_dir) if base_dir is not None else None)
-
-
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, parse and validate the file at ``path`` (relative paths in it are relative
-    to its directory); raises ConfigError listing every problem with its line."""
-    p = Path(path)
-    return parse_config(read_text(p), source=str(p), env=env, base_dir=p.absolute().parent)
-
-
-def changed_sections(old: Config, new: Config) -> set[str]:
-    """The top-level sections whose values differ (secrets compared by value)."""
-    return {name for name in Config.model_fields if getattr(old, name) != getattr(new, name)}
-
-
-def check_config(path: str | Path, env: Mapping[str, str] | None = None) -> list[str]:
-    """The file's problems as lines ``FILE, line L, column C: key: problem [code]``."""
-    try:
-        load_config(path, env)
-    except ConfigError as exc:
-        return [f"{p.describe(exc.source)} [{int(p.code)} {p.code.name}]" for p in exc.problems]
-    return []
-
-
-def check_config_command(path: str) -> int:
-    """``edged check-config FILE``: print ``ok: <summary>`` and warnings (0), or the
-    problems on stderr (2)."""
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(f"{p.describe(exc.source)} [{int(p.code)} {p.code.name}]", file=sys.stderr)
-        n = len(exc.problems)
-        print(f"{path}: invalid, {n} problem{'s' if n > 1 else ''}", file=sys.stderr)
-        return 2
-    for text in cfg.warnings():
-        print(f"{path}: warning: {text}", file=sys.stderr)
-    print(f"ok: {path}: {cfg.summary()}")
-    return 0

@@ -1,0 +1,105 @@
+"""Streams relayed through a real Janus that the room server drives: engines see no Janus."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from edged.model import PlayerState, User
+from edged.server.links import Link
+from edged.server.settings import SfuSettings
+
+from conftest import RunningServer, ServerFactory
+from enginekit import AnalysisSink, make_engine, until
+from janusd import Janus, requires_janus
+
+SECRET = "janus-api-secret-of-the-tests"
+
+pytestmark = requires_janus
+
+
+@pytest.fixture
+async def janus(tmp_path: Path) -> AsyncIterator[Janus]:
+    server = Janus(tmp_path, api_secret=SECRET)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def relaying_server(
+    server_factory: ServerFactory, janus: Janus, relay: str, p2p_max_viewers: int = 4
+) -> RunningServer:
+    sfu = SfuSettings([janus.url], SECRET, relay=relay, p2p_max_viewers=p2p_max_viewers)
+    return await server_factory(sfu=sfu)
+
+
+def links_of(srv: RunningServer, stream_id: str) -> list[Link]:
+    rooms = srv.server.rooms
+    return [
+        link
+        for session in rooms.sessions.values()
+        for link_id in session.serving | set(session.playing.values())
+        if (link := rooms.links.get(link_id)) is not None and link.stream_id == stream_id
+    ]
+
+
+async def test_viewers_through_janus_decode_the_stream_and_the_board_sends_it_once(
+    server_factory: ServerFactory, janus: Janus
+) -> None:
+    srv = await relaying_server(server_factory, janus, "sfu")
+    board, _ = make_engine(srv)
+    viewers = [make_engine(srv)[0] for _ in range(3)]
+    sinks = [AnalysisSink() for _ in viewers]
+    async with board, viewers[0], viewers[1], viewers[2]:
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam")
+        for i, (viewer, sink) in enumerate(zip(viewers, sinks, strict=True)):
+            await viewer.login_room("r", User(f"viewer{i}"))
+            await viewer.start_playing("cam", sink)
+        for sink in sinks:
+            await until(lambda s=sink: s.video is not None and s.video.stats().decoded >= 30, 20)
+            await until(lambda s=sink: s.audio is not None and s.audio.seconds_received >= 1, 20)
+        for viewer, sink in zip(viewers, sinks, strict=True):
+            assert viewer.player_state("cam") == PlayerState.PLAYING
+            assert sink.video is not None and sink.video.stats().out_of_order == 0
+            seqs = [o.sequence for o in sink.video.observations]
+            assert seqs == sorted(seqs)
+            assert sink.audio is not None and sink.audio.tone_present(440.0)
+        links = links_of(srv, "cam")
+        up = [lk for lk in links if lk.up]
+        assert len(up) == 1, "the board sends the stream once, to Janus"
+        assert sorted(lk.player.user.user_id for lk in links if lk.down) == [  # type: ignore[union-attr]
+            "viewer0",
+            "viewer1",
+            "viewer2",
+        ]
+        assert not [lk for lk in links if not lk.via_sfu]
+        assert board.publishers["cam"].viewer_count == 1
+
+
+async def test_auto_relays_the_viewer_past_the_cap_and_keeps_the_first_peer_to_peer(
+    server_factory: ServerFactory, janus: Janus
+) -> None:
+    srv = await relaying_server(server_factory, janus, "auto", p2p_max_viewers=2)
+    board, _ = make_engine(srv)
+    viewers = [make_engine(srv)[0] for _ in range(3)]
+    sinks = [AnalysisSink() for _ in viewers]
+    async with board, viewers[0], viewers[1], viewers[2]:
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam")
+        for i, (viewer, sink) in enumerate(zip(viewers, sinks, strict=True)):
+            await viewer.login_room("r", User(f"viewer{i}"))
+            await viewer.start_playing("cam", sink)
+            await until(lambda s=sink: s.video is not None and s.video.stats().decoded >= 15, 20)
+        links = {lk.player.user.user_id: lk for lk in links_of(srv, "cam") if lk.player}
+        assert [links[f"viewer{i}"].via_sfu for i in range(3)] == [False, False, True]
+        first = sinks[0].video
+        assert first is not None
+        decoded = first.stats().decoded
+        await until(lambda: first.stats().decoded >= decoded + 30, 20)  # undisturbed
+        await viewers[2].stop_playing("cam")
+        await until(lambda: not [lk for lk in links_of(srv, "cam") if lk.via_sfu])
