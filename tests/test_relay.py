@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edged.model import PlayerState, User
+from edged.engine.events import PlayerStateUpdate
+from edged.model import PlayerState, PublisherState, User
 from edged.server.links import Link
 from edged.server.settings import SfuSettings
 
@@ -103,3 +104,34 @@ async def test_auto_relays_the_viewer_past_the_cap_and_keeps_the_first_peer_to_p
         await until(lambda: first.stats().decoded >= decoded + 30, 20)  # undisturbed
         await viewers[2].stop_playing("cam")
         await until(lambda: not [lk for lk in links_of(srv, "cam") if lk.via_sfu])
+
+
+async def test_janus_killed_and_restarted_mid_call_the_viewers_play_again_by_themselves(
+    server_factory: ServerFactory, janus: Janus
+) -> None:
+    srv = await relaying_server(server_factory, janus, "sfu")
+    board, _ = make_engine(srv)
+    viewer, rec = make_engine(srv)
+    sink = AnalysisSink()
+    async with board, viewer:
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam")
+        await viewer.login_room("r", User("viewer"))
+        await viewer.start_playing("cam", sink)
+        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 15, 20)
+        await janus.kill()
+        await until(lambda: viewer.player_state("cam") == PlayerState.PLAY_REQUESTING, 10)
+        assert not [lk for lk in links_of(srv, "cam") if lk.via_sfu and lk.janus is not None]
+        before = sink.video
+        await janus.start()
+        # The new link's track gets a new decoder of its own in the sink.
+        await until(lambda: sink.video is not before and sink.video.stats().decoded >= 30, 30)
+        assert viewer.player_state("cam") == PlayerState.PLAYING
+        states = [e.state for e in rec.of(PlayerStateUpdate)]
+        assert states[:3] == [
+            PlayerState.PLAY_REQUESTING,
+            PlayerState.PLAYING,
+            PlayerState.PLAY_REQUESTING,
+        ]
+        assert states[-1] == PlayerState.PLAYING
+        assert board.publisher_state("cam") == PublisherState.PUBLISHING
