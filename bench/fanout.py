@@ -7,7 +7,7 @@ once and sends to every viewer, and aiortc handles RTCP) and its other threads (
 encoders), and the frames every viewer received. Publisher and
 viewers find each other through the room server (hosted by this script), all inside a
 private network namespace. Viewers never decode: their receivers hand out the
-reassembled H.264 frames (edged.media.aiortc_internals.passthrough_receivers), which
+reassembled H.264 frames (edged.media.aiortc.receivers.passthrough_receivers), which
 they count. A run where a viewer gets under 95% of the frames sent, or where the source
 could not keep its 30 fps, is invalid and marked so.
 
@@ -205,7 +205,7 @@ async def naive_publisher(url: str, room: str, content: str) -> None:
 
     from edged.engine.peer import local_description, make_peer_connection, to_rtc
     from edged.engine.signaling import SignalingClient
-    from edged.media.aiortc_internals import prefer_codec
+    from edged.media.aiortc.codec_choice import prefer_codec
     from edged.protocol import LinkOpen, Login, Publish, Signal, SignalRelay
     from edged.tokens import mint
 
@@ -243,7 +243,7 @@ async def viewer(url: str, room: str, name: str) -> None:
 
     from edged.engine.peer import local_description, make_peer_connection, to_rtc
     from edged.engine.signaling import SignalingClient
-    from edged.media.aiortc_internals import passthrough_receivers
+    from edged.media.aiortc.receivers import passthrough_receivers
     from edged.protocol import Login, Play, Signal, SignalRelay
     from edged.tokens import mint
 

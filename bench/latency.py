@@ -102,7 +102,7 @@ async def plain_publisher(url: str) -> None:
     """aiortc as its examples use it: addTrack, aiortc encodes for the one viewer."""
     from edged.engine.peer import local_description, make_peer_connection, to_rtc
     from edged.engine.signaling import SignalingClient
-    from edged.media.aiortc_internals import prefer_codec
+    from edged.media.aiortc.codec_choice import prefer_codec
     from edged.media.testpattern import TestPatternTrack
     from edged.protocol import LinkOpen, Login, Publish, Signal, SignalRelay
     from edged.tokens import mint

@@ -21,7 +21,9 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpPsfbPacket, pack_remb_fci
 
-from edged.media.aiortc_internals import RTCP_PSFB_APP, passthrough_receivers, send_pli
+from edged.media.aiortc.receivers import passthrough_receivers, send_pli
+from edged.media.aiortc.sender_hook import RTCP_PSFB_APP
+from edged.media.aiortc.sender_reports import wrap_sender_report_counters
 from edged.media.fanout import (
     EncodedAudioFanout,
     EncodedFanout,
@@ -598,6 +600,7 @@ async def test_sender_reports_and_stats_count_what_a_direct_viewer_received(
 
 @pytest.mark.netns
 async def test_sender_reports_go_on_past_4_gib_sent_to_one_viewer(calls: list[Call]) -> None:
+    wrap_sender_report_counters()  # as the engine does when it starts
     with passthrough_receivers(kinds=["video"]):
         fanout = EncodedVideoFanout(PreEncodedTrack(frames=60))
         c = await call(fanout, board_offers=True)

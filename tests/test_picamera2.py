@@ -28,7 +28,8 @@ from aiortc.rtp import RtcpPsfbPacket, pack_remb_fci
 
 from edged.engine.config import VideoConfig
 from edged.errors import EdgedError, ErrorCode
-from edged.media.aiortc_internals import RTCP_PSFB_APP, passthrough_receivers, send_pli
+from edged.media.aiortc.receivers import passthrough_receivers, send_pli
+from edged.media.aiortc.sender_hook import RTCP_PSFB_APP
 from edged.media.analysis import luma_plane
 from edged.media.fanout import EncodedVideoFanout
 from edged.media.h264 import is_keyframe, split_nal_units, sps_profile_level

@@ -28,14 +28,10 @@ import av
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .aiortc_internals import (
-    RTP_HISTORY_SIZE,
-    DirectSender,
-    hook_sender,
-    packer_for,
-    prefer_codec,
-    spare_audio_encoder,
-)
+from .aiortc.codec_choice import prefer_codec
+from .aiortc.direct_sender import RTP_HISTORY_SIZE, DirectSender
+from .aiortc.packers import packer_for, spare_audio_encoder
+from .aiortc.sender_hook import hook_sender
 from .h264 import VIDEO_TIME_BASE, H264Encoder, H264Settings, is_keyframe
 from .keyframes import BitrateSource, KeyframeLimiter, KeyframeSource
 from .opus import OPUS_FRAME_SAMPLES, OPUS_TIME_BASE, OpusEncoder
@@ -105,7 +101,7 @@ class EncodedFanout:
     are not encoded.
 
     With ``direct_send`` (the default) a viewer added to a peer connection is sent to by
-    a :class:`~edged.media.aiortc_internals.DirectSender` once its connection is up: the
+    a :class:`~edged.media.aiortc.direct_sender.DirectSender` once its connection is up: the
     shared payloads get that viewer's RTP header, SRTP and go to its socket right here,
     instead of through a queue, a task and aiortc's packing for every viewer.
     """

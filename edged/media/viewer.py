@@ -10,7 +10,8 @@ from typing import Any, TypeAlias
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .aiortc_internals import DirectSender, SenderHook
+from .aiortc.direct_sender import DirectSender
+from .aiortc.sender_hook import SenderHook
 from .rtp_frames import RtpFrame
 
 Entry: TypeAlias = "tuple[av.Packet[Any], RtpFrame | None]"
@@ -22,7 +23,7 @@ class ViewerStats:
     """One viewer's counters (``keyframe_requests``: PLI/FIR from its receiver).
 
     ``direct`` is True while the fan-out sends this viewer's RTP itself
-    (:class:`~edged.media.aiortc_internals.DirectSender`) rather than through the
+    (:class:`~edged.media.aiortc.direct_sender.DirectSender`) rather than through the
     queue read by aiortc's sender task; ``retransmits`` counts the packets NACKed by
     the viewer and resent from the fan-out's shared payloads.
     """

@@ -1,6 +1,7 @@
 """aiortc's private API that edged relies on: present, and behaving as the hooks expect.
 
-If one of these fails after an aiortc upgrade, update edged/media/aiortc_internals.py.
+If one of these fails after an aiortc upgrade, update the module of edged/media/aiortc/ that
+uses the piece.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
+import aioice
 import aiortc
 import av
 import numpy as np
@@ -41,27 +43,31 @@ from aiortc.rtp import (
 )
 from aiortc.stats import RTCStatsReport
 
-from edged.media import aiortc_internals as internals
-from edged.media.aiortc_internals import (
-    AIORTC_VERSION,
+from edged.media.aiortc.checks import AIORTC_VERSION, AiortcInternalsError
+from edged.media.aiortc.codec_choice import codec_capabilities, prefer_codec
+from edged.media.aiortc.direct_sender import (
     RTP_HISTORY_SIZE,
-    AiortcInternalsError,
     DirectSender,
+    direct_send_problems,
+)
+from edged.media.aiortc.packers import packer_for
+from edged.media.aiortc.receivers import (
     PassthroughCounter,
     PassthroughDecoder,
-    SenderHook,
-    codec_capabilities,
-    direct_send_problems,
-    hook_sender,
-    packer_for,
     passthrough_receivers,
-    prefer_codec,
-    verify,
 )
+from edged.media.aiortc.sender_hook import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    SenderHook,
+    hook_sender,
+)
+from edged.media.aiortc.verify import problems, verify
 from edged.media.h264 import H264Encoder, H264Settings
 from edged.media.rtp_frames import FramePacker, RtpFrame
 
-UPGRADE = f"aiortc {aiortc.__version__} changed private API: update edged/media/aiortc_internals.py"
+UPGRADE = f"aiortc {aiortc.__version__} changed private API: update edged/media/aiortc/"
 
 
 class StubTransport:
@@ -81,7 +87,7 @@ def make_transceiver() -> RTCRtpTransceiver:
 
 def test_verify_passes_on_the_installed_aiortc() -> None:
     verify()
-    assert internals.problems() == []
+    assert problems() == []
     assert aiortc.__version__ == AIORTC_VERSION
 
 
@@ -150,9 +156,9 @@ async def test_pli_and_fir_reach_the_keyframe_callback_once_each() -> None:
     sender = make_sender()
     calls: list[str] = []
     hook = hook_sender(sender, on_keyframe_request=lambda: calls.append("kf"))
-    await sender._handle_rtcp_packet(psfb(internals.RTCP_PSFB_PLI, sender._ssrc))
+    await sender._handle_rtcp_packet(psfb(RTCP_PSFB_PLI, sender._ssrc))
     assert calls == ["kf"]
-    await sender._handle_rtcp_packet(psfb(internals.RTCP_PSFB_FIR, sender._ssrc))
+    await sender._handle_rtcp_packet(psfb(RTCP_PSFB_FIR, sender._ssrc))
     assert calls == ["kf", "kf"], "FIR is a keyframe request on every aiortc version"
     assert hook.keyframe_requests == 2
 
@@ -162,11 +168,11 @@ async def test_remb_for_this_sender_reaches_the_bitrate_callback() -> None:
     seen: list[int] = []
     hook = hook_sender(sender, on_remb=seen.append)
     remb = pack_remb_fci(750_000, [sender._ssrc])
-    await sender._handle_rtcp_packet(psfb(internals.RTCP_PSFB_APP, 0, remb))
+    await sender._handle_rtcp_packet(psfb(RTCP_PSFB_APP, 0, remb))
     await sender._handle_rtcp_packet(
-        psfb(internals.RTCP_PSFB_APP, 0, pack_remb_fci(100_000, [sender._ssrc ^ 1]))
+        psfb(RTCP_PSFB_APP, 0, pack_remb_fci(100_000, [sender._ssrc ^ 1]))
     )
-    await sender._handle_rtcp_packet(psfb(internals.RTCP_PSFB_APP, 0, b"junk"))
+    await sender._handle_rtcp_packet(psfb(RTCP_PSFB_APP, 0, b"junk"))
     assert seen == [750_000]
     assert hook.remb_bitrate == 750_000 and hook.remb_reports == 1
 
@@ -178,7 +184,7 @@ async def test_a_failing_callback_does_not_break_rtcp_handling() -> None:
         raise RuntimeError("boom")
 
     hook = hook_sender(sender, on_keyframe_request=boom)
-    await sender._handle_rtcp_packet(psfb(internals.RTCP_PSFB_PLI, sender._ssrc))
+    await sender._handle_rtcp_packet(psfb(RTCP_PSFB_PLI, sender._ssrc))
     assert hook.keyframe_requests == 1
 
 
@@ -190,7 +196,7 @@ async def test_removing_a_hook_restores_the_sender() -> None:
         hook_sender(sender)
     hook.remove()
     assert "_send_keyframe" not in vars(sender)
-    await sender._handle_rtcp_packet(psfb(internals.RTCP_PSFB_PLI, sender._ssrc))
+    await sender._handle_rtcp_packet(psfb(RTCP_PSFB_PLI, sender._ssrc))
     assert calls == []
     hook_sender(sender).remove()
 
@@ -291,7 +297,7 @@ class CapturedDatagrams:
 
 def nominated_pair(datagrams: CapturedDatagrams) -> SimpleNamespace:
     """An ICE candidate pair as aioice nominates it: a STUN protocol over ``datagrams``."""
-    protocol = internals.aioice.ice.StunProtocol(cast(Any, None))
+    protocol = aioice.ice.StunProtocol(cast(Any, None))
     protocol.transport = cast(Any, datagrams)
     return SimpleNamespace(protocol=protocol, remote_addr=datagrams.address)
 
@@ -539,13 +545,13 @@ def test_the_direct_path_mirrors_how_aiortc_sends_and_counts() -> None:
     for counter in ("packet_count", "octet_count", "ntp_timestamp", "rtp_timestamp", "rtp_history"):
         assert f"_RTCRtpSender__{counter}" in init, f"{UPGRADE}: RTCRtpSender.__{counter}"
     assert "_retransmit" in RTCRtpSender._handle_rtcp_packet.__code__.co_names, UPGRADE
-    assert "_nominated" in internals.aioice.Connection.sendto.__code__.co_names, (
-        f"aioice changed Connection.sendto: update {internals.__name__}"
+    assert "_nominated" in aioice.Connection.sendto.__code__.co_names, (
+        "aioice changed Connection.sendto: update edged/media/aiortc/direct_sender.py"
     )
 
 
 async def test_opus_packer_packs_exactly_as_aiortc_without_an_encoder() -> None:
-    from edged.media.aiortc_internals import OpusPacker, spare_audio_encoder
+    from edged.media.aiortc.packers import OpusPacker, spare_audio_encoder
     from edged.media.opus import OPUS_TIME_BASE
 
     packet = av.Packet(b"\x78" + bytes(range(60)))
@@ -558,3 +564,17 @@ async def test_opus_packer_packs_exactly_as_aiortc_without_an_encoder() -> None:
         assert isinstance(vars(sender)["_RTCRtpSender__encoder"], OpusPacker)
     finally:
         await pc.close()
+
+
+def test_sender_reports_wrap_their_counts_at_32_bits_once_installed() -> None:
+    from aiortc.rtp import RtcpSenderInfo
+
+    from edged.media.aiortc.sender_reports import wrap_sender_report_counters
+
+    wrap_sender_report_counters()
+    wrap_sender_report_counters()  # idempotent
+    big = RtcpSenderInfo(
+        ntp_timestamp=1, rtp_timestamp=2, packet_count=(1 << 32) + 5, octet_count=(1 << 32) + 7
+    )
+    small = RtcpSenderInfo(ntp_timestamp=1, rtp_timestamp=2, packet_count=5, octet_count=7)
+    assert bytes(big) == bytes(small)
