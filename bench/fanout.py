@@ -116,7 +116,7 @@ CONTENTS = ("moving", "pattern")
 def prerender(content: str) -> list[Any]:
     """The looped frames: FFmpeg's ``testsrc2`` (``moving``) or edged's test pattern."""
     if content == "pattern":
-        from edged.media.testpattern import TestPatternRenderer
+        from edged.media.sources.testpattern import TestPatternRenderer
 
         renderer = TestPatternRenderer(WIDTH, HEIGHT, FPS)
         return [renderer.render(i) for i in range(LOOP_FRAMES)]
@@ -133,14 +133,14 @@ def prerender(content: str) -> list[Any]:
 
 def preencode(frames: list[Any]) -> list[bytes]:
     """Each frame as one Annex-B access unit, encoded at the pinned settings."""
-    from edged.media.h264 import H264Encoder
+    from edged.media.encoders.libx264 import H264Encoder
 
     encoder = H264Encoder(pinned_settings())
     return [b"".join(bytes(p) for p in encoder.encode(f)) for f in frames]
 
 
 def pinned_settings() -> Any:
-    from edged.media.h264 import H264Settings
+    from edged.media.encoders.libx264 import H264Settings
 
     return H264Settings(
         bitrate=BITRATE,

@@ -20,7 +20,7 @@ from aiohttp import web
 from edged.engine.config import EngineProfile, RoomConfig, VideoConfig
 from edged.engine.engine import Engine
 from edged.engine.events import EVENT_NAMES, EventHandler
-from edged.media.analysis import AnalysisSink
+from edged.media.sinks.analysis import AnalysisSink
 from edged.model import User
 from edged.server.app import RoomServer
 from edged.server.settings import ServerSettings

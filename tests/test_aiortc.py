@@ -64,8 +64,8 @@ from edged.media.aiortc.sender_hook import (
     hook_sender,
 )
 from edged.media.aiortc.verify import problems, verify
-from edged.media.h264 import H264Encoder, H264Settings
-from edged.media.rtp_frames import FramePacker, RtpFrame
+from edged.media.encoders.libx264 import H264Encoder, H264Settings
+from edged.media.send.rtp_frames import FramePacker, RtpFrame
 
 UPGRADE = f"aiortc {aiortc.__version__} changed private API: update edged/media/aiortc/"
 
@@ -552,7 +552,7 @@ def test_the_direct_path_mirrors_how_aiortc_sends_and_counts() -> None:
 
 async def test_opus_packer_packs_exactly_as_aiortc_without_an_encoder() -> None:
     from edged.media.aiortc.packers import OpusPacker, spare_audio_encoder
-    from edged.media.opus import OPUS_TIME_BASE
+    from edged.media.encoders.opus import OPUS_TIME_BASE
 
     packet = av.Packet(b"\x78" + bytes(range(60)))
     packet.pts, packet.time_base = 960 * 7, OPUS_TIME_BASE

@@ -24,16 +24,12 @@ from aiortc.rtp import RtcpPsfbPacket, pack_remb_fci
 from edged.media.aiortc.receivers import passthrough_receivers, send_pli
 from edged.media.aiortc.sender_hook import RTCP_PSFB_APP
 from edged.media.aiortc.sender_reports import wrap_sender_report_counters
-from edged.media.fanout import (
-    EncodedAudioFanout,
-    EncodedFanout,
-    EncodedVideoFanout,
-    KeyframeLimiter,
-    ViewerAudioTrack,
-    ViewerVideoTrack,
-)
-from edged.media.h264 import H264Encoder, H264Settings, is_keyframe, split_nal_units
-from edged.media.rtp_frames import FramePacker, RtpFrame, ntp_time
+from edged.media.encoders.libx264 import H264Encoder, H264Settings
+from edged.media.h264 import is_keyframe, split_nal_units
+from edged.media.send.fanout import EncodedAudioFanout, EncodedFanout, EncodedVideoFanout
+from edged.media.send.keyframes import KeyframeLimiter
+from edged.media.send.rtp_frames import FramePacker, RtpFrame, ntp_time
+from edged.media.send.viewer import ViewerAudioTrack, ViewerVideoTrack
 
 TB = fractions.Fraction(1, 90000)
 FPS = 30

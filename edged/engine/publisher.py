@@ -18,9 +18,9 @@ from aiortc import RTCPeerConnection
 
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
-from ..media.fanout import EncodedAudioFanout, EncodedVideoFanout
-from ..media.h264 import H264Settings
-from ..media.tap import SourceTap
+from ..media.encoders.libx264 import H264Settings
+from ..media.send.fanout import EncodedAudioFanout, EncodedVideoFanout
+from ..media.sources.tap import SourceTap
 from ..model import PublisherState
 from ..protocol import IceCandidate, SessionDescription, Signal, UserInfo
 from .config import AudioConfig, EngineProfile, PublishConfig, VideoConfig

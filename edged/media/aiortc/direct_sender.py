@@ -25,8 +25,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 
-from ..rtp_frames import RtpFrame
-from ..udp_batch import BatchSender
+from ..send.rtp_frames import RtpFrame
+from ..send.udp_batch import BatchSender
 from . import packers, rtp_header
 from .checks import AIORTC_VERSION, Checks, check_calls, check_method, check_not_called, run_checks
 from .rtp_header import RtpHeaderTemplate
@@ -131,7 +131,7 @@ class DirectSender:
     the mapping from them to the fan-out's shared payloads (for NACKs). Per access unit
     it writes each payload's header, protects it with the DTLS transport's SRTP session
     and hands the access unit's packets to the nominated ICE pair's socket in as few
-    calls as it can (:class:`~edged.media.udp_batch.BatchSender`), then updates the
+    calls as it can (:class:`~edged.media.send.udp_batch.BatchSender`), then updates the
     counters aiortc's sender reports and ``getStats`` read. RTCP stays aiortc's: sender
     reports, PLI/FIR and REMB as before; NACKs are answered through the hook's
     ``retransmit_source`` and aiortc's own RTX path.

@@ -21,7 +21,7 @@ from aiortc.codecs import opus as _opus_codec
 from aiortc.mediastreams import convert_timebase
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from ..rtp_frames import Packer
+from ..send.rtp_frames import Packer
 from .checks import Checks, check_calls, check_method
 from .codec_choice import codec_capabilities
 
