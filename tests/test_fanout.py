@@ -30,6 +30,7 @@ from edged.media.send.fanout import EncodedAudioFanout, EncodedFanout, EncodedVi
 from edged.media.send.keyframes import KeyframeLimiter
 from edged.media.send.rtp_frames import FramePacker, RtpFrame, ntp_time
 from edged.media.send.viewer import ViewerAudioTrack, ViewerVideoTrack
+from edged.media.sources.base import Capabilities, SourceTrack
 
 TB = fractions.Fraction(1, 90000)
 FPS = 30
@@ -80,10 +81,11 @@ class SyntheticVideoTrack(MediaStreamTrack):
         return picture(self.count)
 
 
-class PreEncodedTrack(MediaStreamTrack):
+class PreEncodedTrack(SourceTrack):
     """Replays H.264 access units like a hardware encoder, jumping to an IDR on request."""
 
     kind = "video"
+    capabilities = Capabilities(keyframe_on_request=True, hardware_encode=True)
 
     def __init__(self, frames: int = 60, keyframe_interval: float = 1.0) -> None:
         super().__init__()

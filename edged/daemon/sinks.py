@@ -62,8 +62,7 @@ async def snapshot_jpeg(engine: Engine) -> bytes | None:
             continue
         if tap.last_frame is not None:
             return await asyncio.to_thread(jpeg_from_frame, tap.last_frame)
-        own = getattr(tap.source, "snapshot_jpeg", None)  # a camera's low-resolution stream
-        if own is not None:
-            jpeg: bytes = await asyncio.to_thread(own)
+        if tap.capabilities.snapshot:  # a camera's low-resolution stream
+            jpeg: bytes = await asyncio.to_thread(tap.snapshot_jpeg)
             return jpeg
     return None

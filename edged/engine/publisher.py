@@ -102,8 +102,8 @@ class Publisher(StreamState[PublisherState]):
             )
             self.audio_fanout.start()
         for tap in (self.video_tap, self.audio_tap):
-            if tap is not None and hasattr(tap.source, "on_error"):
-                tap.source.on_error = self._on_device_error
+            if tap is not None:
+                tap.report_device_errors(self._on_device_error)
         if not self.config.video:
             self._first_frame.set()
 

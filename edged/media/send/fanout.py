@@ -33,7 +33,8 @@ from ..encoders.base import PacketEncoder
 from ..encoders.libx264 import H264Encoder, H264Settings
 from ..encoders.opus import OPUS_TIME_BASE, OpusEncoder
 from ..h264 import VIDEO_TIME_BASE, is_keyframe
-from .keyframes import BitrateSource, KeyframeLimiter, KeyframeSource
+from ..sources.base import SourceTrack
+from .keyframes import KeyframeLimiter
 from .rtp_frames import FramePacker
 from .viewer import ViewerAudioTrack, ViewerStats, ViewerTrack, ViewerVideoTrack
 
@@ -210,7 +211,7 @@ class EncodedFanout:
     def _forward_keyframe_request(self) -> None:
         if self.encoder is not None:
             self.encoder.request_keyframe()
-        elif isinstance(self.source, KeyframeSource):
+        elif isinstance(self.source, SourceTrack):  # one that encodes makes an IDR
             self.source.request_keyframe()
 
     def _adapt_bitrate(self) -> None:
@@ -220,7 +221,7 @@ class EncodedFanout:
             return
         if self.encoder is not None:
             self.encoder.set_bitrate(min(estimates))
-        elif isinstance(self.source, BitrateSource):
+        elif isinstance(self.source, SourceTrack):  # one that encodes retargets it
             self.source.set_bitrate(min(estimates))
 
     async def _run(self) -> None:
@@ -289,7 +290,7 @@ class EncodedFanout:
 class EncodedVideoFanout(EncodedFanout):
     """One H.264 stream for many viewers: see :class:`EncodedFanout` for what it owns.
 
-    With ``adapt_bitrate`` the encoder (or a :class:`BitrateSource`) follows the lowest
+    With ``adapt_bitrate`` the encoder (or a source with ``bitrate_control``) follows the lowest
     REMB estimate among the viewers.
     """
 

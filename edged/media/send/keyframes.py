@@ -1,27 +1,12 @@
-"""Keyframe requests shared by all viewers of a stream, and what a pre-encoded source offers."""
+"""Keyframe requests shared by all viewers of a stream, forwarded at a bounded rate."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
 
 logger = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class KeyframeSource(Protocol):
-    """A pre-encoded source (hardware encoder, camera) that can be asked for an IDR."""
-
-    def request_keyframe(self) -> None: ...
-
-
-@runtime_checkable
-class BitrateSource(Protocol):
-    """A pre-encoded source whose bitrate can be changed while it runs."""
-
-    def set_bitrate(self, bitrate: int) -> int: ...
 
 
 class KeyframeLimiter:

@@ -9,10 +9,12 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamTrack
 
+from ..device import ErrorCallback
+from .base import Capabilities, SourceTrack, capabilities_of
 from .mute import PacketMute, silenced
 
 
-class SourceTap(MediaStreamTrack):
+class SourceTap(SourceTrack):
     """Reads one source track and passes its frames on.
 
     Owns the frame counter, the first-frame notification, the observers that see every
@@ -75,20 +77,43 @@ class SourceTap(MediaStreamTrack):
             else:
                 return item
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What its source can do."""
+        return capabilities_of(self.source)
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """The size of the frames seen, else what the source says."""
+        if self.width and self.height:
+            return self.width, self.height
+        return self._source_size()
+
     def request_keyframe(self) -> None:
-        """Forward to a source that encodes by itself (a camera's hardware encoder)."""
-        forward = getattr(self.source, "request_keyframe", None)
-        if forward is not None:
-            forward()
+        """Forward to the source (one that encodes by itself makes an IDR)."""
+        if isinstance(self.source, SourceTrack):
+            self.source.request_keyframe()
 
     def set_bitrate(self, bitrate: int) -> int:
-        """Forward to a source that encodes by itself; returns the bitrate it took."""
-        forward = getattr(self.source, "set_bitrate", None)
-        return int(forward(bitrate)) if forward is not None else bitrate
+        """Forward to the source (one that encodes by itself retargets its encoder);
+        returns the bitrate it took."""
+        if isinstance(self.source, SourceTrack):
+            return self.source.set_bitrate(bitrate)
+        return bitrate
+
+    def snapshot_jpeg(self, max_width: int = 640) -> bytes:
+        """The source's own snapshot (with ``capabilities.snapshot``)."""
+        if not isinstance(self.source, SourceTrack):
+            return super().snapshot_jpeg(max_width)
+        return self.source.snapshot_jpeg(max_width)
+
+    def report_device_errors(self, on_error: ErrorCallback) -> None:
+        """Have a source with ``device_errors`` report them to ``on_error``."""
+        if isinstance(self.source, SourceTrack) and self.source.capabilities.device_errors:
+            self.source.on_error = on_error
 
     def _source_size(self) -> tuple[int, int] | None:
-        width, height = getattr(self.source, "width", 0), getattr(self.source, "height", 0)
-        return (int(width), int(height)) if width and height else None
+        return self.source.frame_size if isinstance(self.source, SourceTrack) else None
 
     def stop(self) -> None:
         self.source.stop()

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
 from ...backoff import Backoff
 from ...errors import ErrorCode
@@ -38,7 +38,7 @@ from ..encoders.libx264 import H264Settings
 from ..encoders.v4l2m2m import V4l2m2mEncoder, pick_h264_encoder
 from ..h264 import is_keyframe
 from ..v4l2_formats import VideoFormat, choose_input_format, node_formats
-from .base import VideoSettings
+from .base import Capabilities, SourceTrack, VideoSettings
 from .capture_input import CaptureInput, Opener, open_input
 from .capture_reader import CaptureReader, ReaderSetup
 from .orientation import Orientation
@@ -54,7 +54,7 @@ RETRY = (0.5, 5.0)
 """First and longest delay between attempts to reopen an input, in seconds."""
 
 
-class CaptureTrack(MediaStreamTrack):
+class CaptureTrack(SourceTrack):
     """A video track read from a PyAV input: a camera, a lavfi source or a file.
 
     Owns the current :class:`~edged.media.sources.capture_reader.CaptureReader` (started by the
@@ -165,6 +165,21 @@ class CaptureTrack(MediaStreamTrack):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             reader.join(left)
         return not any(reader.alive for reader in self._readers)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Keyframes and bitrate with an encoder of its own; device errors always."""
+        own = self._setup.new_encoder is not None
+        return Capabilities(
+            keyframe_on_request=own,
+            bitrate_control=own,
+            hardware_encode=self.hardware_encode,
+            device_errors=True,
+        )
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        return (self.width, self.height) if self.width and self.height else None
 
     def request_keyframe(self) -> None:
         """Make the next packet a keyframe — possible only with the track's own encoder;

@@ -20,7 +20,9 @@ from typing import Any
 
 from ....errors import EdgedError, ErrorCode
 from ...h264 import fit_level_31
+from ...sinks.snapshot import jpeg_from_frame
 from ..base import VideoSettings
+from .output import yuv420_frame
 
 logger = logging.getLogger("edged.media.sources.picamera2.source")
 
@@ -144,3 +146,10 @@ def set_live_bitrate(encoder: Any, videodev2: Any, bitrate: int) -> bool:
         return False
     encoder.bitrate = bitrate
     return True
+
+
+def lores_jpeg(camera: Any, max_width: int) -> bytes:
+    """A JPEG of a running camera's low-resolution stream; blocks for up to one frame."""
+    config = camera.stream_configuration("lores")
+    array = camera.capture_array("lores")
+    return jpeg_from_frame(yuv420_frame(array, config["size"], config["stride"]), max_width)

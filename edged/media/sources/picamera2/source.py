@@ -1,16 +1,8 @@
 """A Raspberry Pi camera through picamera2, its hardware H.264 passed to the fan-out untouched.
 
-picamera2's own parts make the pipeline: ``Picamera2`` (size, rate, flips; set up by
-:class:`~edged.media.sources.picamera2.setup.CameraSetup`) -> its ``H264Encoder`` (the V4L2
-encoder, ``/dev/video11``) -> an ``Output`` subclass
-(:mod:`edged.media.sources.picamera2.output`), whose ``outputframe()`` gets each Annex-B access
-unit in the encoder's thread, stamped in microseconds -> an asyncio queue ->
-:meth:`Picamera2VideoTrack.recv` -> ``av.Packet`` (pts in 1/90000) that
-:class:`~edged.media.send.fanout.EncodedVideoFanout` sends to every viewer: no decode, no
-re-encode. Without a hardware encoder (Pi 5, or no ``/dev/video11``) picamera2's plain
-``Encoder`` hands out raw YUV420 buffers instead, the track returns ``av.VideoFrame`` and
-the fan-out's libx264 encodes them once (:attr:`~Picamera2VideoTrack.hardware_encode`
-False).
+The pipeline, from the camera to the fan-out, is described in :mod:`edged.media.sources.picamera2`.
+Without a hardware encoder (Pi 5, or no ``/dev/video11``) the track returns raw frames
+(:attr:`~Picamera2VideoTrack.hardware_encode` False).
 
 A new bitrate that the running encoder does not take restarts the encoder (rate-limited:
 a restart costs a keyframe). A camera that stops delivering without an error is
@@ -26,18 +18,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
 from ....backoff import Backoff
 from ....errors import EdgedError, ErrorCode
 from ....logs import log_event
 from ...device import ErrorCallback
 from ...h264 import VIDEO_TIME_BASE, ParameterSets, is_keyframe
-from ...sinks.snapshot import jpeg_from_frame
-from ..base import VideoSettings
+from ..base import Capabilities, SourceTrack, VideoSettings
 from ..watchdog import STALL_TIMEOUT, StallWatchdog
 from .output import CameraClock, callback_output_class, yuv420_frame
-from .setup import CameraSetup, has_hardware_encoder, import_or_unavailable, set_live_bitrate
+from .setup import (
+    CameraSetup,
+    has_hardware_encoder,
+    import_or_unavailable,
+    lores_jpeg,
+    set_live_bitrate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +49,7 @@ _closing: dict[int, Future[None]] = {}
 """The pending close of each camera number, waited for before it is opened again."""
 
 
-class Picamera2VideoTrack(MediaStreamTrack):
+class Picamera2VideoTrack(SourceTrack):
     """A Raspberry Pi camera as a video track of H.264 ``av.Packet`` (or raw frames, see module).
 
     Owns the ``Picamera2`` object, its encoder and output, the queue between the camera's
@@ -119,6 +116,16 @@ class Picamera2VideoTrack(MediaStreamTrack):
         self.dropped = 0
         self.keyframe_requests = 0
         self.encoder_restarts = 0
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Keyframes and bitrate with the hardware encoder; a snapshot and device errors."""
+        hardware = self.hardware_encode
+        return Capabilities(hardware, hardware, hardware, snapshot=True, device_errors=True)
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        return self.width, self.height
 
     @property
     def width(self) -> int:
@@ -202,9 +209,7 @@ class Picamera2VideoTrack(MediaStreamTrack):
         camera = self._camera
         if camera is None:
             raise EdgedError(ErrorCode.SNAPSHOT_FAILED, "the camera is not running")
-        config = camera.stream_configuration("lores")
-        array = camera.capture_array("lores")
-        return jpeg_from_frame(yuv420_frame(array, config["size"], config["stride"]), max_width)
+        return lores_jpeg(camera, max_width)
 
     # ---- the worker thread ---------------------------------------------------------
 
