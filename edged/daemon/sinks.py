@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..engine.engine import Engine
-from ..media.snapshot import jpeg_from_frame
+from ..media.sinks.snapshot import jpeg_from_frame
 
 if TYPE_CHECKING:
     from ..config.sections import AudioSection
-    from ..media.alsa_playback import AlsaPlaybackSink
+    from ..media.alsa.playback import AlsaPlaybackSink
 
 log = logging.getLogger("edged.daemon")
 
@@ -28,12 +28,12 @@ class Speaker:
     def input(self) -> Any:
         """A way into the speaker when pyalsaaudio is there, else None (the stream is still
         received, decoded and counted)."""
-        from ..media.alsa import alsa_available
+        from ..media.alsa.pcm import alsa_available
 
         if not alsa_available():
             return None
         if self._sink is None:
-            from ..media.alsa_playback import AlsaPlaybackSink
+            from ..media.alsa.playback import AlsaPlaybackSink
 
             audio = self._audio()
             self._sink = AlsaPlaybackSink(audio.playback_device, buffer_ms=audio.playback_buffer_ms)
@@ -62,8 +62,7 @@ async def snapshot_jpeg(engine: Engine) -> bytes | None:
             continue
         if tap.last_frame is not None:
             return await asyncio.to_thread(jpeg_from_frame, tap.last_frame)
-        own = getattr(tap.source, "snapshot_jpeg", None)  # a camera's low-resolution stream
-        if own is not None:
-            jpeg: bytes = await asyncio.to_thread(own)
+        if tap.capabilities.snapshot:  # a camera's low-resolution stream
+            jpeg: bytes = await asyncio.to_thread(tap.snapshot_jpeg)
             return jpeg
     return None

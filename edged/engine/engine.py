@@ -13,6 +13,7 @@ import logging
 import re
 
 from ..errors import EdgedError, ErrorCode
+from ..media.aiortc.sender_reports import wrap_sender_report_counters
 from ..model import PlayerState, PublisherState, RoomState, User
 from ..protocol import StopPlay, Unpublish
 from .config import EngineProfile, PublishConfig, RoomConfig, VideoConfig
@@ -37,6 +38,7 @@ class Engine:
 
     def __init__(self, profile: EngineProfile, handler: EventHandler | None = None) -> None:
         _check_id(profile.app_id, 64, ErrorCode.APP_ID_INVALID)
+        wrap_sender_report_counters()  # aiortc's sender reports past 4 GiB; once per process
         self.profile = profile
         self.events = EventDispatcher()
         if handler is not None:

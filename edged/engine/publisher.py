@@ -18,9 +18,9 @@ from aiortc import RTCPeerConnection
 
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
-from ..media.fanout import EncodedAudioFanout, EncodedVideoFanout
-from ..media.h264 import H264Settings
-from ..media.tap import SourceTap
+from ..media.encoders.libx264 import H264Settings
+from ..media.send.fanout import EncodedAudioFanout, EncodedVideoFanout
+from ..media.sources.tap import SourceTap
 from ..model import PublisherState
 from ..protocol import IceCandidate, SessionDescription, Signal, UserInfo
 from .config import AudioConfig, EngineProfile, PublishConfig, VideoConfig
@@ -103,8 +103,8 @@ class Publisher(StreamState[PublisherState]):
             )
             self.audio_fanout.start()
         for tap in (self.video_tap, self.audio_tap):
-            if tap is not None and hasattr(tap.source, "on_error"):
-                tap.source.on_error = self._on_device_error
+            if tap is not None:
+                tap.report_device_errors(self._on_device_error)
         if not self.config.video:
             self._first_frame.set()
 
