@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edged.engine.config import VideoConfig
 from edged.engine.events import PlayerStateUpdate
 from edged.model import PlayerState, PublisherState, User
 from edged.server.links import Link
@@ -135,3 +136,26 @@ async def test_janus_killed_and_restarted_mid_call_the_viewers_play_again_by_the
         ]
         assert states[-1] == PlayerState.PLAYING
         assert board.publisher_state("cam") == PublisherState.PUBLISHING
+
+
+async def test_a_late_viewer_through_janus_sees_a_picture_long_before_the_next_keyframe(
+    server_factory: ServerFactory, janus: Janus
+) -> None:
+    srv = await relaying_server(server_factory, janus, "sfu")
+    board, _ = make_engine(srv, video=VideoConfig(320, 240, 30.0, 300_000, keyframe_interval_s=60))
+    early, _ = make_engine(srv)
+    late, _ = make_engine(srv)
+    early_sink, late_sink = AnalysisSink(), AnalysisSink()
+    async with board, early, late:
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam")
+        await early.login_room("r", User("early"))
+        await early.start_playing("cam", early_sink)
+        await until(lambda: early_sink.video is not None and early_sink.video.stats().decoded >= 30)
+        await late.login_room("r", User("late"))
+        await late.start_playing("cam", late_sink)
+        # Janus asks the board for a keyframe (PLI) for its new subscriber; without it
+        # the late viewer would wait up to 60 s for the next one.
+        await until(
+            lambda: late_sink.video is not None and late_sink.video.stats().decoded >= 1, 10
+        )
