@@ -7,7 +7,7 @@ once and sends to every viewer, and aiortc handles RTCP) and its other threads (
 encoders), and the frames every viewer received. Publisher and
 viewers find each other through the room server (hosted by this script), all inside a
 private network namespace. Viewers never decode: their receivers hand out the
-reassembled H.264 frames (edged.media.aiortc_internals.passthrough_receivers), which
+reassembled H.264 frames (edged.media.aiortc.receivers.passthrough_receivers), which
 they count. A run where a viewer gets under 95% of the frames sent, or where the source
 could not keep its 30 fps, is invalid and marked so.
 
@@ -116,7 +116,7 @@ CONTENTS = ("moving", "pattern")
 def prerender(content: str) -> list[Any]:
     """The looped frames: FFmpeg's ``testsrc2`` (``moving``) or edged's test pattern."""
     if content == "pattern":
-        from edged.media.testpattern import TestPatternRenderer
+        from edged.media.sources.testpattern import TestPatternRenderer
 
         renderer = TestPatternRenderer(WIDTH, HEIGHT, FPS)
         return [renderer.render(i) for i in range(LOOP_FRAMES)]
@@ -133,14 +133,14 @@ def prerender(content: str) -> list[Any]:
 
 def preencode(frames: list[Any]) -> list[bytes]:
     """Each frame as one Annex-B access unit, encoded at the pinned settings."""
-    from edged.media.h264 import H264Encoder
+    from edged.media.encoders.libx264 import H264Encoder
 
     encoder = H264Encoder(pinned_settings())
     return [b"".join(bytes(p) for p in encoder.encode(f)) for f in frames]
 
 
 def pinned_settings() -> Any:
-    from edged.media.h264 import H264Settings
+    from edged.media.encoders.libx264 import H264Settings
 
     return H264Settings(
         bitrate=BITRATE,
@@ -205,7 +205,7 @@ async def naive_publisher(url: str, room: str, content: str) -> None:
 
     from edged.engine.peer import local_description, make_peer_connection, to_rtc
     from edged.engine.signaling import SignalingClient
-    from edged.media.aiortc_internals import prefer_codec
+    from edged.media.aiortc.codec_choice import prefer_codec
     from edged.protocol import LinkOpen, Login, Publish, Signal, SignalRelay
     from edged.tokens import mint
 
@@ -243,7 +243,7 @@ async def viewer(url: str, room: str, name: str) -> None:
 
     from edged.engine.peer import local_description, make_peer_connection, to_rtc
     from edged.engine.signaling import SignalingClient
-    from edged.media.aiortc_internals import passthrough_receivers
+    from edged.media.aiortc.receivers import passthrough_receivers
     from edged.protocol import Login, Play, Signal, SignalRelay
     from edged.tokens import mint
 

@@ -52,7 +52,7 @@ async def edged_player(url: str, duration: float) -> dict[str, Any]:
     from edged.engine.config import EngineProfile
     from edged.engine.engine import Engine
     from edged.engine.events import EventHandler
-    from edged.media.analysis import VideoCodeSink
+    from edged.media.sinks.analysis import VideoCodeSink
     from edged.model import User
 
     first: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -102,8 +102,8 @@ async def plain_publisher(url: str) -> None:
     """aiortc as its examples use it: addTrack, aiortc encodes for the one viewer."""
     from edged.engine.peer import local_description, make_peer_connection, to_rtc
     from edged.engine.signaling import SignalingClient
-    from edged.media.aiortc_internals import prefer_codec
-    from edged.media.testpattern import TestPatternTrack
+    from edged.media.aiortc.codec_choice import prefer_codec
+    from edged.media.sources.testpattern import TestPatternTrack
     from edged.protocol import LinkOpen, Login, Publish, Signal, SignalRelay
     from edged.tokens import mint
 
@@ -135,7 +135,7 @@ async def plain_publisher(url: str) -> None:
 async def plain_player(url: str, duration: float) -> dict[str, Any]:
     from edged.engine.peer import local_description, make_peer_connection, to_rtc
     from edged.engine.signaling import SignalingClient
-    from edged.media.analysis import VideoCodeSink
+    from edged.media.sinks.analysis import VideoCodeSink
     from edged.protocol import Login, Play, Signal, SignalRelay
     from edged.tokens import mint
 

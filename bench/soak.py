@@ -310,7 +310,7 @@ class FrameWatch:
         self.histogram: collections.Counter[int] = collections.Counter()
 
     def observe(self, sink: object, obs: Any) -> None:
-        from edged.media.timecode import sequence_gap
+        from edged.media.sources.timecode import sequence_gap
 
         if sink is not self.current:
             self.current, self.last = sink, None
@@ -372,7 +372,7 @@ def watch_sink(watch: FrameWatch) -> Any:
     """An ``AnalysisSink`` whose video sinks report every decoded time code to ``watch``."""
     import av
 
-    from edged.media.analysis import AnalysisSink, VideoCodeSink
+    from edged.media.sinks.analysis import AnalysisSink, VideoCodeSink
 
     class WatchedVideo(VideoCodeSink):
         def _on_frame(self, frame: object) -> None:

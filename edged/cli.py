@@ -133,7 +133,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _devices(args: argparse.Namespace) -> int:
-    from .media.devices import devices_command
+    from .media.inventory import devices_command
 
     return devices_command(args.json)
 

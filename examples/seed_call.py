@@ -25,7 +25,7 @@ from edged.engine.events import (
     PlayerQualityUpdate,
     PublisherQualityUpdate,
 )
-from edged.media.analysis import AnalysisSink
+from edged.media.sinks.analysis import AnalysisSink
 from edged.model import User
 from edged.server.app import RoomServer
 from edged.server.settings import ServerSettings

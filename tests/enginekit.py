@@ -9,7 +9,7 @@ from typing import Any
 from edged.engine.config import EngineProfile, EngineTimers, VideoConfig
 from edged.engine.engine import Engine
 from edged.engine.events import EventRecorder
-from edged.media.analysis import AnalysisSink as AnalysisSink  # for the tests
+from edged.media.sinks.analysis import AnalysisSink as AnalysisSink
 
 from conftest import APP, SECRET, RunningServer
 

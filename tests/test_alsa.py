@@ -22,10 +22,10 @@ from alsa.pcms import MIC, MISSING, SILENT_MIC, SPEAKER, AlsaPcms, FifoTone, ton
 from edged.engine.config import AudioConfig, PublishConfig
 from edged.engine.events import PlayerRecvAudioFirstFrame, PlayerStateUpdate
 from edged.errors import EdgedError, ErrorCode
-from edged.media.alsa_capture import AlsaCaptureTrack, alsa_audio_source
-from edged.media.alsa_playback import AlsaPlaybackSink
-from edged.media.analysis import audio_frame_samples
-from edged.media.tone import ToneGenerator, ToneTrack, tone_present
+from edged.media.alsa.capture import AlsaCaptureTrack, alsa_audio_source
+from edged.media.alsa.playback import AlsaPlaybackSink
+from edged.media.sinks.analysis import audio_frame_samples
+from edged.media.sources.tone import ToneGenerator, ToneTrack, tone_present
 from edged.model import PlayerState, User
 
 from conftest import RunningServer

@@ -101,8 +101,8 @@ GRAPH = import_graph()
 def test_the_walk_sees_the_imports() -> None:
     # The walk itself: a known arrow of each kind (plain, relative, parent package).
     assert "edged.engine.room" in GRAPH["edged.engine.engine"]
-    assert "edged.media.h264" in GRAPH["edged.media.snapshot"]
-    assert "edged.errors" in GRAPH["edged.media.snapshot"]
+    assert "edged.media.h264" in GRAPH["edged.media.sinks.snapshot"]
+    assert "edged.errors" in GRAPH["edged.media.sinks.snapshot"]
 
 
 @pytest.mark.parametrize("module", sorted(GRAPH))

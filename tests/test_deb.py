@@ -47,8 +47,8 @@ import av
 import pytest
 
 from edged import __version__
-from edged.media.analysis import luma_plane
-from edged.media.timecode import decode
+from edged.media.sinks.analysis import luma_plane
+from edged.media.sources.timecode import decode
 from edged.testing.netns import host_network
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,8 +272,8 @@ def test_the_test_harness_is_not_installed(root: Root) -> None:
 
 SNAPSHOT = """\
 import sys
-from edged.media.snapshot import jpeg_from_frame
-from edged.media.testpattern import TestPatternRenderer
+from edged.media.sinks.snapshot import jpeg_from_frame
+from edged.media.sources.testpattern import TestPatternRenderer
 
 with open(sys.argv[1], "wb") as out:
     out.write(jpeg_from_frame(TestPatternRenderer(1280, 720).render(4321)))
@@ -311,7 +311,7 @@ CALL_DRIVER = """\
 import asyncio, json, signal, socket, subprocess, sys, time
 from edged.engine.config import EngineProfile
 from edged.engine.engine import Engine
-from edged.media.analysis import VideoCodeSink
+from edged.media.sinks.analysis import VideoCodeSink
 from edged.model import User
 
 PORT, SECRET = int(sys.argv[1]), open("/tmp/call/secret").read().strip()

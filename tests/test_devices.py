@@ -18,22 +18,24 @@ from typing import Any
 
 import pytest
 
-from edged.media import devices
-from edged.media.devices import (
+from edged.media import inventory as devices
+from edged.media.inventory import (
+    Devices,
+    devices_command,
+    format_table,
+    libcamera_cameras,
+    sound_devices,
+    to_json,
+    v4l2_cameras,
+)
+from edged.media.v4l2_formats import (
     ENUM_FMT,
     ENUM_FRAMEINTERVALS,
     ENUM_FRAMESIZES,
     QUERYCAP,
-    Devices,
     FrameSize,
     choose_input_format,
-    devices_command,
-    format_table,
-    libcamera_cameras,
     parse_v4l2_formats,
-    sound_devices,
-    to_json,
-    v4l2_cameras,
 )
 
 pytest_plugins = ["standinkit"]  # the picamera2 stand-in: fixture `board`

@@ -21,17 +21,16 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpPsfbPacket, pack_remb_fci
 
-from edged.media.aiortc_internals import RTCP_PSFB_APP, passthrough_receivers, send_pli
-from edged.media.fanout import (
-    EncodedAudioFanout,
-    EncodedFanout,
-    EncodedVideoFanout,
-    KeyframeLimiter,
-    ViewerAudioTrack,
-    ViewerVideoTrack,
-)
-from edged.media.h264 import H264Encoder, H264Settings, is_keyframe, split_nal_units
-from edged.media.rtp_frames import FramePacker, RtpFrame, ntp_time
+from edged.media.aiortc.receivers import passthrough_receivers, send_pli
+from edged.media.aiortc.sender_hook import RTCP_PSFB_APP
+from edged.media.aiortc.sender_reports import wrap_sender_report_counters
+from edged.media.encoders.libx264 import H264Encoder, H264Settings
+from edged.media.h264 import is_keyframe, split_nal_units
+from edged.media.send.fanout import EncodedAudioFanout, EncodedFanout, EncodedVideoFanout
+from edged.media.send.keyframes import KeyframeLimiter
+from edged.media.send.rtp_frames import FramePacker, RtpFrame, ntp_time
+from edged.media.send.viewer import ViewerAudioTrack, ViewerVideoTrack
+from edged.media.sources.base import Capabilities, SourceTrack
 
 TB = fractions.Fraction(1, 90000)
 FPS = 30
@@ -82,10 +81,11 @@ class SyntheticVideoTrack(MediaStreamTrack):
         return picture(self.count)
 
 
-class PreEncodedTrack(MediaStreamTrack):
+class PreEncodedTrack(SourceTrack):
     """Replays H.264 access units like a hardware encoder, jumping to an IDR on request."""
 
     kind = "video"
+    capabilities = Capabilities(keyframe_on_request=True, hardware_encode=True)
 
     def __init__(self, frames: int = 60, keyframe_interval: float = 1.0) -> None:
         super().__init__()
@@ -598,6 +598,7 @@ async def test_sender_reports_and_stats_count_what_a_direct_viewer_received(
 
 @pytest.mark.netns
 async def test_sender_reports_go_on_past_4_gib_sent_to_one_viewer(calls: list[Call]) -> None:
+    wrap_sender_report_counters()  # as the engine does when it starts
     with passthrough_receivers(kinds=["video"]):
         fanout = EncodedVideoFanout(PreEncodedTrack(frames=60))
         c = await call(fanout, board_offers=True)

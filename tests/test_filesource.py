@@ -16,12 +16,12 @@ import pytest
 from av.video.frame import PictureType
 
 from edged.errors import EdgedError, ErrorCode
-from edged.media.analysis import luma_plane
-from edged.media.fanout import EncodedVideoFanout
-from edged.media.filesource import FileVideoTrack, file_video_source
 from edged.media.h264 import is_keyframe, nal_types
-from edged.media.testpattern import TestPatternRenderer
-from edged.media.timecode import decode
+from edged.media.send.fanout import EncodedVideoFanout
+from edged.media.sinks.analysis import luma_plane
+from edged.media.sources.file import FileVideoTrack, file_video_source
+from edged.media.sources.testpattern import TestPatternRenderer
+from edged.media.sources.timecode import decode
 from edged.model import User
 
 from conftest import RunningServer

@@ -11,14 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edged.media.encoders.libx264 import H264Encoder, H264Settings
 from edged.media.h264 import (
     NAL_IDR,
     NAL_PPS,
     NAL_SLICE,
     NAL_SPS,
     VIDEO_TIME_BASE,
-    H264Encoder,
-    H264Settings,
     fit_level_31,
     is_keyframe,
     nal_types,

@@ -11,10 +11,10 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from edged.engine.peer import make_peer_connection
-from edged.media.aiortc_internals import prefer_codec
-from edged.media.analysis import luma_plane
-from edged.media.testpattern import TestPatternTrack
-from edged.media.timecode import decode
+from edged.media.aiortc.codec_choice import prefer_codec
+from edged.media.sinks.analysis import luma_plane
+from edged.media.sources.testpattern import TestPatternTrack
+from edged.media.sources.timecode import decode
 from edged.server.janus import (
     JanusConnection,
     JanusError,

@@ -24,15 +24,15 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from edged.engine.config import PublishConfig, VideoConfig
 from edged.engine.engine import Engine
 from edged.engine.views import VideoSendCounts
-from edged.media.analysis import luma_plane
-from edged.media.capture_input import passthrough_refusal
-from edged.media.filesource import FileVideoTrack
 from edged.media.h264 import nal_types
-from edged.media.mute import black_access_units, h264_size
-from edged.media.picamera2_source import picamera2_video_source
-from edged.media.preview_decoder import THREAD_NAME
-from edged.media.testpattern import TestPatternRenderer
-from edged.media.timecode import decode
+from edged.media.sinks.analysis import luma_plane
+from edged.media.sinks.preview_decoder import THREAD_NAME
+from edged.media.sources.capture_input import passthrough_refusal
+from edged.media.sources.file import FileVideoTrack
+from edged.media.sources.mute import black_access_units, h264_size
+from edged.media.sources.picamera2.source import picamera2_video_source
+from edged.media.sources.testpattern import TestPatternRenderer
+from edged.media.sources.timecode import decode
 from edged.model import User
 
 from conftest import RunningServer

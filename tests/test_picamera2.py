@@ -29,12 +29,13 @@ from aiortc.rtp import RtcpPsfbPacket, pack_remb_fci
 from edged.engine.config import VideoConfig
 from edged.engine.events import PublisherStateUpdate
 from edged.errors import EdgedError, ErrorCode
-from edged.media.aiortc_internals import RTCP_PSFB_APP, passthrough_receivers, send_pli
-from edged.media.analysis import luma_plane
-from edged.media.fanout import EncodedVideoFanout
+from edged.media.aiortc.receivers import passthrough_receivers, send_pli
+from edged.media.aiortc.sender_hook import RTCP_PSFB_APP
 from edged.media.h264 import is_keyframe, split_nal_units, sps_profile_level
-from edged.media.picamera2_source import Picamera2VideoTrack, picamera2_video_source
-from edged.media.timecode import decode
+from edged.media.send.fanout import EncodedVideoFanout
+from edged.media.sinks.analysis import luma_plane
+from edged.media.sources.picamera2.source import Picamera2VideoTrack, picamera2_video_source
+from edged.media.sources.timecode import decode
 from edged.model import PublisherState, User
 
 from conftest import RunningServer

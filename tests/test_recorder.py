@@ -12,13 +12,13 @@ import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from edged.errors import EdgedError, ErrorCode
-from edged.media.analysis import audio_frame_samples, luma_plane
-from edged.media.fanout import EncodedAudioFanout, EncodedVideoFanout
-from edged.media.h264 import H264Settings
-from edged.media.recorder import Recorder
-from edged.media.testpattern import TestPatternTrack
-from edged.media.timecode import decode
-from edged.media.tone import ToneTrack, dominant_frequency
+from edged.media.encoders.libx264 import H264Settings
+from edged.media.send.fanout import EncodedAudioFanout, EncodedVideoFanout
+from edged.media.sinks.analysis import audio_frame_samples, luma_plane
+from edged.media.sinks.recorder import Recorder
+from edged.media.sources.testpattern import TestPatternTrack
+from edged.media.sources.timecode import decode
+from edged.media.sources.tone import ToneTrack, dominant_frequency
 from edged.model import User
 
 from conftest import RunningServer

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edged.model import PlayerState, User
+from edged.engine.config import VideoConfig
+from edged.engine.events import PlayerStateUpdate
+from edged.model import PlayerState, PublisherState, User
 from edged.server.links import Link
 from edged.server.settings import SfuSettings
 
@@ -103,3 +105,57 @@ async def test_auto_relays_the_viewer_past_the_cap_and_keeps_the_first_peer_to_p
         await until(lambda: first.stats().decoded >= decoded + 30, 20)  # undisturbed
         await viewers[2].stop_playing("cam")
         await until(lambda: not [lk for lk in links_of(srv, "cam") if lk.via_sfu])
+
+
+async def test_janus_killed_and_restarted_mid_call_the_viewers_play_again_by_themselves(
+    server_factory: ServerFactory, janus: Janus
+) -> None:
+    srv = await relaying_server(server_factory, janus, "sfu")
+    board, _ = make_engine(srv)
+    viewer, rec = make_engine(srv)
+    sink = AnalysisSink()
+    async with board, viewer:
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam")
+        await viewer.login_room("r", User("viewer"))
+        await viewer.start_playing("cam", sink)
+        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 15, 20)
+        await janus.kill()
+        await until(lambda: viewer.player_state("cam") == PlayerState.PLAY_REQUESTING, 10)
+        assert not [lk for lk in links_of(srv, "cam") if lk.via_sfu and lk.janus is not None]
+        before = sink.video
+        await janus.start()
+        # The new link's track gets a new decoder of its own in the sink.
+        await until(lambda: sink.video is not before and sink.video.stats().decoded >= 30, 30)
+        assert viewer.player_state("cam") == PlayerState.PLAYING
+        states = [e.state for e in rec.of(PlayerStateUpdate)]
+        assert states[:3] == [
+            PlayerState.PLAY_REQUESTING,
+            PlayerState.PLAYING,
+            PlayerState.PLAY_REQUESTING,
+        ]
+        assert states[-1] == PlayerState.PLAYING
+        assert board.publisher_state("cam") == PublisherState.PUBLISHING
+
+
+async def test_a_late_viewer_through_janus_sees_a_picture_long_before_the_next_keyframe(
+    server_factory: ServerFactory, janus: Janus
+) -> None:
+    srv = await relaying_server(server_factory, janus, "sfu")
+    board, _ = make_engine(srv, video=VideoConfig(320, 240, 30.0, 300_000, keyframe_interval_s=60))
+    early, _ = make_engine(srv)
+    late, _ = make_engine(srv)
+    early_sink, late_sink = AnalysisSink(), AnalysisSink()
+    async with board, early, late:
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam")
+        await early.login_room("r", User("early"))
+        await early.start_playing("cam", early_sink)
+        await until(lambda: early_sink.video is not None and early_sink.video.stats().decoded >= 30)
+        await late.login_room("r", User("late"))
+        await late.start_playing("cam", late_sink)
+        # Janus asks the board for a keyframe (PLI) for its new subscriber; without it
+        # the late viewer would wait up to 60 s for the next one.
+        await until(
+            lambda: late_sink.video is not None and late_sink.video.stats().decoded >= 1, 10
+        )

@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 
 from edged.errors import EdgedError, ErrorCode
-from edged.media.analysis import luma_plane
-from edged.media.h264 import H264Encoder, H264Settings, is_keyframe, nal_types, split_nal_units
-from edged.media.snapshot import (
+from edged.media.encoders.libx264 import H264Encoder, H264Settings
+from edged.media.h264 import ParameterSets, is_keyframe, nal_types, split_nal_units
+from edged.media.sinks.analysis import luma_plane
+from edged.media.sinks.snapshot import (
     LatestFrame,
     LatestKeyframe,
     LatestPicture,
-    ParameterSets,
     jpeg_from_frame,
     jpeg_from_h264_keyframe,
 )
-from edged.media.tap import SourceTap
-from edged.media.testpattern import TestPatternRenderer, TestPatternTrack
-from edged.media.timecode import decode
+from edged.media.sources.tap import SourceTap
+from edged.media.sources.testpattern import TestPatternRenderer, TestPatternTrack
+from edged.media.sources.timecode import decode
 
 START = b"\x00\x00\x00\x01"
 

@@ -11,14 +11,16 @@ from typing import Any
 import pytest
 
 from edged.config.sections import AudioSection, VideoSection
+from edged.daemon.source_choice import choose_audio_source, choose_video_source
 from edged.engine.config import AudioConfig, VideoConfig
 from edged.errors import EdgedError, ErrorCode
-from edged.media.devices import Camera, FrameSize, SoundDevice, VideoFormat
-from edged.media.filesource import FileVideoTrack
-from edged.media.sources import choose_audio_source, choose_video_source, v4l2_video_source
-from edged.media.testpattern import TestPatternTrack
-from edged.media.tone import ToneTrack
-from edged.media.v4l2 import CaptureInput, CaptureTrack, open_input
+from edged.media.inventory import Camera, SoundDevice
+from edged.media.sources.capture_input import CaptureInput, open_input
+from edged.media.sources.file import FileVideoTrack
+from edged.media.sources.testpattern import TestPatternTrack
+from edged.media.sources.tone import ToneTrack
+from edged.media.sources.v4l2 import CaptureTrack, v4l2_video_source
+from edged.media.v4l2_formats import FrameSize, VideoFormat
 
 pytest_plugins = ["standinkit"]  # the picamera2 stand-in: fixture `board`
 CONFIG = VideoConfig(320, 240, 15.0, 300_000)
@@ -110,7 +112,7 @@ def test_explicit_picamera2_without_it_fails_with_its_code(monkeypatch: pytest.M
 
 
 def test_auto_takes_the_first_v4l2_camera_that_opens(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "edged.media.sources")
+    caplog.set_level(logging.INFO, "edged.daemon.source_choice")
     nodes = (
         camera("/dev/video0", BAYER),  # a sensor's raw node: nothing edged can use
         camera("/dev/video2", MJPG),  # busy
@@ -131,7 +133,7 @@ def test_auto_takes_the_first_v4l2_camera_that_opens(caplog: pytest.LogCaptureFi
 
 
 def test_auto_without_a_camera_is_the_test_pattern(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "edged.media.sources")
+    caplog.set_level(logging.INFO, "edged.daemon.source_choice")
     nodes = (camera("/dev/video0", BAYER), camera("/dev/video2", MJPG))
     choice = choose_video_source(
         VideoSection(), libcamera=no_libcamera, v4l2=lambda: nodes, opener=lavfi_for(set())

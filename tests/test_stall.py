@@ -21,10 +21,11 @@ import pytest
 from edged.engine.config import VideoConfig
 from edged.engine.events import EventRecorder, PublisherStateUpdate
 from edged.errors import ErrorCode
-from edged.media.analysis import luma_plane
-from edged.media.picamera2_source import Picamera2VideoTrack, picamera2_video_source
-from edged.media.timecode import decode
-from edged.media.v4l2 import CaptureInput, CaptureTrack, open_input
+from edged.media.sinks.analysis import luma_plane
+from edged.media.sources.capture_input import CaptureInput, open_input
+from edged.media.sources.picamera2.source import Picamera2VideoTrack, picamera2_video_source
+from edged.media.sources.timecode import decode
+from edged.media.sources.v4l2 import CaptureTrack
 from edged.model import PublisherState, User
 
 from conftest import RunningServer

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from edged.media.analysis import VideoCodeSink, luma_plane
 from edged.media.clock import Pacer
-from edged.media.testpattern import TestPatternRenderer, TestPatternTrack
-from edged.media.timecode import TimeCode, band_height, decode
+from edged.media.sinks.analysis import VideoCodeSink, luma_plane
+from edged.media.sources.testpattern import TestPatternRenderer, TestPatternTrack
+from edged.media.sources.timecode import TimeCode, band_height, decode
 
 
 def pts_of(frame: av.VideoFrame) -> int:

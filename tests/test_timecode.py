@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edged.media import timecode
-from edged.media.analysis import luma_plane
-from edged.media.testpattern import TestPatternRenderer
-from edged.media.timecode import TimeCode, decode, encode_into, sequence_gap
+from edged.media.sinks.analysis import luma_plane
+from edged.media.sources import timecode
+from edged.media.sources.testpattern import TestPatternRenderer
+from edged.media.sources.timecode import TimeCode, decode, encode_into, sequence_gap
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "timecode.md"
 CAPTURE_BASE_MS = 1_700_000_000_000

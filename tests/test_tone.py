@@ -14,8 +14,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edged.media.analysis import AudioToneSink, audio_frame_samples
-from edged.media.tone import (
+from edged.media.sinks.analysis import AudioToneSink, audio_frame_samples
+from edged.media.sources.tone import (
     ToneGenerator,
     ToneTrack,
     dominant_frequency,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edged.media.udp_batch import MAX_BYTES, MAX_SEGMENTS, BatchSender, runs
+from edged.media.send.udp_batch import MAX_BYTES, MAX_SEGMENTS, BatchSender, runs
 
 SO_NO_CHECK = 11
 """A socket option with which Linux refuses segmented sends (EINVAL): no UDP checksums."""

@@ -22,12 +22,15 @@ import pytest
 
 from edged.engine.config import VideoConfig
 from edged.errors import ErrorCode
-from edged.media.analysis import luma_plane
-from edged.media.fanout import EncodedVideoFanout
-from edged.media.h264 import H264Encoder, H264Settings, is_keyframe, nal_types
-from edged.media.sources import V4l2m2mEncoder, pick_h264_encoder, v4l2_video_source
-from edged.media.testpattern import TestPatternRenderer
-from edged.media.v4l2 import CaptureInput, CaptureTrack, Orientation, open_input
+from edged.media.encoders.libx264 import H264Encoder, H264Settings
+from edged.media.encoders.v4l2m2m import V4l2m2mEncoder, pick_h264_encoder
+from edged.media.h264 import is_keyframe, nal_types
+from edged.media.send.fanout import EncodedVideoFanout
+from edged.media.sinks.analysis import luma_plane
+from edged.media.sources.capture_input import CaptureInput, open_input
+from edged.media.sources.orientation import Orientation
+from edged.media.sources.testpattern import TestPatternRenderer
+from edged.media.sources.v4l2 import CaptureTrack, v4l2_video_source
 
 TESTSRC = "testsrc2=size=320x240:rate=30"
 

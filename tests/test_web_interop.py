@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edged.engine import mdns
-from edged.media import timecode
+from edged.media.sources import timecode
 from edged.server.webapp import WEB_DIR
 
 # ---- mDNS answers as Chromium sends them ----------------------------------------------

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.engine import Engine
 from ..errors import EdgedError, ErrorCode
-from ..media.snapshot import jpeg_from_frame
+from ..media.sinks.snapshot import jpeg_from_frame
 
 if TYPE_CHECKING:
     from ..config.sections import AudioSection
-    from ..media.alsa_playback import AlsaPlaybackSink
+    from ..media.alsa.playback import AlsaPlaybackSink
 
 log = logging.getLogger("edged.daemon")
 
@@ -34,12 +34,12 @@ class Speaker:
     def input(self) -> Any:
         """A way into the speaker when pyalsaaudio is there, else None (the stream is still
         received, decoded and counted)."""
-        from ..media.alsa import alsa_available
+        from ..media.alsa.pcm import alsa_available
 
         if not alsa_available():
             return None
         if self._sink is None:
-            from ..media.alsa_playback import AlsaPlaybackSink
+            from ..media.alsa.playback import AlsaPlaybackSink
 
             audio = self._audio()
             self._sink = AlsaPlaybackSink(audio.playback_device, buffer_ms=audio.playback_buffer_ms)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..config.model import Config
 from ..engine.config import EngineProfile
-from ..media.sources import choose_audio_source, choose_video_source
+from .source_choice import choose_audio_source, choose_video_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ def apply_sources(profile: EngineProfile, config: Config) -> MediaChoice:
     """Set the profile's video and audio source factories for ``config``.
 
     ``auto`` picks picamera2, then a V4L2 camera, then the test pattern for video, and an
-    ALSA microphone or nothing for audio (:mod:`edged.media.sources` logs why).
+    ALSA microphone or nothing for audio (:mod:`edged.daemon.source_choice` logs why).
     """
     video = choose_video_source(config.video)
     audio = choose_audio_source(config.audio)

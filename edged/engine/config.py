@@ -60,14 +60,14 @@ AudioSourceFactory = Callable[[AudioConfig], Any]
 
 def default_video_source(config: VideoConfig) -> Any:
     """The test pattern with its time code: the source on a machine with no camera."""
-    from ..media.testpattern import TestPatternTrack
+    from ..media.sources.testpattern import TestPatternTrack
 
     return TestPatternTrack(config.width, config.height, config.fps)
 
 
 def default_audio_source(config: AudioConfig) -> Any:
     """A 440 Hz tone: the source on a machine with no microphone."""
-    from ..media.tone import ToneTrack
+    from ..media.sources.tone import ToneTrack
 
     return ToneTrack(channels=config.channels, sample_rate=config.sample_rate)
 

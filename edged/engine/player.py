@@ -21,7 +21,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
-from ..media.tap import FrameQueueTrack
+from ..media.sinks.frame_queue import FrameQueueTrack
 from ..model import PlayerState
 from ..protocol import IceCandidate, SessionDescription, Signal
 from .config import EngineProfile

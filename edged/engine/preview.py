@@ -9,8 +9,9 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError
 
-from ..media.preview_decoder import PacketDecoder
-from ..media.tap import FrameQueueTrack, SourceTap
+from ..media.sinks.frame_queue import FrameQueueTrack
+from ..media.sinks.preview_decoder import PacketDecoder
+from ..media.sources.tap import SourceTap
 from .config import EngineProfile, VideoConfig
 from .player import MediaSink
 

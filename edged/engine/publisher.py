@@ -18,9 +18,10 @@ from aiortc import RTCPeerConnection
 
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
-from ..media.fanout import EncodedAudioFanout, EncodedVideoFanout
-from ..media.h264 import H264Settings
-from ..media.tap import SourceTap
+from ..media.encoders.libx264 import H264Settings
+from ..media.send.fanout import EncodedAudioFanout, EncodedVideoFanout
+from ..media.sources.base import NOTHING
+from ..media.sources.tap import SourceTap
 from ..model import PublisherState
 from ..protocol import IceCandidate, SessionDescription, Signal, UserInfo
 from .config import AudioConfig, EngineProfile, PublishConfig, VideoConfig
@@ -35,7 +36,7 @@ from .peer import (
     watch_ice,
 )
 from .stream_state import StreamState
-from .views import PublisherInfo, SnapshotSource, SourceCapabilities, VideoSendCounts, ViewerInfo
+from .views import PublisherInfo, SnapshotSource, VideoSendCounts, ViewerInfo
 
 log = logging.getLogger("edged.engine")
 
@@ -105,8 +106,8 @@ class Publisher(StreamState[PublisherState]):
             )
             self.audio_fanout.start()
         for tap in (self.video_tap, self.audio_tap):
-            if tap is not None and hasattr(tap.source, "on_error"):
-                tap.source.on_error = self._on_device_error
+            if tap is not None:
+                tap.report_device_errors(self._on_device_error)
         if not self.config.video:
             self._first_frame.set()
 
@@ -207,13 +208,7 @@ class Publisher(StreamState[PublisherState]):
             ViewerInfo(link.link_id, link.user_id, remote_host_addresses(link.pc))
             for link in self.links.values()
         )
-        source = self.video_tap.source if self.video_tap is not None else None
-        capabilities = SourceCapabilities(
-            hardware_encode=bool(getattr(source, "hardware_encode", False)),
-            keyframe_on_request=callable(getattr(source, "request_keyframe", None)),
-            bitrate_control=callable(getattr(source, "set_bitrate", None)),
-            own_snapshot=callable(getattr(source, "snapshot_jpeg", None)),
-        )
+        capabilities = self.video_tap.capabilities if self.video_tap is not None else NOTHING
         return PublisherInfo(
             self.stream_id, self.state, self.error_code, viewers, capabilities, self._video()
         )
@@ -238,7 +233,7 @@ class Publisher(StreamState[PublisherState]):
         tap = self.video_tap
         if tap is None:
             return None
-        capture = getattr(tap.source, "snapshot_jpeg", None)
+        capture = tap.snapshot_jpeg if tap.capabilities.snapshot else None
         if tap.last_frame is None and capture is None:
             return None
         return SnapshotSource(tap.last_frame, capture)

@@ -75,14 +75,15 @@ class QualityLoop:
         reports = [await link.pc.getStats() for link in list(publisher.links.values())]
         fanout, tap = publisher.video_fanout, publisher.video_tap
         stats = fanout.stats() if fanout is not None else None
+        width, height = (tap.frame_size if tap else None) or (0, 0)
         counters = PublishCounters(
             frames_captured=tap.frames if tap else 0,
             frames_encoded=stats.frames_encoded if stats else 0,
             frames_sent=stats.frames_in - stats.frames_idle if stats else 0,
-            width=(tap.width or getattr(tap.source, "width", 0)) if tap else 0,
-            height=(tap.height or getattr(tap.source, "height", 0)) if tap else 0,
+            width=width,
+            height=height,
             codec="H264" if fanout is not None else "",
-            hardware_encode=bool(getattr(tap.source, "hardware_encode", False)) if tap else False,
+            hardware_encode=tap.capabilities.hardware_encode if tap else False,
             target_fps=publisher.video_config.fps if fanout is not None else 0.0,
         )
         quality = meter.update(reports, counters)

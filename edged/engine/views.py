@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..media.sources.base import Capabilities
 from ..model import PlayerState, PublisherState, RoomState, User
 
 
@@ -24,22 +25,6 @@ class RoomInfo:
     user: User
     state: RoomState
     token_expires_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class SourceCapabilities:
-    """What the published video source does by itself, beyond giving frames.
-
-    ``hardware_encode``: it hands over H.264 (a camera's encoder, a file passed through),
-    so the engine encodes nothing; ``keyframe_on_request`` and ``bitrate_control``: it
-    takes those requests itself; ``own_snapshot``: it makes its own JPEG (a camera's
-    low-resolution stream).
-    """
-
-    hardware_encode: bool = False
-    keyframe_on_request: bool = False
-    bitrate_control: bool = False
-    own_snapshot: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +67,7 @@ class PublisherInfo:
     state: PublisherState
     error_code: int
     viewers: tuple[ViewerInfo, ...]
-    capabilities: SourceCapabilities
+    capabilities: Capabilities  # what the video source does by itself (media.sources.base)
     video: VideoSendCounts | None  # None without video
 
     @property

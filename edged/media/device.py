@@ -1,9 +1,10 @@
 """What every capture and playback device shares: its error codes, the report callback, and
 the retry loop with backoff that reopens it.
 
-ALSA PCMs (:mod:`edged.media.alsa`), V4L2 cameras and files (:mod:`edged.media.v4l2`) and
-the picamera2 camera all report a failure with one of their :class:`DeviceCodes` through an
-:data:`ErrorCallback`, and try again after a :class:`Backoff` delay.
+ALSA PCMs (:mod:`edged.media.alsa.pcm`), V4L2 cameras and files
+(:mod:`edged.media.sources.v4l2`) and the picamera2 camera all report a failure with one
+of their :class:`DeviceCodes` through an :data:`ErrorCallback`, and try again after a
+:class:`Backoff` delay; a recorder reports through the same callback.
 """
 
 from __future__ import annotations

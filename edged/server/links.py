@@ -55,6 +55,10 @@ class LinkTable:
     def get(self, link_id: str) -> Link | None:
         return self._links.get(link_id)
 
+    def relayed(self) -> list[Link]:
+        """Every link with the SFU at one end."""
+        return [lk for lk in self._links.values() if lk.via_sfu]
+
     def open(
         self, stream_id: str, publisher: Session, player: Session | None, via_sfu: bool = False
     ) -> Link:

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import secrets
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..logs import log_event
@@ -49,10 +50,14 @@ class Feed:
 class Relay:
     """The VideoRooms, feeds and subscriptions of this room server on its Janus servers."""
 
-    def __init__(self, settings: SfuSettings) -> None:
+    def __init__(
+        self, settings: SfuSettings, on_lost: Callable[[str], None] = lambda url: None
+    ) -> None:
         if not settings.urls:
             raise ValueError("an SFU needs at least one Janus URL")
         self.settings = settings
+        self._on_lost = on_lost
+        self._watchers: set[asyncio.Task[None]] = set()
         self._sessions: dict[str, JanusSession] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._rooms: dict[str, str] = {}  # VideoRoom id -> Janus URL where it exists
@@ -75,7 +80,20 @@ class Relay:
             session = await conn.create_session()
             self._sessions[url] = session
             log_event(log, logging.INFO, "janus_connected", url=url)
+            watcher = asyncio.create_task(self._watch(url, session))
+            self._watchers.add(watcher)
+            watcher.add_done_callback(self._watchers.discard)
             return session
+
+    async def _watch(self, url: str, session: JanusSession) -> None:
+        """A Janus lost (stopped, crashed, unreachable, the session timed out): forget what
+        lived there and say so, so that its relayed links end at once."""
+        await session.ended.wait()
+        if self._sessions.get(url) is session:
+            log_event(log, logging.WARNING, "janus_lost", url=url)
+            self._forget(url)
+            await session.conn.close()
+            self._on_lost(url)
 
     def _forget(self, url: str) -> None:
         """Drop what lived on a Janus that is gone: its rooms and feeds went with it."""
@@ -120,6 +138,7 @@ class Relay:
         self, app_id: str, room_id: str, stream_id: str, offer: SessionDescription
     ) -> SessionDescription:
         """Join a stream's feed into its room with the publisher's offer; Janus's answer."""
+        log_event(log, logging.DEBUG, "relay_publish", app=app_id, stream=stream_id)
         await self.unpublish(app_id, stream_id, forget=False)
         session, room = await self._room(app_id, room_id)
         handle = await session.attach(VIDEOROOM)
@@ -168,6 +187,7 @@ class Relay:
     ) -> tuple[JanusHandle, SessionDescription]:
         """A subscriber of a stream's feed, once its media is up, and Janus's offer."""
         key = f"{app_id}/{stream_id}"
+        log_event(log, logging.DEBUG, "relay_subscribe", app=app_id, stream=stream_id)
         await asyncio.wait_for(self._ups.setdefault(key, asyncio.Event()).wait(), FEED_TIMEOUT_S)
         feed = self._feeds.get(key)
         if feed is None:
@@ -203,6 +223,8 @@ class Relay:
         )
 
     async def close(self) -> None:
+        for watcher in list(self._watchers):
+            watcher.cancel()
         for key in list(self._feeds):
             app_id, _, stream_id = key.partition("/")
             await self.unpublish(app_id, stream_id)
@@ -218,6 +240,7 @@ async def _watch_feed(feed: Feed) -> None:
         while True:
             event = await feed.handle.events.get()
             kind = event.get("janus")
+            log_event(log, logging.DEBUG, "relay_feed_event", stream=feed.stream_id, kind=kind)
             if kind == "webrtcup":
                 feed.up.set()
             elif kind in ("hangup", "detached", "connection_lost"):

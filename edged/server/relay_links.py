@@ -24,6 +24,7 @@ from .janus import JanusError, JanusUnavailable
 from .links import Link, LinkTable
 from .relay import Relay
 from .session import Session
+from .settings import SfuSettings
 
 log = logging.getLogger("edged.server.relay")
 
@@ -38,12 +39,12 @@ class RelayLinks:
 
     def __init__(
         self,
-        relay: Relay,
+        settings: SfuSettings,
         links: LinkTable,
         send: Callable[[Session, str], None],
         close_link: Callable[[str, str], None],
     ) -> None:
-        self.relay = relay
+        self.relay = Relay(settings, self.lost)
         self.links = links
         self._send = send
         self._close_link = close_link
@@ -147,6 +148,14 @@ class RelayLinks:
             self._locks.pop(link.link_id, None)
 
         self._run(link, release)
+
+    def lost(self, url: str) -> None:
+        """Janus at ``url`` is gone: every link relayed through it ends now (the players
+        play again, and the next relayed play rebuilds the room)."""
+        for link in self.links.relayed():
+            room = (link.publisher.app_id, link.publisher.room_id)
+            if self.relay.janus_for(*room) == url:
+                self._close_link(link.link_id, SFU_UNAVAILABLE)
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -35,7 +35,6 @@ from ..protocol import (
 )
 from .auth import TokenTimers, login_claims, renewed_claims
 from .links import Link, LinkTable
-from .relay import Relay
 from .relay_links import RelayLinks
 from .roster import Roster
 from .session import Connection, Session
@@ -73,8 +72,7 @@ class RoomService:
         self._ice_servers: list[IceServer] | None = None  # settings.ice_servers, validated
         self.relay_links: RelayLinks | None = None
         if settings.sfu is not None:
-            relay = Relay(settings.sfu)
-            self.relay_links = RelayLinks(relay, self.links, self.send, self.close_link)
+            self.relay_links = RelayLinks(settings.sfu, self.links, self.send, self.close_link)
 
     # ---- sending -------------------------------------------------------------------
 

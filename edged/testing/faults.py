@@ -11,7 +11,7 @@ All rules live in one chain of their own, jumped to first from INPUT. Every pack
 between two addresses of the namespace (the veth ends, loopback) is delivered locally
 and so crosses INPUT exactly once: a rule there acts on each direction of a flow once.
 While faults are set up, loopback cuts segmented sends (UDP segmentation offload,
-:mod:`edged.media.udp_batch`) into datagrams on the way out, as a real network card
+:mod:`edged.media.send.udp_batch`) into datagrams on the way out, as a real network card
 does, so that a rule sees, drops and delays each datagram, not a run of them.
 
 Typical use, inside the namespace (a test marked ``netns``)::

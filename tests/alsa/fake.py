@@ -24,7 +24,7 @@ import alsaaudio
 import numpy as np
 import numpy.typing as npt
 
-from edged.media.tone import ToneGenerator
+from edged.media.sources.tone import ToneGenerator
 
 
 class FakeCard:

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edged.media.clock import Pacer
-from edged.media.tone import ToneGenerator
+from edged.media.sources.tone import ToneGenerator
 
 SYSTEM_CONFIG = "/usr/share/alsa/alsa.conf"
 TEMPLATE = Path(__file__).with_name("pcms.conf")

@@ -15,7 +15,8 @@ from typing import Any
 import libcamera
 import numpy as np
 
-from edged.media.testpattern import TestPatternRenderer, plane_view
+from edged.media.frames import plane_view
+from edged.media.sources.testpattern import TestPatternRenderer
 
 from ._standin import BOARD
 from .encoders.encoder import Encoder

@@ -18,7 +18,7 @@ from typing import Any
 import av
 import videodev2 as v4l2
 
-from edged.media.testpattern import plane_view
+from edged.media.frames import plane_view
 
 from .._standin import BOARD
 from ..platform import Platform, get_platform

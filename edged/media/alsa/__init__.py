@@ -1,0 +1,7 @@
+"""ALSA: the microphone and the speaker.
+
+* :mod:`.pcm`: what capture and playback share: the PCM API, device errors, pacing, the
+  thread that owns a PCM.
+* :mod:`.capture`: the microphone as a live audio track.
+* :mod:`.playback`: the speaker: played streams mixed onto one playback device.
+"""
