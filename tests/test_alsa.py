@@ -27,9 +27,10 @@ from edged.media.alsa.playback import AlsaPlaybackSink
 from edged.media.sinks.analysis import audio_frame_samples
 from edged.media.sources.tone import ToneGenerator, ToneTrack, tone_present
 from edged.model import PlayerState, User
+from edged.testing.waiting import until
 
 from conftest import RunningServer
-from enginekit import make_engine, until
+from enginekit import make_engine
 
 RATE = 48_000
 FAST_RETRY = (0.05, 0.2)

@@ -14,6 +14,7 @@ import pytest
 
 from edged.model import PlayerState as PS
 from edged.model import User
+from edged.testing.waiting import until
 
 from broker import Broker
 from conftest import APP, RunningServer
@@ -26,7 +27,7 @@ from daemonkit import (
     state_where,
     write_config,
 )
-from enginekit import make_engine, until
+from enginekit import make_engine
 
 pytestmark = pytest.mark.netns
 

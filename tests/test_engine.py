@@ -22,9 +22,10 @@ from edged.engine.events import (
 from edged.model import PlayerState as PS
 from edged.model import PublisherState, RoomState, Stream, UpdateType, User
 from edged.model import RoomStateChangedReason as R
+from edged.testing.waiting import until
 
 from conftest import RunningServer, ServerFactory
-from enginekit import AnalysisSink, make_engine, until
+from enginekit import AnalysisSink, make_engine
 
 pytestmark = pytest.mark.netns
 ROOM_EVENTS = (

@@ -42,11 +42,12 @@ from edged.model import PublisherState, RoomState, User
 from edged.model import RoomStateChangedReason as R
 from edged.model import UpdateType as U
 from edged.testing.faults import NetworkFaults
+from edged.testing.waiting import until
 
 from broker import Broker
 from conftest import RunningServer, ServerFactory, free_port
 from daemonkit import DEVICE, STATE, DaemonProcess, command, publishing, state_where, write_config
-from enginekit import FAST, AnalysisSink, make_engine, until
+from enginekit import FAST, AnalysisSink, make_engine
 
 pytestmark = pytest.mark.netns
 

@@ -24,10 +24,11 @@ from edged.model import PublisherState, User
 from edged.server.app import SERVICE_KEY
 from edged.server.run import start_server
 from edged.server.settings import ServerSettings
+from edged.testing.waiting import until
 from edged.tokens import mint
 
 from conftest import APP, SECRET, RunningServer, ServerFactory, free_port
-from enginekit import AnalysisSink, make_engine, until
+from enginekit import AnalysisSink, make_engine
 from protoclient import ProtoClient
 
 OTHER_APP = "otherapp"

@@ -31,6 +31,7 @@ from edged.media.sources.capture_input import CaptureInput, open_input
 from edged.media.sources.orientation import Orientation
 from edged.media.sources.testpattern import TestPatternRenderer
 from edged.media.sources.v4l2 import CaptureTrack, v4l2_video_source
+from edged.testing.waiting import until
 
 TESTSRC = "testsrc2=size=320x240:rate=30"
 
@@ -55,13 +56,6 @@ async def read(track: CaptureTrack, count: int, timeout: float = 20.0) -> list[A
         return [await track.recv() for _ in range(count)]
 
     return await asyncio.wait_for(take(), timeout)
-
-
-async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def decode_all(packets: list[Any]) -> list[av.VideoFrame]:
