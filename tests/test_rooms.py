@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from conftest import APP, RunningServer, ServerFactory
 
@@ -183,7 +184,8 @@ async def test_resume_after_timeout_fails_with_its_code(srv: RunningServer) -> N
     b = await srv.user("B")
     token = b.login_result["resume_token"]
     await b.drop()
-    await asyncio.sleep(2.6)
+    # The server's clock, past the heartbeat timeout of B's last message.
+    srv.server.rooms.sweep(now=time.monotonic() + srv.settings.heartbeat_timeout_s + 0.1)
     b2 = await srv.client()
     reply = await b2.request("resume", resume_token=token, last_seq=0)
     assert reply["error"]["code"] == 1002054
