@@ -208,9 +208,7 @@ async def test_tone_captured_on_one_engine_is_heard_on_the_others_speaker(
         await publisher.start_publishing("mic", PublishConfig(video=False))
         await player.login_room("r", User("B"))
         await player.start_playing("mic", sink)
-        async with asyncio.timeout(30):
-            while not heard():
-                await asyncio.sleep(0.2)
+        await until(heard, 30, "the tone from the speaker", interval=0.2)
         assert PlayerStateUpdate("mic", PlayerState.PLAYING, 0, {}) in rec.of(PlayerStateUpdate)
         assert rec.of(PlayerRecvAudioFirstFrame) == [PlayerRecvAudioFirstFrame("mic")]
         assert mics[0].error_code == 0 and sink.error_code == 0

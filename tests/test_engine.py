@@ -267,8 +267,10 @@ async def test_muted_video_turns_black_and_comes_back(srv: RunningServer) -> Non
         await viewer.start_playing("cam", sink)
         await until(lambda: sink.video is not None and sink.video.stats().decoded > 5)
         assert sink.video is not None
+        video = sink.video
+        black = video.frames_received - video.decoded  # frames without a time code
         pub.mute_publish_video(True)
-        await asyncio.sleep(0.5)
+        await until(lambda: video.frames_received - video.decoded > black + 2)  # black arrives
         decoded, frames = sink.video.decoded, sink.video.frames_received
         await until(lambda: sink.video is not None and sink.video.frames_received > frames + 20)
         assert sink.video.decoded - decoded <= 3  # black frames carry no time code
