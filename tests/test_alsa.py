@@ -273,7 +273,7 @@ async def test_lost_speaker_is_reported_then_recovers_when_it_returns() -> None:
         card.unplugged.set()
         await until(lambda: bool(errors))
         assert sink.lost and sink.error_code == ErrorCode.SPEAKER_LOST
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # gone for a few retries
         card.unplugged.clear()
         mark = len(card.played)
         await until(lambda: len(card.played) >= mark + 30, 15)

@@ -201,7 +201,7 @@ async def test_server_restart_mid_call_recovers_both_sides(
         # Stop the server: every connection drops and every session is forgotten.
         await srv.runner.cleanup()
         await until(lambda: a.player_state("s1") == PS.PLAY_REQUESTING)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the server stays down a moment: clients retry meanwhile
         restarted = await server_factory(port=port)
         await until(
             lambda: (
