@@ -210,9 +210,9 @@ async def test_five_second_partition_is_invisible_and_media_resumes(
         await call.start()
         mark_a, mark_b = call.mark()
         faults.partition(udp=True, tcp_ports=[call.device_port])
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the partition lasts 5 s: what was on the way lands
         frozen = call.decoded()
-        await asyncio.sleep(4.0)
+        await asyncio.sleep(4.0)  # and then nothing for the rest of it
         assert call.decoded() - frozen <= 2  # nothing gets through a partition
         faults.heal()
         await call.frames_flow(30)

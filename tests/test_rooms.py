@@ -132,7 +132,7 @@ async def test_silent_user_is_removed_after_heartbeat_timeout(srv: RunningServer
     async def keep_alive() -> None:
         while True:
             await a.ok("heartbeat", ack=a.last_seq)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # A keeps its session while B's times out
 
     pinger = asyncio.create_task(keep_alive())
     try:
