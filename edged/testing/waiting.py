@@ -22,19 +22,37 @@ INTERVAL = 0.02
 
 
 def describe(check: Callable[..., object]) -> str:
-    """What ``check`` waits for, in words a failing test can show: a lambda's source
-    line, or a function's name."""
+    """What ``check`` waits for, in words a failing test can show: a lambda's body as
+    written, or a function's name."""
     name = getattr(check, "__qualname__", repr(check))
     if name.endswith("<lambda>"):
         try:
-            source = inspect.getsource(check)
+            source = " ".join(inspect.getsource(check).split())
         except (OSError, TypeError):
             return name
-        found = re.search(r"lambda[^:]*:(.*)", " ".join(source.split()))
+        found = re.search(r"lambda[^:]*:(.*)", source)
         if found:
-            body = re.sub(r",\s*(timeout|what|interval)=.*$", "", found.group(1))
-            return body.strip().rstrip(",)").strip() or name
+            return _up_to_the_end_of_the_expression(found.group(1)).strip() or name
     return name
+
+
+def _up_to_the_end_of_the_expression(text: str) -> str:
+    """``text`` up to the first comma, comment or closing bracket outside brackets and
+    strings: where a lambda passed as an argument ends."""
+    depth = 0
+    quote = ""
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}" and depth:
+            depth -= 1
+        elif char in ")]},#":
+            return text[:i]
+    return text
 
 
 class Deadline:
