@@ -111,7 +111,8 @@ class ProtoClient:
         return msg
 
     async def pushes_before_heartbeat(self) -> list[dict[str, Any]]:
-        """Send a heartbeat; return every push not yet taken that arrived before its reply.
+        """Send a heartbeat (logged in); return the pushes not yet taken that came before
+        its reply.
 
         The server queues a session's messages in one ordered outbox and handles this
         socket's messages in order, so anything it queued for us before it handled the
