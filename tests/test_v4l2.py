@@ -228,8 +228,8 @@ async def test_lost_camera_is_reported_retried_and_recovered(
         retry=(0.05, 0.2),
     )
     before = await read(track, 10)
-    await until(lambda: track.error_code == ErrorCode.CAMERA_LOST)
-    assert track.lost and reports == [ErrorCode.CAMERA_LOST]
+    await until(lambda: reports == [ErrorCode.CAMERA_LOST])  # on_error runs on the loop
+    assert track.lost and track.error_code == ErrorCode.CAMERA_LOST
     attempts = state["attempts"]
     await until(lambda: state["attempts"] >= attempts + 3)  # retrying while it is gone
     assert reports == [ErrorCode.CAMERA_LOST]  # reported once, not at every retry
