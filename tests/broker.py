@@ -10,6 +10,8 @@ from pathlib import Path
 
 import aiomqtt
 
+from edged.testing.waiting import until
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -35,14 +37,16 @@ class Broker:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(self.exe, "-c", str(self.conf))
-        for _ in range(200):
+
+        def listening() -> bool:
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), 0.1),
             ):
-                return
-            await asyncio.sleep(0.02)
-        raise RuntimeError("mosquitto did not start")
+                return True
+            return False
+
+        await until(listening, 10, f"mosquitto to listen on port {self.port}")
 
     async def stop(self) -> None:
         if self.proc is not None:

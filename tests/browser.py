@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from playwright.async_api import (
     Playwright,
     async_playwright,
 )
+
+from edged.testing.waiting import until
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -212,15 +213,15 @@ async def network_settled(timeout: float = 10.0) -> None:
     seconds later; Chromium sees that as a network change and aborts the page's loads
     (net::ERR_NETWORK_CHANGED).
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def settled() -> bool:
         shown = await asyncio.create_subprocess_exec(
             "ip", "-6", "addr", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
         )
         out, _ = await shown.communicate()
-        if b"tentative" not in out:
-            return
-        await asyncio.sleep(0.1)
+        return b"tentative" not in out
+
+    await until(settled, timeout, "no tentative IPv6 address (DAD done)", interval=0.1)
 
 
 @contextlib.asynccontextmanager
@@ -240,15 +241,3 @@ async def chromium_browsers(profiles: Path) -> AsyncIterator[Chromium]:
             for problem in browsers.problems():
                 print(problem)
             await browsers.close()
-
-
-async def eventually(check: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    """Await ``check()`` until it returns a true value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
-        await asyncio.sleep(interval)

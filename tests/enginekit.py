@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from edged.engine.config import EngineProfile, EngineTimers, VideoConfig
@@ -35,10 +33,3 @@ def make_engine(srv: RunningServer, **profile: Any) -> tuple[Engine, EventRecord
     }
     fields.update(profile)
     return Engine(EngineProfile(**fields), rec), rec
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds, failing the test after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)

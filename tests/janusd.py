@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from edged.testing.netns import HOST_INTERFACE, PEER_INTERFACE
+from edged.testing.waiting import until
 
 OTHER_PLUGINS = (
     "audiobridge duktape echotest lua nosip recordplay sip streaming textroom videocall voicemail"
@@ -135,16 +136,19 @@ class Janus:
                 stdout=log,
                 stderr=log,
             )
-        for _ in range(500):
-            if self.proc.returncode is not None:
-                raise RuntimeError(f"janus exited with {self.proc.returncode}: see {self.log}")
+        proc = self.proc
+
+        def listening() -> bool:
+            if proc.returncode is not None:
+                raise RuntimeError(f"janus exited with {proc.returncode}: see {self.log}")
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), 0.1),
             ):
-                return
-            await asyncio.sleep(0.02)
-        raise RuntimeError(f"janus did not listen on {self.port}: see {self.log}")
+                return True
+            return False
+
+        await until(listening, 30, f"janus to listen on port {self.port} (see {self.log})")
 
     async def kill(self) -> None:
         """SIGKILL: what a crash looks like to its clients."""

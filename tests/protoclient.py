@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
 import aiohttp
+
+SOCKET_CLOSED: dict[str, Any] = {"type": "socket_closed"}  # what a closed socket "says"
 
 
 class ProtoClient:
@@ -18,6 +21,8 @@ class ProtoClient:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        # heartbeat id -> (its reply, every push that arrived before it)
+        self.fences: dict[int, asyncio.Future[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
         self.unmatched: list[dict[str, Any]] = []
         self.last_seq = 0
         self.login_result: dict[str, Any] = {}
@@ -32,19 +37,31 @@ class ProtoClient:
 
     async def _read(self) -> None:
         assert self.ws is not None
-        async for frame in self.ws:
-            if frame.type != aiohttp.WSMsgType.TEXT:
-                continue
-            msg = json.loads(frame.data)
-            if "seq" in msg:
-                assert msg["seq"] == self.last_seq + 1, (msg, self.last_seq)
-                self.last_seq = msg["seq"]
-            if msg["type"] == "reply" and msg.get("id") in self.replies:
-                self.replies.pop(msg["id"]).set_result(msg)
-            elif msg["type"] == "reply" and msg.get("id") is not None:
-                self.unmatched.append(msg)
-            else:
-                self.pushes.put_nowait(msg)
+        try:
+            async for frame in self.ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                msg = json.loads(frame.data)
+                if "seq" in msg:
+                    assert msg["seq"] == self.last_seq + 1, (msg, self.last_seq)
+                    self.last_seq = msg["seq"]
+                if msg["type"] == "reply" and msg.get("id") in self.fences:
+                    self.fences.pop(msg["id"]).set_result((msg, self._take_pushes()))
+                elif msg["type"] == "reply" and msg.get("id") in self.replies:
+                    self.replies.pop(msg["id"]).set_result(msg)
+                elif msg["type"] == "reply" and msg.get("id") is not None:
+                    self.unmatched.append(msg)
+                else:
+                    self.pushes.put_nowait(msg)
+        finally:
+            self._settle_fences()
+
+    def _settle_fences(self) -> None:
+        """The socket is closed: no heartbeat reply will come; what arrived is all."""
+        for fence in self.fences.values():
+            if not fence.done():
+                fence.set_result((SOCKET_CLOSED, self._take_pushes()))
+        self.fences.clear()
 
     def keep_alive(self, every: float) -> None:
         """Send a heartbeat every ``every`` seconds, as a real client does, so a test
@@ -61,10 +78,14 @@ class ProtoClient:
         assert self.ws is not None
         await self.ws.send_str(text)
 
-    async def request(self, mtype: str, **fields: Any) -> dict[str, Any]:
-        """Send a message with a fresh id and return its reply."""
+    def _new_id(self) -> int:
         rid = self._next_id
         self._next_id += 1
+        return rid
+
+    async def request(self, mtype: str, **fields: Any) -> dict[str, Any]:
+        """Send a message with a fresh id and return its reply."""
+        rid = self._new_id()
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.replies[rid] = fut
         await self.send_raw(json.dumps({"type": mtype, "id": rid, **fields}))
@@ -89,9 +110,32 @@ class ProtoClient:
         assert msg["type"] == mtype, msg
         return msg
 
-    async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
-        """Everything pushed within ``seconds`` (to prove nothing arrived)."""
-        await asyncio.sleep(seconds)
+    async def pushes_before_heartbeat(self) -> list[dict[str, Any]]:
+        """Send a heartbeat (logged in); return the pushes not yet taken that came before
+        its reply.
+
+        The server queues a session's messages in one ordered outbox and handles this
+        socket's messages in order, so anything it queued for us before it handled the
+        heartbeat (a room update that another client's acknowledged request caused, a
+        timer that already fired) arrives before the reply. An empty list therefore
+        proves that no such message was sent, without waiting for a fixed time.
+        """
+        rid = self._new_id()
+        fence: asyncio.Future[tuple[dict[str, Any], list[dict[str, Any]]]]
+        fence = asyncio.get_running_loop().create_future()
+        self.fences[rid] = fence
+        if self._reader is None or self._reader.done():
+            self._settle_fences()
+        else:
+            with contextlib.suppress(ConnectionError):  # closing: the reader settles it
+                await self.send_raw(json.dumps({"type": "heartbeat", "id": rid}))
+        reply, pushed = await asyncio.wait_for(fence, 5)
+        if reply is SOCKET_CLOSED:
+            return [*pushed, reply]  # the server closed the socket: that arrived too
+        assert reply["ok"], reply
+        return pushed
+
+    def _take_pushes(self) -> list[dict[str, Any]]:
         got = []
         while not self.pushes.empty():
             got.append(self.pushes.get_nowait())

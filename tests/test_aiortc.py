@@ -270,6 +270,7 @@ class CapturedDatagrams:
         self.peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         self.address: tuple[str, int] = self.peer.getsockname()
         self._arrived: list[bytes] = []
+        self._markers = 0
 
     def get_extra_info(self, name: str) -> Any:
         return self.sock if name == "socket" else None
@@ -280,7 +281,18 @@ class CapturedDatagrams:
 
     @property
     def sent(self) -> list[bytes]:
-        return self.receive(0.1)
+        """Every datagram sent so far: a marker sent now from the same socket arrives
+        after all of them (one loopback path, in order), so read until it is here."""
+        self._markers += 1
+        marker = b"test marker %d" % self._markers
+        self.sock.sendto(marker, self.address)
+        while True:
+            assert select.select([self.peer], [], [], 5)[0], "the marker did not arrive"
+            data, source = self.peer.recvfrom(2048)
+            assert source == self.sock.getsockname()
+            if data == marker:
+                return self._arrived
+            self._arrived.append(data)
 
     def receive(self, quiet: float) -> list[bytes]:
         """Every datagram so far, read until ``quiet`` seconds bring nothing more."""

@@ -27,9 +27,10 @@ from edged.media.alsa.playback import AlsaPlaybackSink
 from edged.media.sinks.analysis import audio_frame_samples
 from edged.media.sources.tone import ToneGenerator, ToneTrack, tone_present
 from edged.model import PlayerState, User
+from edged.testing.waiting import until
 
 from conftest import RunningServer
-from enginekit import make_engine, until
+from enginekit import make_engine
 
 RATE = 48_000
 FAST_RETRY = (0.05, 0.2)
@@ -207,9 +208,7 @@ async def test_tone_captured_on_one_engine_is_heard_on_the_others_speaker(
         await publisher.start_publishing("mic", PublishConfig(video=False))
         await player.login_room("r", User("B"))
         await player.start_playing("mic", sink)
-        async with asyncio.timeout(30):
-            while not heard():
-                await asyncio.sleep(0.2)
+        await until(heard, 30, "the tone from the speaker", interval=0.2)
         assert PlayerStateUpdate("mic", PlayerState.PLAYING, 0, {}) in rec.of(PlayerStateUpdate)
         assert rec.of(PlayerRecvAudioFirstFrame) == [PlayerRecvAudioFirstFrame("mic")]
         assert mics[0].error_code == 0 and sink.error_code == 0
@@ -274,7 +273,7 @@ async def test_lost_speaker_is_reported_then_recovers_when_it_returns() -> None:
         card.unplugged.set()
         await until(lambda: bool(errors))
         assert sink.lost and sink.error_code == ErrorCode.SPEAKER_LOST
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # gone for a few retries
         card.unplugged.clear()
         mark = len(card.played)
         await until(lambda: len(card.played) >= mark + 30, 15)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from edged import __version__
+from edged.testing.waiting import until
 from edged.tokens import verify
 
 from conftest import free_port
@@ -304,29 +306,32 @@ async def test_run_logs_at_the_level_its_configuration_file_sets(tmp_path: Path)
     )
 
     async def run(*options: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "edged",
-            *options,
-            "run",
-            "--config",
-            str(config),
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            for _ in range(200):
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                except OSError:
-                    await asyncio.sleep(0.05)
-                    continue
-                writer.close()
-                break
-            await asyncio.sleep(0.2)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            _, err = await proc.communicate()
+        notify_path = tmp_path / "notify.sock"
+        notify_path.unlink(missing_ok=True)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(str(notify_path))
+            notify.setblocking(False)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "edged",
+                *options,
+                "run",
+                "--config",
+                str(config),
+                stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+            )
+            try:
+                # READY=1 is sent just before daemon_ready is logged, with no await
+                # between: once it is here, every start-up line is written or dropped.
+                async with asyncio.timeout(20):
+                    loop = asyncio.get_running_loop()
+                    while b"READY=1" not in await loop.sock_recv(notify, 4096):
+                        pass
+            finally:
+                proc.send_signal(signal.SIGINT)
+                _, err = await proc.communicate()
         return err.decode()
 
     quiet = await run()
@@ -390,20 +395,18 @@ async def test_server_creates_a_private_app_secret_and_serves_logins(tmp_path: P
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        for _ in range(100):
-            if apps.exists():
-                break
-            await asyncio.sleep(0.1)
+        await until(apps.exists, 10, interval=0.1)
         assert apps.stat().st_mode & 0o077 == 0, "the secret file must be private"
         secret = yaml.safe_load(apps.read_text())["home"]
         token = edged("token", "--apps", str(apps), "--app", "home", "--user", "u").stdout
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    client = await ProtoClient(f"ws://127.0.0.1:{port}/ws", http).connect()
-                    break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
+
+            async def connected() -> ProtoClient | None:
+                with contextlib.suppress(aiohttp.ClientError):
+                    return await ProtoClient(f"ws://127.0.0.1:{port}/ws", http).connect()
+                return None
+
+            client = await until(connected, 10, "the server to accept a WebSocket", interval=0.1)
             result = await client.login(
                 app_id="home", room_id="r", user_id="u", token=token.strip()
             )

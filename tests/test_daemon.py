@@ -14,6 +14,7 @@ import pytest
 
 from edged.model import PlayerState as PS
 from edged.model import User
+from edged.testing.waiting import until
 
 from broker import Broker
 from conftest import APP, RunningServer
@@ -26,7 +27,7 @@ from daemonkit import (
     state_where,
     write_config,
 )
-from enginekit import make_engine, until
+from enginekit import AnalysisSink, make_engine
 
 pytestmark = pytest.mark.netns
 
@@ -192,13 +193,25 @@ async def test_publishing_again_leaves_no_threads_behind(
         await mqtt.subscribe(f"edged/{DEVICE}/#", qos=1)
         await state_where(mqtt, publishing)
         await viewer.login_room("porch", User("viewer"))
-        await viewer.start_playing(f"{DEVICE}-cam")
+        sink = AnalysisSink()
+        await viewer.start_playing(f"{DEVICE}-cam", sink)
+
+        def new_link_sending(video: Any, audio: Any) -> bool:
+            """The sink has new tracks (a new link), and both carry media."""
+            return (
+                sink.video not in (None, video)
+                and sink.audio not in (None, audio)
+                and sink.video.frames_received >= 10
+                and sink.audio.seconds_received >= 0.5
+            )
+
         counts = []
         for _ in range(4):
+            video, audio = sink.video, sink.audio
             assert (await command(mqtt, "stop_publishing"))["ok"]
             assert (await command(mqtt, "start_publishing"))["ok"]
             await until(lambda: viewer.player_state(f"{DEVICE}-cam") == PS.PLAYING, 20)
-            await asyncio.sleep(1.0)  # the new link is up and sending
+            await until(lambda v=video, a=audio: new_link_sending(v, a), 20, "the new link's media")
             counts.append(len(os.listdir(f"/proc/{daemon.proc.pid}/task")))
         # The leak added 4 threads at every restart. The count may still settle by a thread
         # or two after the first (pools start their threads lazily): not by a restart's worth.

@@ -21,9 +21,10 @@ from edged.engine.events import (
 from edged.model import PlayerState as PS
 from edged.model import PublisherState, RoomState, Stream, UpdateType, User
 from edged.model import RoomStateChangedReason as R
+from edged.testing.waiting import until
 
 from conftest import RunningServer, ServerFactory
-from enginekit import AnalysisSink, make_engine, until
+from enginekit import AnalysisSink, make_engine
 
 pytestmark = pytest.mark.netns
 ROOM_EVENTS = (
@@ -201,7 +202,7 @@ async def test_server_restart_mid_call_recovers_both_sides(
         # Stop the server: every connection drops and every session is forgotten.
         await srv.runner.cleanup()
         await until(lambda: a.player_state("s1") == PS.PLAY_REQUESTING)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the server stays down a moment: clients retry meanwhile
         restarted = await server_factory(port=port)
         await until(
             lambda: (
@@ -269,8 +270,10 @@ async def test_muted_video_turns_black_and_comes_back(srv: RunningServer) -> Non
         await viewer.start_playing("cam", sink)
         await until(lambda: sink.video is not None and sink.video.stats().decoded > 5)
         assert sink.video is not None
+        video = sink.video
+        black = video.frames_received - video.decoded  # frames without a time code
         pub.mute_publish_video(True)
-        await asyncio.sleep(0.5)
+        await until(lambda: video.frames_received - video.decoded > black + 2)  # black arrives
         decoded, frames = sink.video.decoded, sink.video.frames_received
         await until(lambda: sink.video is not None and sink.video.frames_received > frames + 20)
         assert sink.video.decoded - decoded <= 3  # black frames carry no time code

@@ -31,6 +31,7 @@ from edged.media.send.keyframes import KeyframeLimiter
 from edged.media.send.rtp_frames import FramePacker, RtpFrame, ntp_time
 from edged.media.send.viewer import ViewerAudioTrack, ViewerVideoTrack
 from edged.media.sources.base import Capabilities, SourceTrack
+from edged.testing.waiting import until
 
 TB = fractions.Fraction(1, 90000)
 FPS = 30
@@ -178,7 +179,7 @@ async def test_a_connected_viewer_sends_its_queue_then_live_packets_directly_unt
     for n, key in enumerate([True, False]):
         viewer.push(*fake_packet(key, n), rtp_frame(n))
     reading = asyncio.ensure_future(viewer.recv())  # the sender starts: DTLS is up
-    await asyncio.sleep(0.01)
+    await until(lambda: len(direct.frames) >= 2)
     assert [f.first_index for f in direct.frames] == [0, 1], "the queue went first, in order"
     viewer.push(*fake_packet(False, 2), rtp_frame(2))
     assert [f.first_index for f in direct.frames] == [0, 1, 2] and viewer.stats().direct
@@ -230,7 +231,7 @@ async def test_keyframe_requests_are_rate_limited_with_one_trailing_request() ->
     results = [limiter.request() for _ in range(20)]
     assert results[0] and not any(results[1:])
     assert len(forwarded) == 1
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # two and a half intervals: time is what the limiter counts
     assert len(forwarded) == 2, "the suppressed requests collapse into one trailing request"
     assert forwarded[1] - forwarded[0] >= 0.19
     assert limiter.request() and len(forwarded) == 3
@@ -422,7 +423,7 @@ async def test_a_late_viewer_decodes_quickly_despite_a_long_keyframe_interval(
     async with EncodedVideoFanout(SyntheticVideoTrack(), settings) as fanout:
         calls.append(await call(fanout, board_offers=True))
         await watch(calls[0], 30)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the second viewer joins well after the first keyframes
         joined = time.monotonic()
         calls.append(await call(fanout, board_offers=False))
         await watch(calls[1], 1)
@@ -445,10 +446,7 @@ async def test_a_pli_from_a_viewer_reaches_the_encoder(calls: list[Call]) -> Non
         await asyncio.sleep(0.3)  # let the limiter's interval pass
         receiver = calls[0].viewer.getTransceivers()[0].receiver
         assert await send_pli(receiver) == 1
-        for _ in range(50):
-            if fanout.encoder.keyframes_requested > before_encoder:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: fanout.encoder.keyframes_requested > before_encoder, 5)
         assert fanout.keyframe_requests.get("pli", 0) > before_pli
         assert fanout.encoder.keyframes_requested > before_encoder
         assert fanout.stats().viewers[0].keyframe_requests >= 1
@@ -582,16 +580,15 @@ async def test_sender_reports_and_stats_count_what_a_direct_viewer_received(
         assert fanout.stats().viewers[0].direct
         await fanout.close()  # the media stops; RTCP goes on
 
-        async def agreed() -> tuple[Any, Any, Any]:
-            while True:
-                outbound = stat(await c.board.getStats(), "outbound-rtp")
-                inbound = stat(await c.viewer.getStats(), "inbound-rtp", outbound.ssrc)
-                report = stat(await c.viewer.getStats(), "remote-outbound-rtp", outbound.ssrc)
-                if report is not None and report.packetsSent == outbound.packetsSent:
-                    return outbound, inbound, report
-                await asyncio.sleep(0.2)
+        async def agreed() -> tuple[Any, Any, Any] | None:
+            outbound = stat(await c.board.getStats(), "outbound-rtp")
+            inbound = stat(await c.viewer.getStats(), "inbound-rtp", outbound.ssrc)
+            report = stat(await c.viewer.getStats(), "remote-outbound-rtp", outbound.ssrc)
+            if report is not None and report.packetsSent == outbound.packetsSent:
+                return outbound, inbound, report
+            return None
 
-        outbound, inbound, report = await asyncio.wait_for(agreed(), 8)
+        outbound, inbound, report = await until(agreed, 8, interval=0.2)
     assert outbound.packetsSent == inbound.packetsReceived > 30
     assert report.bytesSent == outbound.bytesSent > 0
 
@@ -610,15 +607,14 @@ async def test_sender_reports_go_on_past_4_gib_sent_to_one_viewer(calls: list[Ca
         totals["_RTCRtpSender__packet_count"] += 1 << 32
         await fanout.close()  # the media stops; RTCP goes on
 
-        async def reported() -> tuple[Any, Any]:
-            while True:
-                outbound = stat(await c.board.getStats(), "outbound-rtp")
-                report = stat(await c.viewer.getStats(), "remote-outbound-rtp", outbound.ssrc)
-                if report is not None and report.packetsSent == outbound.packetsSent - (1 << 32):
-                    return outbound, report
-                await asyncio.sleep(0.2)
+        async def reported() -> tuple[Any, Any] | None:
+            outbound = stat(await c.board.getStats(), "outbound-rtp")
+            report = stat(await c.viewer.getStats(), "remote-outbound-rtp", outbound.ssrc)
+            if report is not None and report.packetsSent == outbound.packetsSent - (1 << 32):
+                return outbound, report
+            return None
 
-        outbound, report = await asyncio.wait_for(reported(), 8)
+        outbound, report = await until(reported, 8, interval=0.2)
     assert outbound.bytesSent > 1 << 32  # getStats keeps the full total
     assert report.bytesSent == outbound.bytesSent - (1 << 32) > 0  # the wire wraps it
 
@@ -638,10 +634,6 @@ async def test_a_direct_viewer_that_hangs_up_leaves_and_the_others_keep_watching
         assert all(v.direct for v in fanout.stats().viewers)
         await leaving.viewer.close()
 
-        async def left() -> None:
-            while fanout.viewers != {staying.sent}:
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(left(), 10)
+        await until(lambda: fanout.viewers == {staying.sent}, 10)
         await watch(staying, 30)
         await leaving.board.close()

@@ -42,11 +42,12 @@ from edged.model import PublisherState, RoomState, User
 from edged.model import RoomStateChangedReason as R
 from edged.model import UpdateType as U
 from edged.testing.faults import NetworkFaults
+from edged.testing.waiting import until
 
 from broker import Broker
 from conftest import RunningServer, ServerFactory, free_port
 from daemonkit import DEVICE, STATE, DaemonProcess, command, publishing, state_where, write_config
-from enginekit import FAST, AnalysisSink, make_engine, until
+from enginekit import FAST, AnalysisSink, make_engine
 
 pytestmark = pytest.mark.netns
 
@@ -209,9 +210,9 @@ async def test_five_second_partition_is_invisible_and_media_resumes(
         await call.start()
         mark_a, mark_b = call.mark()
         faults.partition(udp=True, tcp_ports=[call.device_port])
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the partition lasts 5 s: what was on the way lands
         frozen = call.decoded()
-        await asyncio.sleep(4.0)
+        await asyncio.sleep(4.0)  # and then nothing for the rest of it
         assert call.decoded() - frozen <= 2  # nothing gets through a partition
         faults.heal()
         await call.frames_flow(30)

@@ -23,9 +23,10 @@ from edged.media.sources.file import FileVideoTrack, file_video_source
 from edged.media.sources.testpattern import TestPatternRenderer
 from edged.media.sources.timecode import decode
 from edged.model import User
+from edged.testing.waiting import until
 
 from conftest import RunningServer
-from enginekit import AnalysisSink, make_engine, until
+from enginekit import AnalysisSink, make_engine
 
 FRAMES = 30  # one second at 30 fps
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,6 +18,7 @@ from edged.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode_client
 from edged.server.app import RoomServer
 from edged.server.session import Session
 from edged.server.settings import Limits, ServerSettings
+from edged.testing.waiting import until
 from edged.tokens import mint
 
 from conftest import APP, SECRET, RunningServer, ServerFactory, free_port
@@ -125,7 +127,8 @@ async def _garbage_run(batch: list[str]) -> None:
         for text in batch:
             await evil.send_raw(text)
         await evil.send_raw(json.dumps({"type": "heartbeat", "id": 999_999}))
-        await asyncio.sleep(0.05)
+        # Its answer comes after the server has handled all of the garbage.
+        await until(lambda: evil.ws.closed or any(m.get("id") == 999_999 for m in evil.unmatched))
         # The others' session is untouched: still listed, still talking.
         assert server.rooms.store.room(APP, "r") is not None
         await b.ok("broadcast", message="still here")
@@ -142,8 +145,8 @@ async def test_oversized_message_gets_an_error_and_the_connection_lives(
     a = await srv.user("A")
     big = json.dumps({"type": "broadcast", "id": 77, "message": "x" * MAX_MESSAGE_BYTES})
     await a.send_raw(big)
-    await asyncio.sleep(0.1)
-    errors = [m for m in a.unmatched if m.get("id") == 77] or [await a.next()]
+    pushed = await a.pushes_before_heartbeat()  # the answer to ``big`` comes first
+    errors = [m for m in a.unmatched if m.get("id") == 77] or pushed
     assert errors[0]["error"]["code"] == ErrorCode.MESSAGE_TOO_LARGE
     await a.ok("heartbeat")
 
@@ -174,10 +177,12 @@ async def test_over_rate_messages_are_refused_and_others_unaffected(
     calm = await srv.user("C")
     for _ in range(40):
         await flood.send_raw(json.dumps({"type": "heartbeat"}))
-    await asyncio.sleep(0.2)
-    limited = [m for m in await flood.quiet(0.1) if m.get("error")]
-    assert limited and all(m["error"]["code"] == ErrorCode.RATE_LIMITED for m in limited)
-    assert len(limited) >= 25
+    # Heartbeats without an id get no reply: every error pushed is a refusal.
+    limited: list[dict[str, Any]] = []
+    while len(limited) < 25:
+        if "error" in (pushed := await flood.next()):
+            limited.append(pushed)
+    assert all(m["error"]["code"] == ErrorCode.RATE_LIMITED for m in limited), limited
     await calm.ok("heartbeat")
     await calm.ok("publish", stream_id="calm")
 
@@ -229,7 +234,7 @@ async def test_signals_are_relayed_between_the_ends_of_a_link(srv: RunningServer
     assert (await pub.next_of("signal"))["candidate"] == candidate
     # A third user cannot inject into the link.
     intruder = await srv.user("I", notify=False)
-    await intruder.quiet(0.1)
+    await intruder.pushes_before_heartbeat()
     reply = await intruder.request("signal", link_id=link_id, candidate=candidate)
     assert reply["error"]["code"] == 1004050
 
@@ -270,9 +275,7 @@ async def test_a_socket_that_never_logs_in_is_closed(server_factory: ServerFacto
     member = await srv.user("M", notify=False)
     refused = await idle.next(5)
     assert refused["error"]["code"] == ErrorCode.LOGIN_TIMEOUT
-    async with asyncio.timeout(5):
-        while idle.ws is not None and not idle.ws.closed:
-            await asyncio.sleep(0.02)
+    await until(lambda: idle.ws is None or idle.ws.closed, 5)
     await asyncio.sleep(0.6)  # past the timeout: a logged-in socket stays
     await member.ok("heartbeat")
     assert len(srv.server.connections) == 1

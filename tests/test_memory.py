@@ -10,6 +10,7 @@ import weakref
 import pytest
 
 from edged.daemon.memory import Trimmer
+from edged.testing.waiting import until
 
 
 def test_trim_gives_freed_heap_back() -> None:
@@ -39,9 +40,7 @@ async def test_run_trims_every_interval() -> None:
     if not trimmer.available:
         pytest.skip("this C library has no malloc_trim")
     task = asyncio.create_task(trimmer.run())
-    async with asyncio.timeout(10):
-        while trimmer.trims < 3:
-            await asyncio.sleep(0.005)
+    await until(lambda: trimmer.trims >= 3)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from edged.daemon.commands import Command
 from edged.daemon.mqtt import ControlChannel, MqttSettings
 from edged.daemon.topics import Topics
 from edged.errors import EdgedError, ErrorCode
+from edged.testing.waiting import until
 
 from broker import Broker
 
@@ -73,6 +75,16 @@ async def collect(
     return got
 
 
+async def broker_holds(broker: Broker, topic: str, check: Callable[[Any], bool]) -> None:
+    """Wait until the broker holds a payload on ``topic`` that passes ``check``: a new
+    subscriber is sent the retained copy, or the message itself if it comes later."""
+    async with broker.client() as watcher, asyncio.timeout(5):
+        await watcher.subscribe(topic, qos=1)
+        async for message in watcher.messages:
+            if check(json.loads(message.payload)):  # type: ignore[arg-type]
+                return
+
+
 async def test_availability_online_then_offline_on_clean_stop(broker: Broker) -> None:
     channel, _, task = await start_channel(broker)
     async with broker.client() as watcher:
@@ -121,7 +133,7 @@ async def test_retained_state_reaches_late_subscribers_and_follows_changes(broke
     channel, _, task = await start_channel(broker)
     channel.publish_state({"room": {"state": "CONNECTING"}})
     channel.publish_state({"room": {"state": "CONNECTED"}})
-    await asyncio.sleep(0.3)
+    await broker_holds(broker, TOPICS.state, lambda state: state["room"]["state"] == "CONNECTED")
     async with broker.client() as late:
         await late.subscribe(TOPICS.state, qos=1)
         (retained,) = await collect(late, TOPICS.state, 1)
@@ -253,10 +265,10 @@ async def test_broker_restart_reconnects_and_republishes_retained(broker: Broker
     channel, _, task = await start_channel(broker)
     channel.publish_state({"room": {"state": "CONNECTED"}})
     channel.set_discovery("homeassistant/device/dev1/config", {"dev": {"ids": ["dev1"]}})
-    await asyncio.sleep(0.2)
+    await broker_holds(broker, "homeassistant/device/dev1/config", bool)
+    await broker_holds(broker, TOPICS.state, bool)  # sent on the first connection
     await broker.stop()  # persistence is off: the broker forgets every retained message
-    await asyncio.sleep(0.3)
-    assert not channel.connected.is_set()
+    await until(lambda: not channel.connected.is_set())
     await broker.start()
     await asyncio.wait_for(channel.connected.wait(), 10)
     async with broker.client() as late:
@@ -274,10 +286,9 @@ async def test_broker_restart_reconnects_and_republishes_retained(broker: Broker
 async def test_home_assistant_birth_message_triggers_republish(broker: Broker) -> None:
     channel, _, task = await start_channel(broker)
     channel.set_discovery("homeassistant/device/dev1/config", {"dev": {"ids": ["dev1"]}})
-    await asyncio.sleep(0.2)
     async with broker.client() as ha:
         await ha.subscribe("homeassistant/device/dev1/config", qos=1)
-        await collect(ha, "homeassistant/device/#", 1)  # the retained copy
+        await collect(ha, "homeassistant/device/#", 1)  # the retained copy (or the first)
         await ha.publish("homeassistant/status", "online", qos=1)
         (again,) = await collect(ha, "homeassistant/device/#", 1)
         assert json.loads(again.payload)["dev"]["ids"] == ["dev1"]  # type: ignore[arg-type]

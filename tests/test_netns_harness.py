@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
 from edged.testing import netns
+from edged.testing.waiting import until_blocking
 
 NETWORK = ipaddress.ip_network(netns.NETWORK)
 PLUGIN = "edged.testing.pytest_plugin"
@@ -239,8 +239,8 @@ def test_stale_namespaces_of_dead_or_killed_processes_are_removed() -> None:
     dead.wait()
     killed = subprocess.Popen(["sleep", "60"])
     killed.kill()
-    while not Path(f"/proc/{killed.pid}/stat").read_text().rpartition(")")[2].startswith(" Z"):
-        time.sleep(0.01)
+    state = Path(f"/proc/{killed.pid}/stat")
+    until_blocking(lambda: state.read_text().rpartition(")")[2].startswith(" Z"))  # a zombie
     stale = {f"edged-{dead.pid}-0", f"edged-{killed.pid}-0"}
     live = f"edged-{os.getpid()}-999999"
     for name in (*stale, live):

@@ -34,9 +34,10 @@ from edged.media.sources.picamera2.source import picamera2_video_source
 from edged.media.sources.testpattern import TestPatternRenderer
 from edged.media.sources.timecode import decode
 from edged.model import User
+from edged.testing.waiting import until
 
 from conftest import RunningServer
-from enginekit import AnalysisSink, make_engine, until
+from enginekit import AnalysisSink, make_engine
 
 pytest_plugins = ["standinkit"]  # the picamera2 stand-in: fixture `board`
 SMALL = VideoConfig(320, 240, 30.0, 300_000)

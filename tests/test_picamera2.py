@@ -37,9 +37,10 @@ from edged.media.sinks.analysis import luma_plane
 from edged.media.sources.picamera2.source import Picamera2VideoTrack, picamera2_video_source
 from edged.media.sources.timecode import decode
 from edged.model import PublisherState, User
+from edged.testing.waiting import until
 
 from conftest import RunningServer
-from enginekit import AnalysisSink, make_engine, until
+from enginekit import AnalysisSink, make_engine
 
 pytest_plugins = ["standinkit"]  # the picamera2 stand-in: fixture `board`
 SMALL = VideoConfig(320, 240, 30.0, 300_000, min_bitrate=100_000, max_bitrate=1_000_000)
@@ -70,12 +71,6 @@ def decoded_codes(packets: list[av.Packet[Any]]) -> list[int]:
     decoder = av.CodecContext.create("h264", "r")
     frames = [f for p in packets for f in decoder.decode(av.Packet(bytes(p)))]  # type: ignore[arg-type]
     return [code.sequence for f in frames if (code := decode(luma_plane(f))) is not None]
-
-
-async def eventually(predicate: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 # -- what a user configures, and what goes wrong -------------------------------------
@@ -208,7 +203,7 @@ async def test_a_stalled_event_loop_resumes_at_a_requested_keyframe(
     after = (await read(track, 1))[0]
     assert is_keyframe(bytes(after)), "no picture without its reference frames"
     assert track.dropped > 0 and track.keyframe_requests >= 1
-    await eventually(lambda: board.keyframes_forced >= 1)
+    await until(lambda: board.keyframes_forced >= 1)
 
 
 async def test_bitrate_changes_reach_the_encoder_within_bounds(
@@ -222,18 +217,18 @@ async def test_bitrate_changes_reach_the_encoder_within_bounds(
             packets.append(await track.recv())
 
     reader = asyncio.create_task(keep_reading())
-    await eventually(lambda: len(packets) >= 5)
+    await until(lambda: len(packets) >= 5)
     assert track.set_bitrate(500_000) == 500_000
-    await eventually(lambda: board.bitrates[-1] == 500_000)
+    await until(lambda: board.bitrates[-1] == 500_000)
     assert track.set_bitrate(50_000_000) == 1_000_000, "capped at max_bitrate"
     assert track.set_bitrate(310_000) == 310_000, "the newest target wins"
-    await eventually(lambda: board.bitrates[-1] == 310_000)
+    await until(lambda: board.bitrates[-1] == 310_000)
     assert track.set_bitrate(10) == 100_000, "floored at min_bitrate"
     assert track.set_bitrate(105_000) == 100_000, "a small change is not worth a restart"
-    await eventually(lambda: board.bitrates[-1] == 100_000)
-    await eventually(lambda: track.encoder_restarts == 3)
+    await until(lambda: board.bitrates[-1] == 100_000)
+    await until(lambda: track.encoder_restarts == 3)
     count = len(packets)
-    await eventually(lambda: len(packets) >= count + 10)
+    await until(lambda: len(packets) >= count + 10)
     reader.cancel()
     assert board.bitrates == [300_000, 500_000, 310_000, 100_000]
     pts = [p.pts for p in packets]
@@ -249,9 +244,9 @@ async def test_stopping_releases_the_camera_for_the_next_capture(
     publisher = camera(tracks)
     await read(publisher, 3)  # opened once the first capture has closed
     publisher.stop()
-    await eventually(lambda: not board.open_cameras and board.encoder_stops == 2)
+    await until(lambda: not board.open_cameras and board.encoder_stops == 2)
     names = ("picamera2-", "v4l2-encoder", "stand-in sensor")
-    await eventually(lambda: not [t for t in threading.enumerate() if t.name.startswith(names)])
+    await until(lambda: not [t for t in threading.enumerate() if t.name.startswith(names)])
 
 
 # -- boards without a hardware encoder ------------------------------------------------
@@ -358,11 +353,11 @@ async def test_a_new_viewer_and_a_pli_reach_force_key_frame(
         viewers.append(await connect(fanout))
         await viewers[1].take(1)
         print(f"late viewer: first picture {1000 * (time.monotonic() - joined):.0f} ms")
-        await eventually(lambda: board.keyframes_forced > forced)
+        await until(lambda: board.keyframes_forced > forced)
         forced = board.keyframes_forced
         await asyncio.sleep(0.3)  # past the limiter's interval
         assert await send_pli(viewers[0].pc.getTransceivers()[0].receiver) == 1
-        await eventually(lambda: board.keyframes_forced > forced)
+        await until(lambda: board.keyframes_forced > forced)
     assert fanout.keyframe_requests["subscribe"] == 2 and fanout.keyframe_requests["pli"] >= 1
     assert all(isinstance(f, av.VideoFrame) for v in viewers for f in v.items)
 
@@ -381,7 +376,7 @@ async def test_the_lowest_remb_of_the_viewers_reaches_the_encoder(
         for sender, bitrate in zip(senders, (900_000, 450_000), strict=True):
             fci = pack_remb_fci(bitrate, [sender._ssrc])
             await sender._handle_rtcp_packet(RtcpPsfbPacket(RTCP_PSFB_APP, 1, 0, fci))
-        await eventually(lambda: board.bitrates[-1] == 450_000)
+        await until(lambda: board.bitrates[-1] == 450_000)
 
 
 # -- through the engine (publisher and players in the namespace) ----------------------
@@ -440,4 +435,4 @@ async def test_set_video_config_changes_the_camera_encoders_bitrate(
         await pub.login_room("r", User("cam"))
         await pub.start_publishing("cam", None)
         pub.set_video_config(VideoConfig(320, 240, 30.0, 600_000))
-        await eventually(lambda: board.bitrates[-1] == 600_000, 8)
+        await until(lambda: board.bitrates[-1] == 600_000, 8)

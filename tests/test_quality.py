@@ -33,6 +33,7 @@ from edged.engine.quality import (
 )
 from edged.engine.stats import CounterDeltas, RateMeter, counter_delta, stat_value, stats_by_type
 from edged.model import PlayQuality, PublishQuality, QualityLevel
+from edged.testing.waiting import until
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 VIDEO_SSRC, AUDIO_SSRC, RTX_SSRC = 1111, 2222, 3333
@@ -549,11 +550,7 @@ async def test_meters_read_real_aiortc_reports_on_a_clean_link() -> None:
         await receiver.setRemoteDescription(sender.localDescription)
         await receiver.setLocalDescription(await receiver.createAnswer())
         await sender.setRemoteDescription(receiver.localDescription)
-        for _ in range(100):
-            if received.get("video"):
-                break
-            await asyncio.sleep(0.05)
-        assert received.get("video"), "no video arrived"
+        await until(lambda: received.get("video"), 5, "video to arrive")
 
         publisher, player = PublisherQualityMeter(), PlayerQualityMeter()
         pubs: list[PublishQuality] = []
@@ -567,7 +564,7 @@ async def test_meters_read_real_aiortc_reports_on_a_clean_link() -> None:
                     play_counters(received.get("video", 0), width=640, height=480),
                 )
             )
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(2.0)  # rates are measured over 2 s of the call
     finally:
         await sender.close()
         await receiver.close()

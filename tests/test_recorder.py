@@ -20,9 +20,10 @@ from edged.media.sources.testpattern import TestPatternTrack
 from edged.media.sources.timecode import decode
 from edged.media.sources.tone import ToneTrack, dominant_frequency
 from edged.model import User
+from edged.testing.waiting import until
 
 from conftest import RunningServer
-from enginekit import make_engine, until
+from enginekit import make_engine
 
 
 class Limited(MediaStreamTrack):
@@ -57,11 +58,7 @@ def read_back(path: Path) -> tuple[list[int], list[float], list[Any]]:
 
 
 async def wait_ended(*tracks: MediaStreamTrack) -> None:
-    async def ended() -> None:
-        while any(t.readyState == "live" for t in tracks):
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(ended(), 20)
+    await until(lambda: all(t.readyState != "live" for t in tracks))
 
 
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
@@ -131,12 +128,7 @@ async def test_a_recording_that_cannot_be_written_reports_its_code(tmp_path: Pat
     recorder = Recorder(tmp_path / "missing" / "x.mkv", on_error=reports.append)
     track = Limited(TestPatternTrack(320, 240, 30), 10)
     recorder.attach(track)
-
-    async def reported() -> None:
-        while not reports:
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(reported(), 20)  # when the file is to be started
+    await until(lambda: reports)  # when the file is to be started
     await recorder.close()
     assert recorder.error_code == ErrorCode.RECORDER_FAILED
     assert reports == [ErrorCode.RECORDER_FAILED]

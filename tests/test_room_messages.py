@@ -41,7 +41,7 @@ async def test_a_room_event_is_the_same_text_for_everyone_but_its_seq(
     c = await srv.user("C", notify=False)
     await a.ok("publish", stream_id="cam")  # gives B and C different seq counts
     for x in (a, b, c):
-        await x.quiet(0.1)
+        await x.pushes_before_heartbeat()
     await a.ok("broadcast", message="hello")
     got_b, got_c = await b.next_of("broadcast"), await c.next_of("broadcast")
     assert got_b["seq"] != got_c["seq"]

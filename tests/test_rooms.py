@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from conftest import APP, RunningServer, ServerFactory
 
@@ -44,7 +45,7 @@ async def test_reference_trace_as_seen_by_the_first_user(srv: RunningServer) -> 
     assert (closed["link_id"], closed["reason"]) == (link_id, "stream_deleted")
     left = await a.next_of("room_user_update")
     assert (left["update_type"], ids(left)) == (1, ["B"])
-    assert await a.quiet(0.2) == []
+    assert await a.pushes_before_heartbeat() == []
 
 
 async def test_existing_users_and_streams_arrive_as_add_after_login(srv: RunningServer) -> None:
@@ -66,7 +67,7 @@ async def test_user_updates_only_go_to_users_who_asked(srv: RunningServer) -> No
     quiet = await srv.user("A", notify=False)
     await srv.user("B")
     await srv.user("C")
-    assert await quiet.quiet(0.3) == []
+    assert await quiet.pushes_before_heartbeat() == []
 
 
 async def test_nothing_crosses_rooms(srv: RunningServer) -> None:
@@ -74,7 +75,7 @@ async def test_nothing_crosses_rooms(srv: RunningServer) -> None:
     b = await srv.user("B", room="r2")
     await b.ok("publish", stream_id="s-r2")
     await b.ok("broadcast", message="hello r2")
-    assert await a.quiet(0.3) == []
+    assert await a.pushes_before_heartbeat() == []
     reply = await a.request("play", stream_id="s-r2")
     assert reply["error"]["code"] == 1004002
 
@@ -131,7 +132,7 @@ async def test_silent_user_is_removed_after_heartbeat_timeout(srv: RunningServer
     async def keep_alive() -> None:
         while True:
             await a.ok("heartbeat", ack=a.last_seq)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # A keeps its session while B's times out
 
     pinger = asyncio.create_task(keep_alive())
     try:
@@ -172,7 +173,7 @@ async def test_resume_within_timeout_is_silent_to_others_and_replays(
     assert result["resumed"] is True
     missed = await b2.next_of("broadcast")
     assert missed["message"] == "while you were away"
-    assert await a.quiet(0.3) == []  # no DELETE, no ADD
+    assert await a.pushes_before_heartbeat() == []  # no DELETE, no ADD
     # The stream is still listed: a newcomer sees it.
     c = await srv.user("C")
     await c.next_of("room_user_update")
@@ -183,7 +184,8 @@ async def test_resume_after_timeout_fails_with_its_code(srv: RunningServer) -> N
     b = await srv.user("B")
     token = b.login_result["resume_token"]
     await b.drop()
-    await asyncio.sleep(2.6)
+    # The server's clock, past the heartbeat timeout of B's last message.
+    srv.server.rooms.sweep(now=time.monotonic() + srv.settings.heartbeat_timeout_s + 0.1)
     b2 = await srv.client()
     reply = await b2.request("resume", resume_token=token, last_seq=0)
     assert reply["error"]["code"] == 1002054
@@ -236,7 +238,7 @@ async def test_broadcast_and_custom_command(srv: RunningServer) -> None:
     b = await srv.user("B")
     c = await srv.user("C")
     for x in (a, b, c):
-        await x.quiet(0.1)
+        await x.pushes_before_heartbeat()
     sent = await a.ok("broadcast", message="hi all")
     for other in (b, c):
         got = await other.next_of("broadcast")
@@ -247,7 +249,7 @@ async def test_broadcast_and_custom_command(srv: RunningServer) -> None:
         )
     await a.ok("custom_command", to=["C"], command="ring")
     assert (await c.next_of("custom_command"))["command"] == "ring"
-    assert await b.quiet(0.2) == []
+    assert await b.pushes_before_heartbeat() == []
     nobody = await a.request("custom_command", to=["Z"], command="ring")
     assert nobody["error"]["code"] == 1002045
 

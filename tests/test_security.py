@@ -24,10 +24,11 @@ from edged.model import PublisherState, User
 from edged.server.app import SERVICE_KEY
 from edged.server.run import start_server
 from edged.server.settings import ServerSettings
+from edged.testing.waiting import until
 from edged.tokens import mint
 
 from conftest import APP, SECRET, RunningServer, ServerFactory, free_port
-from enginekit import AnalysisSink, make_engine, until
+from enginekit import AnalysisSink, make_engine
 from protoclient import ProtoClient
 
 OTHER_APP = "otherapp"
@@ -52,7 +53,7 @@ async def test_apps_are_sealed_from_each_other(server_factory: ServerFactory) ->
     )
     await theirs.ok("publish", stream_id="cam")
     await theirs.ok("broadcast", message="for my app only")
-    assert await ours.quiet(0.3) == []  # no user, stream or broadcast crossed over
+    assert await ours.pushes_before_heartbeat() == []  # no user, stream or broadcast crossed over
     assert (await ours.request("play", stream_id="cam"))["error"]["code"] == 1004002
     # A token of one app, however valid, opens nothing in the other.
     intruder = await srv.client()
@@ -188,7 +189,7 @@ async def _hostile_run(batch: list[dict[str, Any]]) -> None:
         # The A<-B call is untouched: same link, nothing relayed into it by evil,
         # both sessions alive and talking.
         for client in (a, b):
-            got = await client.quiet(0.1)
+            got = await client.pushes_before_heartbeat()
             assert not [m for m in got if m["type"] == "kicked_out"]
             assert not [m for m in got if m.get("link_id") == link], got
         assert rooms.store.user_session(APP, "A") is not None

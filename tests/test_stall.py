@@ -27,9 +27,10 @@ from edged.media.sources.picamera2.source import Picamera2VideoTrack, picamera2_
 from edged.media.sources.timecode import decode
 from edged.media.sources.v4l2 import CaptureTrack
 from edged.model import PublisherState, User
+from edged.testing.waiting import until
 
 from conftest import RunningServer
-from enginekit import AnalysisSink, make_engine, until
+from enginekit import AnalysisSink, make_engine
 
 pytest_plugins = ["standinkit"]  # the picamera2 stand-in: fixture `board`
 SMALL = VideoConfig(320, 240, 30.0, 300_000)

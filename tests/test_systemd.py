@@ -6,7 +6,6 @@ in the abstract namespace) and point ``$NOTIFY_SOCKET`` / the handler at them.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import inspect
 import logging
@@ -24,6 +23,7 @@ import pytest
 from edged.daemon import systemd
 from edged.daemon.systemd import JournalHandler, Watchdog
 from edged.logs import log_event
+from edged.testing.waiting import until
 
 BIG = 4 * 1024 * 1024
 
@@ -133,13 +133,6 @@ def test_watchdog_interval() -> None:
 # ---- the watchdog ----------------------------------------------------------------
 
 
-async def wait_for(condition: object, timeout: float = 5.0, step: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(step)
-
-
 async def test_watchdog_disabled_without_interval(notify_sock: socket.socket) -> None:
     wd = Watchdog()
     assert not wd.enabled
@@ -164,7 +157,7 @@ async def test_watchdog_skips_pings_while_the_loop_is_blocked(
     received: list[bytes] = []
     try:
         # healthy: pings every half interval
-        await wait_for(lambda: received.extend(drain(notify_sock)) or len(received) >= 2)
+        await until(lambda: received.extend(drain(notify_sock)) or len(received) >= 2)
         assert set(received) == {b"WATCHDOG=1"}
         drain(notify_sock)
         pings, skips = wd.pings, wd.skips
@@ -174,13 +167,13 @@ async def test_watchdog_skips_pings_while_the_loop_is_blocked(
         assert drain(notify_sock) == []  # nothing was sent while blocked
 
         # the first decision after the stall is a skip, not a late ping
-        await wait_for(lambda: wd.skips > skips)
+        await until(lambda: wd.skips > skips)
         assert wd.pings == pings
         assert drain(notify_sock) == []
         assert wd.last_lag > 0.2
 
         # and pings resume once the loop keeps time again
-        await wait_for(lambda: wd.pings > pings)
+        await until(lambda: wd.pings > pings)
         assert recv_one(notify_sock) == b"WATCHDOG=1"
     finally:
         await wd.stop()
@@ -197,7 +190,7 @@ async def test_watchdog_health_check_failing(notify_sock: socket.socket) -> None
     wd = Watchdog(interval=0.4, tick=0.02, checks=[engine_alive])
     wd.start()
     try:
-        await wait_for(lambda: wd.skips >= 2)
+        await until(lambda: wd.skips >= 2)
     finally:
         await wd.stop()
     assert wd.pings == 0 and calls

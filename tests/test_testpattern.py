@@ -16,6 +16,7 @@ from edged.media.clock import Pacer
 from edged.media.sinks.analysis import VideoCodeSink, luma_plane
 from edged.media.sources.testpattern import TestPatternRenderer, TestPatternTrack
 from edged.media.sources.timecode import TimeCode, band_height, decode
+from edged.testing.waiting import until
 
 
 def pts_of(frame: av.VideoFrame) -> int:
@@ -217,11 +218,12 @@ async def test_closing_the_code_sink_cancels_its_task() -> None:
     track = TestPatternTrack(320, 240, fps=30)
     sink = VideoCodeSink(track)
     sink.start()
-    await asyncio.sleep(0.1)
+    await until(lambda: sink.frames_received > 0)
     await sink.close()
     assert sink.ended.is_set()
     received = sink.frames_received
-    await asyncio.sleep(0.1)
+    for _ in range(3):  # the track goes on: a sink still reading would take these first
+        await track.recv()
     assert sink.frames_received == received
     assert track.readyState == "live"
     track.stop()

@@ -31,6 +31,7 @@ from edged.media.sources.capture_input import CaptureInput, open_input
 from edged.media.sources.orientation import Orientation
 from edged.media.sources.testpattern import TestPatternRenderer
 from edged.media.sources.v4l2 import CaptureTrack, v4l2_video_source
+from edged.testing.waiting import until
 
 TESTSRC = "testsrc2=size=320x240:rate=30"
 
@@ -55,13 +56,6 @@ async def read(track: CaptureTrack, count: int, timeout: float = 20.0) -> list[A
         return [await track.recv() for _ in range(count)]
 
     return await asyncio.wait_for(take(), timeout)
-
-
-async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def decode_all(packets: list[Any]) -> list[av.VideoFrame]:
@@ -234,8 +228,8 @@ async def test_lost_camera_is_reported_retried_and_recovered(
         retry=(0.05, 0.2),
     )
     before = await read(track, 10)
-    await until(lambda: track.error_code == ErrorCode.CAMERA_LOST)
-    assert track.lost and reports == [ErrorCode.CAMERA_LOST]
+    await until(lambda: reports == [ErrorCode.CAMERA_LOST])  # on_error runs on the loop
+    assert track.lost and track.error_code == ErrorCode.CAMERA_LOST
     attempts = state["attempts"]
     await until(lambda: state["attempts"] >= attempts + 3)  # retrying while it is gone
     assert reports == [ErrorCode.CAMERA_LOST]  # reported once, not at every retry
@@ -310,7 +304,7 @@ def test_hardware_encoder_reopens_for_a_new_bitrate_and_starts_with_an_idr() -> 
     forced = encoder.encode(renderer.render(5))
     assert forced and is_keyframe(bytes(forced[0]))
     assert encoder.set_bitrate(390_000) == 390_000  # within 10 %: no reopen
-    time.sleep(0.35)
+    time.sleep(0.35)  # past the reopen interval: a change within 10 % still does not reopen
     encoder.encode(renderer.render(6))
     assert encoder.opened == 1
     encoder.set_bitrate(200_000)

@@ -25,6 +25,7 @@ from edged.server import tls
 from edged.server.run import run_server
 from edged.server.settings import ServerSettings
 from edged.server.webapp import DEV_TOKEN_TTL_S, WEB_DIR, join_url
+from edged.testing.waiting import until
 from edged.tokens import verify
 
 from conftest import APP, SECRET, RunningServer, ServerFactory, free_port
@@ -217,12 +218,14 @@ async def https_server(tmp_path: Path, **settings: object) -> AsyncIterator[str]
 
 async def _first_answer(http: aiohttp.ClientSession, url: str, trusting: ssl.SSLContext) -> int:
     """The status of ``url`` once the server listens (it prints before it binds)."""
-    async with asyncio.timeout(20):
-        while True:
-            with contextlib.suppress(aiohttp.ClientConnectorError):
-                async with http.get(url, ssl=trusting) as response:
-                    return response.status
-            await asyncio.sleep(0.1)
+
+    async def answer() -> int | None:
+        with contextlib.suppress(aiohttp.ClientConnectorError):
+            async with http.get(url, ssl=trusting) as response:
+                return response.status
+        return None
+
+    return await until(answer, 20, f"{url} to answer", interval=0.1)
 
 
 async def test_the_server_speaks_https_and_wss_with_its_certificate(tmp_path: Path) -> None:

@@ -12,14 +12,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser import CallPage, Chromium, chromium_browsers, eventually
+from browser import CallPage, Chromium, chromium_browsers
 
 from edged.engine.events import EventRecorder, RoomStreamUpdate, RoomUserUpdate
 from edged.errors import ERRORS, ErrorCode
 from edged.model import UpdateType, User
+from edged.testing.waiting import until
 
 from conftest import APP, RunningServer, ServerFactory
-from enginekit import AnalysisSink, make_engine, until
+from enginekit import AnalysisSink, make_engine
 
 HOST_ADDRESSES = ("198.18.0.1", "198.18.0.2")
 
@@ -64,8 +65,8 @@ async def test_browser_plays_an_engine_stream_and_reads_its_time_code(
         page = await joined_page(chromium, srv, "alice")
         await page.wait_playing("door-cam")
         shown = await page.video_frames("door-cam")
-        await eventually(lambda: frames_at_least(page, "door-cam", shown + 30), timeout=30)
-        code: dict[str, Any] = await eventually(lambda: page.read_time_code("door-cam"))
+        await until(lambda: frames_at_least(page, "door-cam", shown + 30), timeout=30)
+        code: dict[str, Any] = await until(lambda: page.read_time_code("door-cam"))
         # Same machine, same clock: the frame on screen was captured a moment ago.
         assert -50 <= code["now"] - code["captureMs"] < 3000, code
         assert (code["width"], code["height"]) == (320, 240)
@@ -203,7 +204,7 @@ async def test_a_lost_socket_is_resumed_silently_and_the_call_goes_on(
         assert "RECONNECTING" in log
         await page.wait_playing("door-cam")
         shown = await page.video_frames("door-cam")
-        await eventually(lambda: frames_at_least(page, "door-cam", shown + 10))
+        await until(lambda: frames_at_least(page, "door-cam", shown + 10))
         assert not _user_deleted(rec, "alice"), "a resume must be silent to the others"
 
 
@@ -244,7 +245,7 @@ async def test_two_browsers_call_each_other_with_the_time_code_pattern(
     await sender.publish("timecode")
     viewer = await joined_page(chromium, srv, "viewer")
     await viewer.wait_playing("sender-cam")
-    latency = await eventually(
+    latency = await until(
         lambda: viewer.evaluate("() => window.edged.view.tiles.get('sender-cam').reader.summary()"),
         timeout=30,
     )

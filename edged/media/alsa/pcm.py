@@ -27,7 +27,13 @@ from ...backoff import Backoff
 from ...errors import EdgedError, ErrorCode
 from ...logs import log_event
 from ..clock import Pacer
-from ..device import DeviceCodes, ErrorCallback, retry_until_stopped
+from ..device import (
+    DeviceCodes,
+    DeviceState,
+    ErrorCallback,
+    ReportsDeviceState,
+    retry_until_stopped,
+)
 
 log = logging.getLogger("edged.media.alsa.pcm")
 
@@ -174,7 +180,7 @@ class TransferClock:
         return self._pacer.claim()[1]
 
 
-class PcmWorker:
+class PcmWorker(ReportsDeviceState):
     """Owns one ALSA PCM and the thread that drives it.
 
     The thread opens the device (retrying with backoff while it is missing or busy),
@@ -199,10 +205,7 @@ class PcmWorker:
         self.settings = settings
         self.codes = codes
         self.on_error = on_error
-        self.error_code = 0
-        """0 while the device works, else why it does not (a 1005xxx code)."""
-        self.losses = 0
-        """Times a working device failed."""
+        self.device = DeviceState(log, f"alsa_{self.stream_type}", device=settings.device)
         self.opens = 0
         """Times the device was opened."""
         self.format: PcmFormat | None = None
@@ -214,11 +217,6 @@ class PcmWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def lost(self) -> bool:
-        """Whether the device is unavailable now (missing, failed, or not reopened yet)."""
-        return self.error_code != 0
 
     @property
     def running(self) -> bool:
@@ -293,8 +291,7 @@ class PcmWorker:
                 pcm.close()
         if failure is None:
             return True
-        self.losses += 1
-        self._set_error(self.codes.lost, str(failure))
+        self._set_error(self.codes.lost, str(failure), loss=True)
         return False
 
     def _open(self) -> tuple[Pcm, PcmFormat] | None:
@@ -354,14 +351,8 @@ class PcmWorker:
             if wait > 0:
                 self._stop.wait(wait)
 
-    def _set_error(self, code: int, detail: str) -> None:
-        if code == self.error_code:
-            return
-        self.error_code = code
-        level = logging.WARNING if code else logging.INFO
-        event = f"alsa_{self.stream_type}_{'error' if code else 'recovered'}"
-        log_event(log, level, event, device=self.settings.device, code=code, detail=detail)
-        if self.on_error is not None:
+    def _set_error(self, code: int, detail: str, *, loss: bool = False) -> None:
+        if self.device.change(code, detail, loss=loss) and self.on_error is not None:
             self.call_on_loop(self.on_error, code)
 
 

@@ -32,7 +32,7 @@ from aiortc.mediastreams import MediaStreamError
 from ...backoff import Backoff
 from ...errors import ErrorCode
 from ...logs import log_event
-from ..device import DeviceCodes, ErrorCallback
+from ..device import DeviceCodes, DeviceState, ErrorCallback, ReportsDeviceState
 from ..encoders.base import PacketEncoder
 from ..encoders.libx264 import H264Settings
 from ..encoders.v4l2m2m import V4l2m2mEncoder, pick_h264_encoder
@@ -54,7 +54,7 @@ RETRY = (0.5, 5.0)
 """First and longest delay between attempts to reopen an input, in seconds."""
 
 
-class CaptureTrack(SourceTrack):
+class CaptureTrack(SourceTrack, ReportsDeviceState):
     """A video track read from a PyAV input: a camera, a lavfi source or a file.
 
     Owns the current :class:`~edged.media.sources.capture_reader.CaptureReader` (started by the
@@ -94,9 +94,9 @@ class CaptureTrack(SourceTrack):
         self.codes = codes
         self.on_error = on_error
         """Called on the event loop with the error code when the input fails, 0 when back."""
-        self.error_code = 0
-        self.losses = 0
-        """Times a working input failed (stalls included)."""
+        self.device = DeviceState(log, "capture", url=spec.url)
+        """The input's error code and its losses (times a working input failed, stalls
+        included)."""
         self.opens = 0
         self.restarts = 0
         """Times the reader was replaced because the input stalled."""
@@ -117,11 +117,6 @@ class CaptureTrack(SourceTrack):
         self._reader: CaptureReader | None = None
         self._readers: list[CaptureReader] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def lost(self) -> bool:
-        """Whether the input is unavailable now."""
-        return self.error_code != 0
 
     @property
     def stall_timeout(self) -> float:
@@ -310,15 +305,8 @@ class CaptureTrack(SourceTrack):
 
     def _set_error(self, code: int, detail: str) -> None:
         """Change the device state (the caller holds the lock) and tell ``on_error``."""
-        if code == self.error_code:
-            return
-        if code and self._worked and not self.error_code:
-            self.losses += 1
-        self.error_code = code
-        level = logging.WARNING if code else logging.INFO
-        event = "capture_error" if code else "capture_recovered"
-        log_event(log, level, event, url=self.spec.url, code=code, detail=detail)
-        if self.on_error is not None:
+        loss = bool(code) and self._worked and not self.device.error_code
+        if self.device.change(code, detail, loss=loss) and self.on_error is not None:
             self._call_on_loop(self.on_error, code)
 
 

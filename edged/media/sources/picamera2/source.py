@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamError
 from ....backoff import Backoff
 from ....errors import EdgedError, ErrorCode
 from ....logs import log_event
-from ...device import ErrorCallback
+from ...device import DeviceState, ErrorCallback, ReportsDeviceState
 from ...h264 import VIDEO_TIME_BASE, ParameterSets, is_keyframe
 from ..base import Capabilities, SourceTrack, VideoSettings
 from ..watchdog import STALL_TIMEOUT, StallWatchdog
@@ -49,7 +49,7 @@ _closing: dict[int, Future[None]] = {}
 """The pending close of each camera number, waited for before it is opened again."""
 
 
-class Picamera2VideoTrack(SourceTrack):
+class Picamera2VideoTrack(SourceTrack, ReportsDeviceState):
     """A Raspberry Pi camera as a video track of H.264 ``av.Packet`` (or raw frames, see module).
 
     Owns the ``Picamera2`` object, its encoder and output, the queue between the camera's
@@ -91,9 +91,8 @@ class Picamera2VideoTrack(SourceTrack):
         """Whether the board's H.264 encoder makes the packets (False: raw frames)."""
         self.on_error: ErrorCallback | None = None
         """Called on the event loop with CAMERA_LOST when the camera stalls, 0 when back."""
-        self.error_code = 0
-        self.losses = 0
-        """Times the working camera stopped delivering."""
+        self.device = DeviceState(logger, "camera", camera=camera_num)
+        """The camera's error code and its losses (times the working camera stopped)."""
         self.camera_restarts = 0
         self._camera: Any = None
         self._encoder: Any = None
@@ -144,10 +143,6 @@ class Picamera2VideoTrack(SourceTrack):
     def stalls(self) -> int:
         """Times the camera stopped delivering without an error."""
         return self._watchdog.stalls
-
-    @property
-    def lost(self) -> bool:
-        return self.error_code != 0
 
     # ---- the track ---------------------------------------------------------------
 
@@ -354,15 +349,9 @@ class Picamera2VideoTrack(SourceTrack):
         restarted.add_done_callback(self._opened)
 
     def _set_error(self, code: int, detail: str) -> None:
-        if code == self.error_code:
-            return
-        if code and not self.error_code:
-            self.losses += 1
-        self.error_code = code
-        level = logging.WARNING if code else logging.INFO
-        event = "camera_error" if code else "camera_recovered"
-        log_event(logger, level, event, camera=self.camera_num, code=code, detail=detail)
-        if self.on_error is not None and self._loop is not None:
+        loss = bool(code) and not self.device.error_code
+        changed = self.device.change(code, detail, loss=loss)
+        if changed and self.on_error is not None and self._loop is not None:
             self._loop.call_soon(self.on_error, code)
 
     def _schedule_restart(self) -> None:
