@@ -160,3 +160,25 @@ async def test_a_late_viewer_through_janus_sees_a_picture_long_before_the_next_k
         await until(
             lambda: late_sink.video is not None and late_sink.video.stats().decoded >= 1, 10
         )
+
+
+async def test_the_room_cap_janus_announces_by_remb_becomes_the_board_encoder_bitrate(
+    server_factory: ServerFactory, janus: Janus
+) -> None:
+    sfu = SfuSettings([janus.url], SECRET, relay="sfu", bitrate_cap=200_000)
+    srv = await server_factory(sfu=sfu)
+    board, _ = make_engine(srv, video=VideoConfig(320, 240, 30.0, 300_000))
+    viewer, _ = make_engine(srv)
+    sink = AnalysisSink()
+    async with board, viewer:
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam")
+        assert board.publishers["cam"].video is not None
+        assert board.publishers["cam"].video.bitrate is None  # nobody asked yet
+        await viewer.login_room("r", User("viewer"))
+        await viewer.start_playing("cam", sink)
+        # Janus ramps its REMB up to the room's cap: the encoder follows it there, under
+        # the 300 kbit/s the board was configured with.
+        await until(lambda: board.publishers["cam"].video.bitrate == 200_000)  # type: ignore[union-attr]
+        viewers = board.publishers["cam"].viewers
+        assert [(v.user_id, v.relayed) for v in viewers] == [("edged-sfu", True)]

@@ -45,12 +45,13 @@ SendSignal = Callable[[Signal], Awaitable[None]]
 
 @dataclass(eq=False)
 class ViewerLink:
-    """One viewer of the stream: its link id, user and peer connection."""
+    """One viewer of the stream (or the room's SFU): its link id, user and peer connection."""
 
     link_id: str
     user_id: str
     pc: RTCPeerConnection
     tracks: list[Any] = field(default_factory=list)
+    relayed: bool = False
 
 
 class Publisher(StreamState[PublisherState]):
@@ -147,10 +148,11 @@ class Publisher(StreamState[PublisherState]):
 
     # ---- viewers -------------------------------------------------------------------
 
-    async def open_link(self, link_id: str, user: UserInfo) -> None:
-        """A viewer plays the stream: offer it our media on a new peer connection."""
+    async def open_link(self, link_id: str, user: UserInfo, relayed: bool = False) -> None:
+        """A viewer (or the room's SFU) plays the stream: offer it our media on a new peer
+        connection."""
         pc = make_peer_connection(self.profile.ice_servers)
-        link = ViewerLink(link_id, user.user_id, pc)
+        link = ViewerLink(link_id, user.user_id, pc, relayed=relayed)
         self.links[link_id] = link
 
         @pc.on("connectionstatechange")
@@ -205,7 +207,7 @@ class Publisher(StreamState[PublisherState]):
     def info(self) -> PublisherInfo:
         """The stream as the application sees it now (:mod:`edged.engine.views`)."""
         viewers = tuple(
-            ViewerInfo(link.link_id, link.user_id, remote_host_addresses(link.pc))
+            ViewerInfo(link.link_id, link.user_id, remote_host_addresses(link.pc), link.relayed)
             for link in self.links.values()
         )
         capabilities = self.video_tap.capabilities if self.video_tap is not None else NOTHING
@@ -226,6 +228,7 @@ class Publisher(StreamState[PublisherState]):
             keyframes_sent=stats.keyframes_out,
             black_frames_sent=tap.packet_mute.black_sent,
             encoders_created=stats.encoders_created,
+            bitrate=stats.remb_bitrate,
         )
 
     def snapshot_source(self) -> SnapshotSource | None:

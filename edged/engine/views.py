@@ -34,7 +34,8 @@ class VideoSendCounts:
     ``frames_sent`` counts the frames that went to the viewers (idle frames, with no
     viewer, are not sent); ``black_frames_sent`` the black pictures a muted pass-through
     source sent; ``encoders_created`` is 1 for a source of raw frames, 0 when the source's
-    own H.264 passes through.
+    own H.264 passes through. ``bitrate`` is what the viewers' (or the SFU's) REMB last
+    set the encoder to, in bits/s; None until one did.
     """
 
     frames_captured: int
@@ -44,6 +45,7 @@ class VideoSendCounts:
     keyframes_sent: int
     black_frames_sent: int
     encoders_created: int
+    bitrate: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class ViewerInfo:
     link_id: str
     user_id: str
     addresses: tuple[str, ...]
+    relayed: bool = False  # the room's SFU, which relays the stream to its viewers
 
 
 @dataclass(frozen=True, slots=True)

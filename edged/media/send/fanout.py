@@ -60,6 +60,9 @@ class FanoutStats:
     keyframe_requests: dict[str, int]
     keyframes_forwarded: int
     viewers: tuple[ViewerStats, ...]
+    remb_bitrate: int | None = None
+    """The bitrate the viewers' REMB last set (bits/s, as the encoder took it); None
+    until a REMB arrived (the configured bitrate holds)."""
 
 
 class EncodedFanout:
@@ -91,6 +94,7 @@ class EncodedFanout:
         self.source = source
         self.queue_size = queue_size
         self.adapt_bitrate = adapt_bitrate
+        self.remb_bitrate: int | None = None  # set by the viewers' REMB (see FanoutStats)
         self.direct_send = direct_send
         self._packer: FramePacker | None = None
         self.encoder: PacketEncoder | None = None
@@ -185,6 +189,7 @@ class EncodedFanout:
             keyframe_requests=dict(self.keyframe_requests),
             keyframes_forwarded=self._limiter.forwarded,
             viewers=tuple(sorted((v.stats() for v in self._viewers), key=lambda s: s.name)),
+            remb_bitrate=self.remb_bitrate,
         )
 
     async def close(self) -> None:
@@ -220,9 +225,9 @@ class EncodedFanout:
         if not self.adapt_bitrate or not estimates:
             return
         if self.encoder is not None:
-            self.encoder.set_bitrate(min(estimates))
+            self.remb_bitrate = self.encoder.set_bitrate(min(estimates))
         elif isinstance(self.source, SourceTrack):  # one that encodes retargets it
-            self.source.set_bitrate(min(estimates))
+            self.remb_bitrate = self.source.set_bitrate(min(estimates))
 
     async def _run(self) -> None:
         try:
