@@ -17,10 +17,12 @@ from browser import CallPage, Chromium, chromium_browsers
 from edged.engine.events import EventRecorder, RoomStreamUpdate, RoomUserUpdate
 from edged.errors import ERRORS, ErrorCode
 from edged.model import UpdateType, User
+from edged.server.settings import SfuSettings
 from edged.testing.waiting import until
 
 from conftest import APP, RunningServer, ServerFactory
 from enginekit import AnalysisSink, make_engine
+from janusd import Janus, requires_janus
 
 HOST_ADDRESSES = ("198.18.0.1", "198.18.0.2")
 
@@ -73,6 +75,32 @@ async def test_browser_plays_an_engine_stream_and_reads_its_time_code(
         tile = ".tile[data-stream-id='door-cam']"
         assert "Front door" in await page.page.inner_text(tile)
         await page.wait_text(f"{tile} .quality", "H264")
+
+
+@requires_janus
+@pytest.mark.netns
+async def test_browser_plays_an_engine_stream_relayed_through_janus(
+    server_factory: ServerFactory, chromium: Chromium, tmp_path: Path
+) -> None:
+    janus = Janus(tmp_path, api_secret="janus-secret-of-the-page-test")
+    await janus.start()
+    try:
+        srv = await server_factory(sfu=SfuSettings([janus.url], "janus-secret-of-the-page-test"))
+        engine, _ = make_engine(srv)
+        async with engine:
+            await engine.login_room("r1", User("device", "Front door"))
+            await engine.start_publishing("door-cam")
+            page = await joined_page(chromium, srv, "alice")
+            await page.wait_playing("door-cam")
+            shown = await page.video_frames("door-cam")
+            await until(lambda: frames_at_least(page, "door-cam", shown + 30), timeout=30)
+            code: dict[str, Any] = await until(lambda: page.read_time_code("door-cam"))
+            assert -50 <= code["now"] - code["captureMs"] < 3000, code
+            # The page's offer came from Janus: the board's one link goes to the SFU.
+            viewers = engine.publishers["door-cam"].viewers
+            assert [(v.user_id, v.relayed) for v in viewers] == [("edged-sfu", True)]
+    finally:
+        await janus.stop()
 
 
 @pytest.mark.netns
