@@ -21,8 +21,9 @@ from edged.server.janus import (
     JanusHandle,
     JanusUnavailable,
 )
+from edged.testing.janus import Janus, free_port
 
-from janusd import Janus, free_port, requires_janus
+from janusd import requires_janus
 
 VIDEOROOM = "janus.plugin.videoroom"
 SECRET = "janus-api-secret-of-the-tests"

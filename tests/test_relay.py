@@ -12,11 +12,12 @@ from edged.engine.events import PlayerStateUpdate
 from edged.model import PlayerState, PublisherState, User
 from edged.server.links import Link
 from edged.server.settings import SfuSettings
+from edged.testing.janus import Janus
 from edged.testing.waiting import until
 
 from conftest import RunningServer, ServerFactory
 from enginekit import AnalysisSink, make_engine
-from janusd import Janus, requires_janus
+from janusd import requires_janus
 
 SECRET = "janus-api-secret-of-the-tests"
 

@@ -18,11 +18,12 @@ from edged.engine.events import EventRecorder, RoomStreamUpdate, RoomUserUpdate
 from edged.errors import ERRORS, ErrorCode
 from edged.model import UpdateType, User
 from edged.server.settings import SfuSettings
+from edged.testing.janus import Janus
 from edged.testing.waiting import until
 
 from conftest import APP, RunningServer, ServerFactory
 from enginekit import AnalysisSink, make_engine
-from janusd import Janus, requires_janus
+from janusd import requires_janus
 
 HOST_ADDRESSES = ("198.18.0.1", "198.18.0.2")
 
