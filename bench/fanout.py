@@ -306,7 +306,16 @@ def tell(processes: list[subprocess.Popen[str]], line: str) -> None:
         process.stdin.flush()
 
 
-def run(mode: str, viewers: int, url: str, duration: float, content: str) -> dict[str, Any]:
+def run(
+    mode: str,
+    viewers: int,
+    url: str,
+    duration: float,
+    content: str,
+    window: Callable[[str], None] = lambda _edge: None,
+) -> dict[str, Any]:
+    """One measured run; ``window`` is called with "start" and "stop" as the window
+    opens and closes in every process (bench/sfu.py samples Janus there)."""
     room = f"{mode}-{viewers}"
     publisher = spawn("naive" if mode == "naive" else f"edged-{mode}", url, room, content)
     children = [publisher]
@@ -317,8 +326,10 @@ def run(mode: str, viewers: int, url: str, duration: float, content: str) -> dic
             expect_ready(child, "viewer")
         time.sleep(WARMUP_S)
         tell(children, "start")
+        window("start")
         time.sleep(duration)
         tell(children, "stop")
+        window("stop")
         figures = []
         for child in children:
             assert child.stdout is not None
