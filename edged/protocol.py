@@ -116,6 +116,8 @@ class Publish(_Request):
     video: bool = True
     audio: bool = True
     max_viewers: Annotated[int, Field(ge=0, le=10_000)] = 0
+    relay: Literal["p2p", "sfu", "auto"] | None = None  # None: the server's policy
+    p2p_max_viewers: Annotated[int, Field(ge=0, le=64)] | None = None
 
 
 class Unpublish(_Request):

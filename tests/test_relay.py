@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.engine.config import VideoConfig
+from edged.engine.config import PublishConfig, VideoConfig
 from edged.engine.events import PlayerStateUpdate
 from edged.model import PlayerState, PublisherState, User
 from edged.server.links import Link
@@ -183,3 +183,29 @@ async def test_the_room_cap_janus_announces_by_remb_becomes_the_board_encoder_bi
         await until(lambda: board.publishers["cam"].video.bitrate == 200_000)  # type: ignore[union-attr]
         viewers = board.publishers["cam"].viewers
         assert [(v.user_id, v.relayed) for v in viewers] == [("edged-sfu", True)]
+
+
+@pytest.mark.parametrize(
+    ("asked", "cap", "relayed"),
+    [("auto", 1, [False, True]), ("p2p", None, [False, False])],
+)
+async def test_a_board_asks_its_own_relay_policy_on_publish(
+    server_factory: ServerFactory,
+    janus: Janus,
+    asked: str,
+    cap: int | None,
+    relayed: list[bool],
+) -> None:
+    srv = await relaying_server(server_factory, janus, "sfu")
+    board, _ = make_engine(srv)
+    viewers = [make_engine(srv)[0] for _ in range(2)]
+    sinks = [AnalysisSink() for _ in viewers]
+    async with board, viewers[0], viewers[1]:
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam", PublishConfig(relay=asked, p2p_max_viewers=cap))
+        for i, (viewer, sink) in enumerate(zip(viewers, sinks, strict=True)):
+            await viewer.login_room("r", User(f"viewer{i}"))
+            await viewer.start_playing("cam", sink)
+            await until(lambda s=sink: s.video is not None and s.video.stats().decoded >= 15)
+        links = {lk.player.user.user_id: lk for lk in links_of(srv, "cam") if lk.player}
+        assert [links[f"viewer{i}"].via_sfu for i in range(2)] == relayed

@@ -234,6 +234,8 @@ class Config(Section):
         return PublishConfig(
             extra_info=p.extra_info,
             max_viewers=p.max_viewers,
+            relay=p.relay,
+            p2p_max_viewers=p.p2p_max_viewers,
             video=self.video.source != "none",
             audio=self.audio.source != "none",
         )

@@ -141,6 +141,8 @@ class PublishSection(Section):
     stream_id: OptId128 = ""
     extra_info: ExtraInfo = ""
     max_viewers: Annotated[int, Field(ge=0, le=10_000)] = 0
+    relay: Literal["p2p", "sfu", "auto"] | None = None
+    p2p_max_viewers: Annotated[int, Field(ge=0, le=64)] | None = None
 
 
 def _publish(v: Any) -> Any:

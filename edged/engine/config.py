@@ -114,3 +114,7 @@ class PublishConfig:
     max_viewers: int = 0
     video: bool = True
     audio: bool = True
+    relay: str | None = None
+    """``p2p``, ``sfu`` or ``auto`` where the room server has an SFU; None: its policy."""
+    p2p_max_viewers: int | None = None
+    """With ``auto``: the viewers played peer to peer (None: the server's default)."""

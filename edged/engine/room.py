@@ -349,6 +349,8 @@ class RoomSession:
                     video=publisher.config.video,
                     audio=publisher.config.audio,
                     max_viewers=publisher.config.max_viewers,
+                    relay=publisher.config.relay,
+                    p2p_max_viewers=publisher.config.p2p_max_viewers,
                 )
             )
         except EdgedError as exc:

@@ -266,6 +266,7 @@ class RoomServer:
             audio=msg.audio,
         )
         self.rooms.publish(session, stream, msg.max_viewers)
+        session.relay[msg.stream_id] = (msg.relay, msg.p2p_max_viewers)
         self._reply(session, msg)
         self.rooms.announce_stream(session, stream)
 

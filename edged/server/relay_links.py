@@ -81,9 +81,12 @@ class RelayLinks:
 
     def wanted(self, publisher: Session, stream_id: str) -> bool:
         """Whether the stream's next player goes through the SFU (the relay policy)."""
-        policy = self.relay.settings
+        settings = self.relay.settings
+        asked, cap = publisher.relay.get(stream_id, (None, None))
+        policy = asked or settings.relay
+        cap = settings.p2p_max_viewers if cap is None else cap
         p2p = self.links.count(publisher, stream_id, via_sfu=False)
-        return policy.relay == "sfu" or (policy.relay == "auto" and p2p >= policy.p2p_max_viewers)
+        return policy == "sfu" or (policy == "auto" and p2p >= cap)
 
     def open_down(self, link: Link) -> None:
         """Ask Janus for the player's offer once the stream's feed is up, and send it; the

@@ -304,6 +304,7 @@ class RoomService:
         if stream_id not in session.published:
             raise EdgedError(ErrorCode.NOT_PUBLISHING)
         session.published.discard(stream_id)
+        session.relay.pop(stream_id, None)
         stream = self.store.remove_stream(session.app_id, stream_id)
         if stream is not None:
             self._to_room(

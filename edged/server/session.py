@@ -116,6 +116,8 @@ class Session:
     replay_limit: int
     conn: Connection | None = None
     published: set[str] = field(default_factory=set)
+    relay: dict[str, tuple[str | None, int | None]] = field(default_factory=dict)
+    """Per published stream: the relay policy and peer-to-peer cap its publish asked for."""
     playing: dict[str, str] = field(default_factory=dict)  # stream id -> link id
     serving: set[str] = field(default_factory=set)  # link ids where we publish
     last_seen: float = field(default_factory=time.monotonic)
