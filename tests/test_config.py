@@ -516,9 +516,14 @@ def test_the_sfu_section_reaches_the_embedded_server_with_its_secret_from_a_file
             api_secret_file: janus-secret
             relay: auto
             p2p_max_viewers: 2
+        auto:
+          publish:
+            relay: auto
+            p2p_max_viewers: 1
         """,
     )
-    sfu = load_config(path).server_settings(apps={"default": SECRET}).sfu
+    cfg = load_config(path)
+    sfu = cfg.server_settings(apps={"default": SECRET}).sfu
     assert sfu is not None
     assert (sfu.urls, sfu.api_secret, sfu.relay, sfu.p2p_max_viewers) == (
         ["ws://10.0.0.5:8188/"],
@@ -526,6 +531,8 @@ def test_the_sfu_section_reaches_the_embedded_server_with_its_secret_from_a_file
         "auto",
         2,
     )
+    publish = cfg.publish_config()
+    assert (publish.relay, publish.p2p_max_viewers) == ("auto", 1)
     bad = write(tmp_path, "server:\n  sfu:\n    urls: []\n    relay: sometimes\n", "bad.yaml")
     with pytest.raises(ConfigError) as refused:
         load_config(bad)
