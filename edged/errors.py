@@ -101,6 +101,7 @@ class ErrorCode(IntEnum):
     PLAY_NETWORK_INTERRUPTED = 1004031
     DECODER_FAILED = 1004040
     LINK_NOT_FOUND = 1004050
+    RELAY_UNAVAILABLE = 1004051
 
     # 1005xxx devices and media
     CAMERA_NOT_FOUND = 1005001
@@ -438,6 +439,12 @@ _TABLE: dict[ErrorCode, tuple[str, str]] = {
     E.LINK_NOT_FOUND: (
         "A signaling message names a media link that does not exist (any more).",
         "Nothing: the link ended; a new play request builds a new one.",
+    ),
+    E.RELAY_UNAVAILABLE: (
+        "The stream is relayed through the room's SFU (Janus), which refused the link or "
+        "could not be reached.",
+        "Nothing: the player plays again by itself; if it persists, check the room "
+        "server's Janus (docs/scaling.md).",
     ),
     E.CAMERA_NOT_FOUND: (
         "No camera was found.",

@@ -55,6 +55,10 @@ class StreamDeleteReason(StrEnum):
     DISCONNECTED = "disconnected"
 
 
+SFU_UNAVAILABLE = "sfu_unavailable"
+"""The ``link_closed`` reason of a relayed link whose SFU refused it or was lost."""
+
+
 class QualityLevel(IntEnum):
     EXCELLENT = 0
     GOOD = 1

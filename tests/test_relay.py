@@ -9,6 +9,7 @@ import pytest
 
 from edged.engine.config import PublishConfig, VideoConfig
 from edged.engine.events import PlayerStateUpdate
+from edged.errors import ErrorCode
 from edged.model import PlayerState, PublisherState, User
 from edged.server.links import Link
 from edged.server.settings import SfuSettings
@@ -130,13 +131,13 @@ async def test_janus_killed_and_restarted_mid_call_the_viewers_play_again_by_the
         # The new link's track gets a new decoder of its own in the sink.
         await until(lambda: sink.video is not before and sink.video.stats().decoded >= 30, 30)
         assert viewer.player_state("cam") == PlayerState.PLAYING
-        states = [e.state for e in rec.of(PlayerStateUpdate)]
+        states = [(e.state, e.error_code) for e in rec.of(PlayerStateUpdate)]
         assert states[:3] == [
-            PlayerState.PLAY_REQUESTING,
-            PlayerState.PLAYING,
-            PlayerState.PLAY_REQUESTING,
+            (PlayerState.PLAY_REQUESTING, 0),
+            (PlayerState.PLAYING, 0),
+            (PlayerState.PLAY_REQUESTING, ErrorCode.RELAY_UNAVAILABLE),
         ]
-        assert states[-1] == PlayerState.PLAYING
+        assert states[-1] == (PlayerState.PLAYING, 0)
         assert board.publisher_state("cam") == PublisherState.PUBLISHING
 
 

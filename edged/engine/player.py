@@ -259,13 +259,14 @@ class Player(StreamState[PlayerState]):
                 c.first_audio_at = time.monotonic()
                 self._emit(PlayerRecvAudioFirstFrame(self.stream_id))
 
-    async def link_lost(self, rebuild: bool = False) -> None:
-        """The link ended (stream gone, publisher left, connection failed): wait again."""
+    async def link_lost(self, rebuild: bool = False, code: int = 0) -> None:
+        """The link ended (stream gone, publisher left, connection failed, the SFU lost:
+        ``code``): wait again."""
         link_id, self.link_id = self.link_id, None
         await self._close_pc()
         if self._stopped:
             return
-        self.set_state(PlayerState.PLAY_REQUESTING)
+        self.set_state(PlayerState.PLAY_REQUESTING, code)
         self._reset_first_frames()
         if rebuild and link_id is not None:
             log_event(log, logging.INFO, "play_rebuild", stream=self.stream_id)

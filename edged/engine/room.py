@@ -19,6 +19,7 @@ from ..backoff import Backoff
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..model import (
+    SFU_UNAVAILABLE,
     PlayerState,
     PublisherState,
     RoomState,
@@ -232,7 +233,10 @@ class RoomSession:
                 return
         player = self.players.get(msg.stream_id)
         if player is not None and player.link_id == msg.link_id:
-            await player.link_lost(rebuild=True)
+            relay_lost = msg.reason == SFU_UNAVAILABLE
+            await player.link_lost(
+                rebuild=True, code=ErrorCode.RELAY_UNAVAILABLE if relay_lost else 0
+            )
 
     async def _signal(self, msg: SignalRelay) -> None:
         for publisher in self.publishers.values():

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ..logs import log_event
+from ..model import SFU_UNAVAILABLE
 from ..protocol import LinkOpen, Signal, SignalRelay, UserInfo, encode
 from .janus import JanusError, JanusUnavailable
 from .links import Link, LinkTable
@@ -30,8 +31,6 @@ log = logging.getLogger("edged.server.relay")
 
 SFU_USER = UserInfo(user_id="edged-sfu", user_name="SFU")
 """The user the SFU's end of a link speaks as (on ``link_open`` and signaling)."""
-
-SFU_UNAVAILABLE = "sfu_unavailable"
 
 
 class RelayLinks:
