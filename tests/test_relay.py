@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from edged.engine.config import PublishConfig, VideoConfig
-from edged.engine.events import PlayerStateUpdate
+from edged.engine.events import PlayerStateUpdate, PublisherStateUpdate
 from edged.errors import ErrorCode
 from edged.model import PlayerState, PublisherState, User
 from edged.server.links import Link
 from edged.server.settings import SfuSettings
+from edged.testing.faults import NetworkFaults
 from edged.testing.janus import Janus
 from edged.testing.waiting import until
 
@@ -210,3 +212,38 @@ async def test_a_board_asks_its_own_relay_policy_on_publish(
             await until(lambda s=sink: s.video is not None and s.video.stats().decoded >= 15)
         links = {lk.player.user.user_id: lk for lk in links_of(srv, "cam") if lk.player}
         assert [links[f"viewer{i}"].via_sfu for i in range(2)] == relayed
+
+
+async def test_a_relayed_stream_survives_five_seconds_without_media_unnoticed(
+    server_factory: ServerFactory, janus: Janus
+) -> None:
+    """All UDP is dropped for 5 s (the board's uplink to Janus and Janus's to the viewer):
+    shorter than ICE consent, so nobody's state changes and the same connections carry
+    the picture again, in order, once the network is back."""
+    sfu = SfuSettings([janus.url], SECRET)
+    srv = await server_factory(heartbeat_interval_s=10.0, heartbeat_timeout_s=30.0, sfu=sfu)
+    board, rec_board = make_engine(srv)
+    viewer, rec_viewer = make_engine(srv)
+    sink = AnalysisSink()
+    async with board, viewer:
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam")
+        await viewer.login_room("r", User("viewer"))
+        await viewer.start_playing("cam", sink)
+        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 15)
+        video = sink.video
+        assert video is not None
+        marks = len(rec_board.events), len(rec_viewer.events)
+        with NetworkFaults() as faults:
+            faults.partition(udp=True)
+            await asyncio.sleep(1.0)  # the loss lasts 5 s: what was on the way lands
+            frozen = video.stats().decoded
+            await asyncio.sleep(4.0)  # and then nothing for the rest of it
+            assert video.stats().decoded - frozen <= 2
+        resumed = video.stats().decoded
+        await until(lambda: video.stats().decoded >= resumed + 30, 20)
+        assert sink.video is video, "the same link carries the picture again"
+        assert video.stats().out_of_order == 0
+        states = (PlayerStateUpdate, PublisherStateUpdate)
+        assert [e for e in rec_board.events[marks[0] :] if isinstance(e, states)] == []
+        assert [e for e in rec_viewer.events[marks[1] :] if isinstance(e, states)] == []
