@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import av
 import numpy as np
 import numpy.typing as npt
@@ -17,3 +19,24 @@ def plane_view(frame: av.VideoFrame, index: int) -> Plane:
     cols = frame.width if index == 0 else (frame.width + 1) // 2
     flat: Plane = np.frombuffer(memoryview(plane), dtype=np.uint8)
     return flat.reshape(rows, plane.line_size)[:, :cols]
+
+
+def audio_resampler(
+    format: str, layout: str, rate: int, frame_size: int | None = None
+) -> av.AudioResampler:
+    """An audio resampler whose filter graph runs on the caller's thread.
+
+    PyAV's resampler is a filter graph with, by default, a thread per core. From PyAV 19
+    the graph sits in a reference cycle, so those threads outlive the resampler until the
+    garbage collector reaches it: a daemon that publishes again kept two more threads
+    each time. PyAV 19 takes ``threads=1`` (no worker thread: 20 ms of audio needs none);
+    older releases have no such option and free their graph with the resampler.
+    """
+    options: dict[str, Any] = {"format": format, "layout": layout, "rate": rate}
+    if frame_size is not None:
+        options["frame_size"] = frame_size
+    make = cast(Any, av.AudioResampler)
+    try:
+        return cast(av.AudioResampler, make(**options, threads=1))
+    except TypeError:  # before PyAV 19
+        return cast(av.AudioResampler, make(**options))

@@ -15,6 +15,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ...errors import ErrorCode
 from ..device import DeviceCodes, ErrorCallback
+from ..frames import audio_resampler
 from .pcm import RETRY, AlsaApi, Pcm, PcmFormat, PcmSettings, PcmStatus, PcmWorker, is_xrun
 
 SPEAKER_CODES = DeviceCodes(
@@ -353,7 +354,7 @@ class PlaybackInput:
 
 
 def _resampler(rate: int, channels: int) -> av.AudioResampler:
-    return av.AudioResampler(format="s16", layout="stereo" if channels == 2 else "mono", rate=rate)
+    return audio_resampler("s16", "stereo" if channels == 2 else "mono", rate)
 
 
 async def _cancel(tasks: set[asyncio.Task[None]]) -> None:

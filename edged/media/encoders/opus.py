@@ -8,6 +8,8 @@ from typing import Any
 
 import av
 
+from ..frames import audio_resampler
+
 OPUS_TIME_BASE = fractions.Fraction(1, 48000)
 OPUS_FRAME_SAMPLES = 960
 
@@ -25,8 +27,8 @@ class OpusEncoder:
         codec.options = {"application": "voip"}
         self._codec: av.AudioCodecContext | None = codec
         self._bitrate = bitrate
-        self._resampler: av.AudioResampler | None = av.AudioResampler(
-            format="s16", layout="stereo", rate=48000, frame_size=OPUS_FRAME_SAMPLES
+        self._resampler: av.AudioResampler | None = audio_resampler(
+            "s16", "stereo", 48000, OPUS_FRAME_SAMPLES
         )
         self._pts = 0
         self.frames_encoded = 0

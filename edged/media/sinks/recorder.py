@@ -28,6 +28,7 @@ from av.video.frame import PictureType
 from ...errors import EdgedError, ErrorCode
 from ...logs import log_event
 from ..device import ErrorCallback
+from ..frames import audio_resampler
 from ..h264 import VIDEO_TIME_BASE, is_keyframe
 
 log = logging.getLogger("edged.media.sinks.recorder")
@@ -156,9 +157,7 @@ class _StreamWriter:
         if self._resampler is None:
             if not ctx.is_open:
                 ctx.open()
-            self._resampler = av.AudioResampler(
-                format=ctx.format.name, layout="stereo", rate=AUDIO_RATE, frame_size=ctx.frame_size
-            )
+            self._resampler = audio_resampler(ctx.format.name, "stereo", AUDIO_RATE, ctx.frame_size)
         if self._resync:  # a segment's first frame: its place on the timeline
             self._samples = max(self._samples, round(out_s * AUDIO_RATE))
             self._resync = False
