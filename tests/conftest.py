@@ -13,6 +13,7 @@ from aiohttp import web
 
 from edged.server.app import RoomServer
 from edged.server.settings import Limits, ServerSettings
+from edged.testing.janus import Janus
 from edged.tokens import mint
 
 from broker import Broker
@@ -20,6 +21,7 @@ from protoclient import ProtoClient
 
 APP = "testapp"
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
+JANUS_SECRET = "janus-api-secret-of-the-tests"
 
 
 def free_port() -> int:
@@ -111,3 +113,14 @@ async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
     await b.start()
     yield b
     await b.stop()
+
+
+@pytest.fixture
+async def janus(tmp_path: Path) -> AsyncIterator[Janus]:
+    """A real Janus (VideoRoom) with the API secret JANUS_SECRET, for one test."""
+    server = Janus(tmp_path, api_secret=JANUS_SECRET)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -23,27 +23,17 @@ from edged.server.janus import (
 )
 from edged.testing.janus import Janus, free_port
 
+from conftest import JANUS_SECRET
 from janusd import requires_janus
 
 VIDEOROOM = "janus.plugin.videoroom"
-SECRET = "janus-api-secret-of-the-tests"
 
 pytestmark = requires_janus
 
 
 @pytest.fixture
-async def janus(tmp_path: Path) -> AsyncIterator[Janus]:
-    server = Janus(tmp_path, api_secret=SECRET)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 async def conn(janus: Janus) -> AsyncIterator[JanusConnection]:
-    connection = await JanusConnection.connect(janus.url, api_secret=SECRET)
+    connection = await JanusConnection.connect(janus.url, api_secret=JANUS_SECRET)
     try:
         yield connection
     finally:

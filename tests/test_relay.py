@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
 
 from edged.engine.config import PublishConfig, VideoConfig
-from edged.engine.events import PlayerStateUpdate, PublisherStateUpdate
+from edged.engine.engine import Engine
+from edged.engine.events import EventRecorder, PlayerStateUpdate, PublisherStateUpdate
 from edged.errors import ErrorCode
 from edged.model import PlayerState, PublisherState, User
 from edged.server.links import Link
@@ -18,29 +20,17 @@ from edged.testing.faults import NetworkFaults
 from edged.testing.janus import Janus
 from edged.testing.waiting import until
 
-from conftest import RunningServer, ServerFactory
+from conftest import JANUS_SECRET, RunningServer, ServerFactory
 from enginekit import AnalysisSink, make_engine
 from janusd import requires_janus
 
-SECRET = "janus-api-secret-of-the-tests"
-
 pytestmark = requires_janus
-
-
-@pytest.fixture
-async def janus(tmp_path: Path) -> AsyncIterator[Janus]:
-    server = Janus(tmp_path, api_secret=SECRET)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def relaying_server(
     server_factory: ServerFactory, janus: Janus, relay: str, p2p_max_viewers: int = 4
 ) -> RunningServer:
-    sfu = SfuSettings([janus.url], SECRET, relay=relay, p2p_max_viewers=p2p_max_viewers)
+    sfu = SfuSettings([janus.url], JANUS_SECRET, relay=relay, p2p_max_viewers=p2p_max_viewers)
     return await server_factory(sfu=sfu)
 
 
@@ -54,19 +44,51 @@ def links_of(srv: RunningServer, stream_id: str) -> list[Link]:
     ]
 
 
+@dataclass
+class Relayed:
+    """The board publishing ``cam`` and its viewers, each with its event recorder."""
+
+    board: Engine
+    board_events: EventRecorder
+    viewers: list[Engine]
+    viewer_events: list[EventRecorder]
+    sinks: list[AnalysisSink]
+
+
+@contextlib.asynccontextmanager
+async def board_and_viewers(
+    srv: RunningServer, viewers: int, publish: PublishConfig | None = None, each: int = 0
+) -> AsyncIterator[Relayed]:
+    """The board publishing ``cam`` in room ``r`` and ``viewers`` engines playing it, one
+    after the other (each first decoding ``each`` frames before the next plays)."""
+    board, board_events = make_engine(srv)
+    made = [make_engine(srv) for _ in range(viewers)]
+    call = Relayed(
+        board,
+        board_events,
+        [e for e, _ in made],
+        [r for _, r in made],
+        [AnalysisSink() for _ in made],
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        for engine in (board, *call.viewers):
+            await stack.enter_async_context(engine)
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam", publish)
+        for i, (viewer, sink) in enumerate(zip(call.viewers, call.sinks, strict=True)):
+            await viewer.login_room("r", User(f"viewer{i}"))
+            await viewer.start_playing("cam", sink)
+            if each:
+                await until(lambda s=sink: s.video is not None and s.video.stats().decoded >= each)
+        yield call
+
+
 async def test_viewers_through_janus_decode_the_stream_and_the_board_sends_it_once(
     server_factory: ServerFactory, janus: Janus
 ) -> None:
     srv = await relaying_server(server_factory, janus, "sfu")
-    board, _ = make_engine(srv)
-    viewers = [make_engine(srv)[0] for _ in range(3)]
-    sinks = [AnalysisSink() for _ in viewers]
-    async with board, viewers[0], viewers[1], viewers[2]:
-        await board.login_room("r", User("board"))
-        await board.start_publishing("cam")
-        for i, (viewer, sink) in enumerate(zip(viewers, sinks, strict=True)):
-            await viewer.login_room("r", User(f"viewer{i}"))
-            await viewer.start_playing("cam", sink)
+    async with board_and_viewers(srv, 3) as call:
+        board, viewers, sinks = call.board, call.viewers, call.sinks
         for sink in sinks:
             await until(lambda s=sink: s.video is not None and s.video.stats().decoded >= 30, 20)
             await until(lambda s=sink: s.audio is not None and s.audio.seconds_received >= 1, 20)
@@ -92,16 +114,8 @@ async def test_auto_relays_the_viewer_past_the_cap_and_keeps_the_first_peer_to_p
     server_factory: ServerFactory, janus: Janus
 ) -> None:
     srv = await relaying_server(server_factory, janus, "auto", p2p_max_viewers=2)
-    board, _ = make_engine(srv)
-    viewers = [make_engine(srv)[0] for _ in range(3)]
-    sinks = [AnalysisSink() for _ in viewers]
-    async with board, viewers[0], viewers[1], viewers[2]:
-        await board.login_room("r", User("board"))
-        await board.start_publishing("cam")
-        for i, (viewer, sink) in enumerate(zip(viewers, sinks, strict=True)):
-            await viewer.login_room("r", User(f"viewer{i}"))
-            await viewer.start_playing("cam", sink)
-            await until(lambda s=sink: s.video is not None and s.video.stats().decoded >= 15, 20)
+    async with board_and_viewers(srv, 3, each=15) as call:
+        viewers, sinks = call.viewers, call.sinks
         links = {lk.player.user.user_id: lk for lk in links_of(srv, "cam") if lk.player}
         assert [links[f"viewer{i}"].via_sfu for i in range(3)] == [False, False, True]
         first = sinks[0].video
@@ -116,15 +130,8 @@ async def test_janus_killed_and_restarted_mid_call_the_viewers_play_again_by_the
     server_factory: ServerFactory, janus: Janus
 ) -> None:
     srv = await relaying_server(server_factory, janus, "sfu")
-    board, _ = make_engine(srv)
-    viewer, rec = make_engine(srv)
-    sink = AnalysisSink()
-    async with board, viewer:
-        await board.login_room("r", User("board"))
-        await board.start_publishing("cam")
-        await viewer.login_room("r", User("viewer"))
-        await viewer.start_playing("cam", sink)
-        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 15, 20)
+    async with board_and_viewers(srv, 1, each=15) as call:
+        board, viewer, rec, sink = call.board, call.viewers[0], call.viewer_events[0], call.sinks[0]
         await janus.kill()
         await until(lambda: viewer.player_state("cam") == PlayerState.PLAY_REQUESTING, 10)
         assert not [lk for lk in links_of(srv, "cam") if lk.via_sfu and lk.janus is not None]
@@ -169,7 +176,7 @@ async def test_a_late_viewer_through_janus_sees_a_picture_long_before_the_next_k
 async def test_the_room_cap_janus_announces_by_remb_becomes_the_board_encoder_bitrate(
     server_factory: ServerFactory, janus: Janus
 ) -> None:
-    sfu = SfuSettings([janus.url], SECRET, relay="sfu", bitrate_cap=200_000)
+    sfu = SfuSettings([janus.url], JANUS_SECRET, relay="sfu", bitrate_cap=200_000)
     srv = await server_factory(sfu=sfu)
     board, _ = make_engine(srv, video=VideoConfig(320, 240, 30.0, 300_000))
     viewer, _ = make_engine(srv)
@@ -200,16 +207,8 @@ async def test_a_board_asks_its_own_relay_policy_on_publish(
     relayed: list[bool],
 ) -> None:
     srv = await relaying_server(server_factory, janus, "sfu")
-    board, _ = make_engine(srv)
-    viewers = [make_engine(srv)[0] for _ in range(2)]
-    sinks = [AnalysisSink() for _ in viewers]
-    async with board, viewers[0], viewers[1]:
-        await board.login_room("r", User("board"))
-        await board.start_publishing("cam", PublishConfig(relay=asked, p2p_max_viewers=cap))
-        for i, (viewer, sink) in enumerate(zip(viewers, sinks, strict=True)):
-            await viewer.login_room("r", User(f"viewer{i}"))
-            await viewer.start_playing("cam", sink)
-            await until(lambda s=sink: s.video is not None and s.video.stats().decoded >= 15)
+    publish = PublishConfig(relay=asked, p2p_max_viewers=cap)
+    async with board_and_viewers(srv, 2, publish, each=15):
         links = {lk.player.user.user_id: lk for lk in links_of(srv, "cam") if lk.player}
         assert [links[f"viewer{i}"].via_sfu for i in range(2)] == relayed
 
@@ -220,17 +219,10 @@ async def test_a_relayed_stream_survives_five_seconds_without_media_unnoticed(
     """All UDP is dropped for 5 s (the board's uplink to Janus and Janus's to the viewer):
     shorter than ICE consent, so nobody's state changes and the same connections carry
     the picture again, in order, once the network is back."""
-    sfu = SfuSettings([janus.url], SECRET)
+    sfu = SfuSettings([janus.url], JANUS_SECRET)
     srv = await server_factory(heartbeat_interval_s=10.0, heartbeat_timeout_s=30.0, sfu=sfu)
-    board, rec_board = make_engine(srv)
-    viewer, rec_viewer = make_engine(srv)
-    sink = AnalysisSink()
-    async with board, viewer:
-        await board.login_room("r", User("board"))
-        await board.start_publishing("cam")
-        await viewer.login_room("r", User("viewer"))
-        await viewer.start_playing("cam", sink)
-        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 15)
+    async with board_and_viewers(srv, 1, each=15) as call:
+        rec_board, rec_viewer, sink = call.board_events, call.viewer_events[0], call.sinks[0]
         video = sink.video
         assert video is not None
         marks = len(rec_board.events), len(rec_viewer.events)

@@ -21,7 +21,7 @@ from edged.server.settings import SfuSettings
 from edged.testing.janus import Janus
 from edged.testing.waiting import until
 
-from conftest import APP, RunningServer, ServerFactory
+from conftest import APP, JANUS_SECRET, RunningServer, ServerFactory
 from enginekit import AnalysisSink, make_engine
 from janusd import requires_janus
 
@@ -57,6 +57,17 @@ async def frames_at_least(page: CallPage, stream_id: str, count: int) -> bool:
     return await page.video_frames(stream_id) >= count
 
 
+async def fresh_time_code(page: CallPage, stream_id: str) -> dict[str, Any]:
+    """The page plays the stream, 30 more frames show, and the time code on screen was
+    captured a moment ago (same machine, same clock)."""
+    await page.wait_playing(stream_id)
+    shown = await page.video_frames(stream_id)
+    await until(lambda: frames_at_least(page, stream_id, shown + 30), timeout=30)
+    code: dict[str, Any] = await until(lambda: page.read_time_code(stream_id))
+    assert -50 <= code["now"] - code["captureMs"] < 3000, code
+    return code
+
+
 @pytest.mark.netns
 async def test_browser_plays_an_engine_stream_and_reads_its_time_code(
     srv: RunningServer, chromium: Chromium
@@ -66,12 +77,7 @@ async def test_browser_plays_an_engine_stream_and_reads_its_time_code(
         await engine.login_room("r1", User("device", "Front door"))
         await engine.start_publishing("door-cam")
         page = await joined_page(chromium, srv, "alice")
-        await page.wait_playing("door-cam")
-        shown = await page.video_frames("door-cam")
-        await until(lambda: frames_at_least(page, "door-cam", shown + 30), timeout=30)
-        code: dict[str, Any] = await until(lambda: page.read_time_code("door-cam"))
-        # Same machine, same clock: the frame on screen was captured a moment ago.
-        assert -50 <= code["now"] - code["captureMs"] < 3000, code
+        code = await fresh_time_code(page, "door-cam")
         assert (code["width"], code["height"]) == (320, 240)
         tile = ".tile[data-stream-id='door-cam']"
         assert "Front door" in await page.page.inner_text(tile)
@@ -81,27 +87,18 @@ async def test_browser_plays_an_engine_stream_and_reads_its_time_code(
 @requires_janus
 @pytest.mark.netns
 async def test_browser_plays_an_engine_stream_relayed_through_janus(
-    server_factory: ServerFactory, chromium: Chromium, tmp_path: Path
+    server_factory: ServerFactory, chromium: Chromium, janus: Janus
 ) -> None:
-    janus = Janus(tmp_path, api_secret="janus-secret-of-the-page-test")
-    await janus.start()
-    try:
-        srv = await server_factory(sfu=SfuSettings([janus.url], "janus-secret-of-the-page-test"))
-        engine, _ = make_engine(srv)
-        async with engine:
-            await engine.login_room("r1", User("device", "Front door"))
-            await engine.start_publishing("door-cam")
-            page = await joined_page(chromium, srv, "alice")
-            await page.wait_playing("door-cam")
-            shown = await page.video_frames("door-cam")
-            await until(lambda: frames_at_least(page, "door-cam", shown + 30), timeout=30)
-            code: dict[str, Any] = await until(lambda: page.read_time_code("door-cam"))
-            assert -50 <= code["now"] - code["captureMs"] < 3000, code
-            # The page's offer came from Janus: the board's one link goes to the SFU.
-            viewers = engine.publishers["door-cam"].viewers
-            assert [(v.user_id, v.relayed) for v in viewers] == [("edged-sfu", True)]
-    finally:
-        await janus.stop()
+    srv = await server_factory(sfu=SfuSettings([janus.url], JANUS_SECRET))
+    engine, _ = make_engine(srv)
+    async with engine:
+        await engine.login_room("r1", User("device", "Front door"))
+        await engine.start_publishing("door-cam")
+        page = await joined_page(chromium, srv, "alice")
+        await fresh_time_code(page, "door-cam")
+        # The page's offer came from Janus: the board's one link goes to the SFU.
+        viewers = engine.publishers["door-cam"].viewers
+        assert [(v.user_id, v.relayed) for v in viewers] == [("edged-sfu", True)]
 
 
 @pytest.mark.netns
