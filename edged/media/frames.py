@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 import av
@@ -21,6 +22,17 @@ def plane_view(frame: av.VideoFrame, index: int) -> Plane:
     return flat.reshape(rows, plane.line_size)[:, :cols]
 
 
+@functools.cache
+def _graph_options() -> dict[str, int]:
+    """``{"threads": 1}`` where PyAV's resampler takes it (19 on), else nothing: asked once."""
+    make = cast(Any, av.AudioResampler)
+    try:
+        make(format="s16", layout="mono", rate=8000, threads=1)
+    except TypeError:  # before PyAV 19
+        return {}
+    return {"threads": 1}
+
+
 def audio_resampler(
     format: str, layout: str, rate: int, frame_size: int | None = None
 ) -> av.AudioResampler:
@@ -35,8 +47,4 @@ def audio_resampler(
     options: dict[str, Any] = {"format": format, "layout": layout, "rate": rate}
     if frame_size is not None:
         options["frame_size"] = frame_size
-    make = cast(Any, av.AudioResampler)
-    try:
-        return cast(av.AudioResampler, make(**options, threads=1))
-    except TypeError:  # before PyAV 19
-        return cast(av.AudioResampler, make(**options))
+    return cast(av.AudioResampler, cast(Any, av.AudioResampler)(**options, **_graph_options()))
