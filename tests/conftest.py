@@ -19,6 +19,8 @@ from edged.tokens import mint
 from broker import Broker
 from protoclient import ProtoClient
 
+pytest.register_assert_rewrite("pagekit")  # a plugin whose helpers tests also import
+
 APP = "testapp"
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
 JANUS_SECRET = "janus-api-secret-of-the-tests"

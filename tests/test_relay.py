@@ -6,13 +6,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from browser import Chromium
+from pagekit import fresh_time_code, joined_page
 
 from edged.engine.config import PublishConfig, VideoConfig
 from edged.engine.engine import Engine
 from edged.engine.events import EventRecorder, PlayerStateUpdate, PublisherStateUpdate
 from edged.errors import ErrorCode
+from edged.media.sources.picamera2.source import picamera2_video_source
 from edged.model import PlayerState, PublisherState, User
 from edged.server.links import Link
 from edged.server.settings import SfuSettings
@@ -25,6 +29,7 @@ from enginekit import AnalysisSink, make_engine
 from janusd import requires_janus
 
 pytestmark = requires_janus
+pytest_plugins = ["pagekit", "standinkit"]  # fixtures `chromium` and `board` (picamera2)
 
 
 async def relaying_server(
@@ -57,11 +62,16 @@ class Relayed:
 
 @contextlib.asynccontextmanager
 async def board_and_viewers(
-    srv: RunningServer, viewers: int, publish: PublishConfig | None = None, each: int = 0
+    srv: RunningServer,
+    viewers: int,
+    publish: PublishConfig | None = None,
+    each: int = 0,
+    camera: dict[str, Any] | None = None,
 ) -> AsyncIterator[Relayed]:
-    """The board publishing ``cam`` in room ``r`` and ``viewers`` engines playing it, one
-    after the other (each first decoding ``each`` frames before the next plays)."""
-    board, board_events = make_engine(srv)
+    """The board publishing ``cam`` in room ``r`` (its engine profile's ``camera``
+    fields) and ``viewers`` engines playing it, one after the other (each first decoding
+    ``each`` frames before the next plays)."""
+    board, board_events = make_engine(srv, **(camera or {}))
     made = [make_engine(srv) for _ in range(viewers)]
     call = Relayed(
         board,
@@ -110,6 +120,34 @@ async def test_viewers_through_janus_decode_the_stream_and_the_board_sends_it_on
         assert board.publishers["cam"].viewer_count == 1
 
 
+@pytest.mark.netns
+async def test_the_cameras_own_h264_and_a_tone_reach_eight_engines_and_a_page_through_janus(
+    server_factory: ServerFactory, janus: Janus, board: Any, chromium: Chromium
+) -> None:
+    """The camera's hardware-encoded H.264 (the picamera2 stand-in) passes through the
+    board untouched, once, to Janus; eight engines decode its time codes in order and
+    hear the tone, and the web page shows a fresh time code."""
+    srv = await relaying_server(server_factory, janus, "sfu")
+    source = {"video_source": picamera2_video_source}
+    async with board_and_viewers(srv, 8, camera=source) as call:
+        for sink in call.sinks:
+            await until(lambda s=sink: s.video is not None and s.video.stats().decoded >= 30, 30)
+            await until(lambda s=sink: s.audio is not None and s.audio.seconds_received >= 1, 20)
+        page = await joined_page(chromium, srv, "page", room="r")
+        await fresh_time_code(page, "cam")
+        for viewer, sink in zip(call.viewers, call.sinks, strict=True):
+            assert viewer.player_state("cam") == PlayerState.PLAYING
+            assert sink.video is not None and sink.video.stats().out_of_order == 0
+            seqs = [o.sequence for o in sink.video.observations]
+            assert seqs == sorted(seqs)
+            assert sink.audio is not None and sink.audio.tone_present(440.0)
+        published = call.board.publishers["cam"]
+        assert [(v.user_id, v.relayed) for v in published.viewers] == [("edged-sfu", True)]
+        assert published.video is not None and published.video.encoders_created == 0
+        players = sorted(lk.player.user.user_id for lk in links_of(srv, "cam") if lk.player)
+        assert players == sorted(["page", *(f"viewer{i}" for i in range(8))])
+
+
 async def test_auto_relays_the_viewer_past_the_cap_and_keeps_the_first_peer_to_peer(
     server_factory: ServerFactory, janus: Janus
 ) -> None:
@@ -150,27 +188,36 @@ async def test_janus_killed_and_restarted_mid_call_the_viewers_play_again_by_the
         assert board.publisher_state("cam") == PublisherState.PUBLISHING
 
 
+@pytest.mark.parametrize("camera", ["libx264", "picamera2"])
 async def test_a_late_viewer_through_janus_sees_a_picture_long_before_the_next_keyframe(
-    server_factory: ServerFactory, janus: Janus
+    server_factory: ServerFactory, janus: Janus, board: Any, camera: str
 ) -> None:
+    """Janus asks the board for a keyframe (PLI) for its new subscriber, and the board
+    asks its source: edged's own encoder, or the camera's (pass-through H.264). Without
+    it the late viewer would wait up to 30 s for the next one."""
     srv = await relaying_server(server_factory, janus, "sfu")
-    board, _ = make_engine(srv, video=VideoConfig(320, 240, 30.0, 300_000, keyframe_interval_s=60))
+    rare = VideoConfig(320, 240, 30.0, 300_000, keyframe_interval_s=30)
+    source = {"video_source": picamera2_video_source} if camera == "picamera2" else {}
+    cam, _ = make_engine(srv, video=rare, **source)
     early, _ = make_engine(srv)
     late, _ = make_engine(srv)
     early_sink, late_sink = AnalysisSink(), AnalysisSink()
-    async with board, early, late:
-        await board.login_room("r", User("board"))
-        await board.start_publishing("cam")
+    async with cam, early, late:
+        await cam.login_room("r", User("board"))
+        await cam.start_publishing("cam")
         await early.login_room("r", User("early"))
         await early.start_playing("cam", early_sink)
         await until(lambda: early_sink.video is not None and early_sink.video.stats().decoded >= 30)
+        forced = board.keyframes_forced
+        keyframes = cam.publishers["cam"].video.keyframes_sent  # type: ignore[union-attr]
         await late.login_room("r", User("late"))
         await late.start_playing("cam", late_sink)
-        # Janus asks the board for a keyframe (PLI) for its new subscriber; without it
-        # the late viewer would wait up to 60 s for the next one.
         await until(
             lambda: late_sink.video is not None and late_sink.video.stats().decoded >= 1, 10
         )
+        assert cam.publishers["cam"].video.keyframes_sent > keyframes  # type: ignore[union-attr]
+        if camera == "picamera2":
+            assert board.keyframes_forced > forced, "the camera's encoder made the keyframe"
 
 
 async def test_the_room_cap_janus_announces_by_remb_becomes_the_board_encoder_bitrate(

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from browser import Chromium, chromium_browsers
+from browser import Chromium
 
 from edged.errors import ERRORS, EdgedError, ErrorCode
 from edged.server import tls
@@ -30,11 +30,7 @@ from edged.tokens import verify
 
 from conftest import APP, SECRET, RunningServer, ServerFactory, free_port
 
-
-@pytest.fixture
-async def chromium(tmp_path: Path) -> AsyncIterator[Chromium]:
-    async with chromium_browsers(tmp_path / "profiles") as browsers:
-        yield browsers
+pytest_plugins = ["pagekit"]  # fixture `chromium`
 
 
 def http_url(srv: RunningServer) -> str:

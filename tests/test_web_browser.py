@@ -6,66 +6,24 @@ room server, with Chromium's fake camera (a test picture) and microphone (a beep
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from browser import CallPage, Chromium, chromium_browsers
+from browser import Chromium
+from pagekit import frames_at_least, fresh_time_code, joined_page, page_url
 
 from edged.engine.events import EventRecorder, RoomStreamUpdate, RoomUserUpdate
 from edged.errors import ERRORS, ErrorCode
 from edged.model import UpdateType, User
-from edged.server.settings import SfuSettings
-from edged.testing.janus import Janus
 from edged.testing.waiting import until
 
-from conftest import APP, JANUS_SECRET, RunningServer, ServerFactory
+from conftest import APP, RunningServer, ServerFactory
 from enginekit import AnalysisSink, make_engine
-from janusd import requires_janus
+
+pytest_plugins = ["pagekit"]  # fixture `chromium`
 
 HOST_ADDRESSES = ("198.18.0.1", "198.18.0.2")
-
-
-@pytest.fixture
-async def chromium(tmp_path: Path) -> AsyncIterator[Chromium]:
-    async with chromium_browsers(tmp_path) as browsers:
-        yield browsers
-
-
-def page_url(srv: RunningServer) -> str:
-    return srv.url.replace("ws://", "http://").removesuffix("/ws")
-
-
-def join_query(srv: RunningServer, user: str, room: str = "r1", **extra: str) -> dict[str, str]:
-    return {"app": APP, "room": room, "user": user, "token": srv.token(user), **extra}
-
-
-async def joined_page(
-    chromium: Chromium, srv: RunningServer, user: str, fake_media: bool = True, **query: str
-) -> CallPage:
-    page = await (await chromium.page(fake_media=fake_media)).open(
-        page_url(srv), **join_query(srv, user, **query)
-    )
-    await page.join()
-    await page.wait_room("CONNECTED", "LOGINED")
-    return page
-
-
-async def frames_at_least(page: CallPage, stream_id: str, count: int) -> bool:
-    return await page.video_frames(stream_id) >= count
-
-
-async def fresh_time_code(page: CallPage, stream_id: str) -> dict[str, Any]:
-    """The page plays the stream, 30 more frames show, and the time code on screen was
-    captured a moment ago (same machine, same clock)."""
-    await page.wait_playing(stream_id)
-    shown = await page.video_frames(stream_id)
-    await until(lambda: frames_at_least(page, stream_id, shown + 30), timeout=30)
-    code: dict[str, Any] = await until(lambda: page.read_time_code(stream_id))
-    assert -50 <= code["now"] - code["captureMs"] < 3000, code
-    return code
 
 
 @pytest.mark.netns
@@ -82,23 +40,6 @@ async def test_browser_plays_an_engine_stream_and_reads_its_time_code(
         tile = ".tile[data-stream-id='door-cam']"
         assert "Front door" in await page.page.inner_text(tile)
         await page.wait_text(f"{tile} .quality", "H264")
-
-
-@requires_janus
-@pytest.mark.netns
-async def test_browser_plays_an_engine_stream_relayed_through_janus(
-    server_factory: ServerFactory, chromium: Chromium, janus: Janus
-) -> None:
-    srv = await server_factory(sfu=SfuSettings([janus.url], JANUS_SECRET))
-    engine, _ = make_engine(srv)
-    async with engine:
-        await engine.login_room("r1", User("device", "Front door"))
-        await engine.start_publishing("door-cam")
-        page = await joined_page(chromium, srv, "alice")
-        await fresh_time_code(page, "door-cam")
-        # The page's offer came from Janus: the board's one link goes to the SFU.
-        viewers = engine.publishers["door-cam"].viewers
-        assert [(v.user_id, v.relayed) for v in viewers] == [("edged-sfu", True)]
 
 
 @pytest.mark.netns
