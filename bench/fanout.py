@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -42,11 +43,13 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import stamp  # bench/, beside this file
 
 APP, SECRET = "bench", "bench-secret-0123456789-0123456789-abcdef"
 WIDTH, HEIGHT, FPS, BITRATE, GOP_S = 1280, 720, 30, 2_000_000, 2.0
@@ -90,21 +93,40 @@ def background(coro: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(_background.discard)
 
 
-async def serve_commands(counter: Callable[[], int]) -> None:
-    """Say ready, then answer ``start`` / ``stop`` from stdin with this process's figures."""
+Counts = Callable[[], Awaitable[dict[str, float]]]
+"""A process's cumulative counts (frames, bytes), sampled as a window opens and closes."""
+
+
+async def serve_commands(
+    counts: Counts, latencies: list[float] | None = None, facts: dict[str, Any] | None = None
+) -> None:
+    """Say ready, then answer ``start`` / ``stop`` from stdin with this process's figures:
+    its CPU and the growth of ``counts`` over the window, the ``latencies`` (ms) it
+    collected in the window, and its ``facts``."""
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
-    start = (0.0, 0.0, 0.0, 0)
+    start: dict[str, float] = {}
     while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+        now = {"seconds": time.monotonic(), "cpu": cpu_seconds(), "loop_cpu": loop_cpu_seconds()}
+        now |= await counts()
         if line == "start":
-            start = (time.monotonic(), cpu_seconds(), loop_cpu_seconds(), counter())
+            start = now
+            if latencies is not None:
+                latencies.clear()
         elif line == "stop":
-            now = (time.monotonic(), cpu_seconds(), loop_cpu_seconds(), counter())
-            seconds, cpu, loop_cpu, frames = (b - a for a, b in zip(start, now, strict=True))
-            figures = {"seconds": seconds, "cpu": cpu, "loop_cpu": loop_cpu, "frames": frames}
+            figures: dict[str, Any] = {key: now[key] - start[key] for key in now}
+            figures["latency_ms"] = list(latencies or ())
+            figures |= facts or {}
             print(json.dumps(figures), flush=True)
         else:
             return
+
+
+def frames_of(count: Callable[[], int]) -> Counts:
+    async def counts() -> dict[str, float]:
+        return {"frames": count()}
+
+    return counts
 
 
 # ---- the publishing side --------------------------------------------------------------
@@ -131,49 +153,71 @@ def prerender(content: str) -> list[Any]:
     return frames
 
 
-def preencode(frames: list[Any]) -> list[bytes]:
+def preencode(frames: list[Any], gop_s: float = GOP_S) -> list[bytes]:
     """Each frame as one Annex-B access unit, encoded at the pinned settings."""
     from edged.media.encoders.libx264 import H264Encoder
 
-    encoder = H264Encoder(pinned_settings())
+    encoder = H264Encoder(pinned_settings(gop_s))
     return [b"".join(bytes(p) for p in encoder.encode(f)) for f in frames]
 
 
-def pinned_settings() -> Any:
+def pinned_settings(gop_s: float = GOP_S) -> Any:
     from edged.media.encoders.libx264 import H264Settings
 
     return H264Settings(
         bitrate=BITRATE,
         max_bitrate=BITRATE,
         min_bitrate=BITRATE,
-        keyframe_interval=GOP_S,
+        keyframe_interval=gop_s,
         framerate=FPS,
         preset="ultrafast",
     )
 
 
-def looped_track(items: list[Any], packets: bool) -> Any:
-    """A live track replaying ``items`` (frames, or Annex-B access units) at 30 fps."""
+def looped_track(items: list[Any], packets: bool, keyframe: bytes | None = None) -> Any:
+    """A live track replaying ``items`` (frames, or Annex-B access units) at 30 fps.
+
+    Access units carry their send time (bench/stamp.py). With ``keyframe`` (an IDR),
+    ``items`` are the P frames of a long GOP and the IDR goes out first and whenever the
+    fan-out asks, as a camera's encoder does on request; nothing else is an IDR.
+    """
     import av
-    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+    from aiortc.mediastreams import MediaStreamError
 
     from edged.media.clock import Pacer
     from edged.media.h264 import VIDEO_TIME_BASE
+    from edged.media.sources.base import NOTHING, Capabilities, SourceTrack
 
-    class Looped(MediaStreamTrack):
+    slices = {id(unit): stamp.first_slice(unit) for unit in items if isinstance(unit, bytes)}
+    if keyframe is not None:
+        slices[id(keyframe)] = stamp.first_slice(keyframe)
+
+    class Looped(SourceTrack):
         kind = "video"
 
         def __init__(self) -> None:
             super().__init__()
             self.pacer = Pacer(1 / FPS)
             self.sent = 0
+            self.looped = 0
+            self.keyframe_due = keyframe is not None
+
+        @property
+        def capabilities(self) -> Capabilities:
+            return Capabilities(keyframe_on_request=True) if keyframe is not None else NOTHING
+
+        def request_keyframe(self) -> None:
+            self.keyframe_due = True
 
         async def recv(self) -> Any:
             if self.readyState != "live":
                 raise MediaStreamError
             slot = await self.pacer.next_slot()
-            item = items[self.sent % len(items)]
-            out = av.Packet(item) if packets else item
+            if self.keyframe_due and keyframe is not None:
+                item, self.keyframe_due = keyframe, False
+            else:
+                item, self.looped = items[self.looped % len(items)], self.looped + 1
+            out = av.Packet(stamp.stamped(item, slices[id(item)])) if packets else item
             out.pts, out.time_base = slot * (90000 // FPS), VIDEO_TIME_BASE
             self.sent += 1
             return out
@@ -181,22 +225,50 @@ def looped_track(items: list[Any], packets: bool) -> Any:
     return Looped()
 
 
-async def edged_publisher(url: str, room: str, content: str, passthrough: bool) -> None:
+async def wire_bytes(pcs: list[Any]) -> float:
+    """What peer connections sent on the wire: SRTP/SRTCP bytes (aiortc's transport
+    stats, which edged's direct send path keeps too) plus 28 bytes of UDP and IPv4
+    headers per packet. STUN consent checks are left out (a few per second)."""
+    total = 0.0
+    for pc in pcs:
+        for stat in (await pc.getStats()).values():
+            if stat.type == "transport":
+                total += stat.bytesSent + 28 * stat.packetsSent
+    return total
+
+
+async def edged_publisher(
+    url: str, room: str, content: str, gop_s: str = str(GOP_S), *, passthrough: bool
+) -> None:
+    """edged's Engine publishing the looped frames (or, ``passthrough``, their access
+    units encoded once here); a GOP longer than the loop sends its IDR only on request."""
     from edged.engine.config import EngineProfile, PublishConfig, VideoConfig
     from edged.engine.engine import Engine
     from edged.model import User
 
     frames = prerender(content)
-    items: list[Any] = preencode(frames) if passthrough else frames
-    track = looped_track(items, packets=passthrough)
-    video = VideoConfig(WIDTH, HEIGHT, FPS, BITRATE, BITRATE, BITRATE, GOP_S)
+    keyframe: bytes | None = None
+    if passthrough:
+        items: list[Any] = preencode(frames, float(gop_s))
+        if float(gop_s) * FPS > LOOP_FRAMES:
+            keyframe, items = items[0], items[1:]
+    else:
+        items = frames
+    track = looped_track(items, packets=passthrough, keyframe=keyframe)
+    video = VideoConfig(WIDTH, HEIGHT, FPS, BITRATE, BITRATE, BITRATE, float(gop_s))
     profile = EngineProfile(
         APP, url, app_secret=SECRET, video=video, video_source=lambda _config: track
     )
     async with Engine(profile) as engine:
         await engine.login_room(room, User("pub"))
         await engine.start_publishing("cam", PublishConfig(audio=False))
-        await serve_commands(lambda: int(track.sent))
+        publisher = engine._room.publishers["cam"]  # type: ignore[union-attr]  # its links' pcs
+
+        async def counts() -> dict[str, float]:
+            links = [link.pc for link in publisher.links.values()]
+            return {"frames": track.sent, "wire_bytes": await wire_bytes(links)}
+
+        await serve_commands(counts)
 
 
 async def naive_publisher(url: str, room: str, content: str) -> None:
@@ -229,7 +301,7 @@ async def naive_publisher(url: str, room: str, content: str) -> None:
         Login(app_id=APP, room_id=room, user_id="pub", token=mint(SECRET, APP, "pub", 600))
     )
     await client.request(Publish(stream_id="cam", audio=False))
-    await serve_commands(lambda: int(track.sent))
+    await serve_commands(frames_of(lambda: int(track.sent)))
     for pc in pcs.values():
         await pc.close()
     await client.close()
@@ -239,14 +311,19 @@ async def naive_publisher(url: str, room: str, content: str) -> None:
 
 
 async def viewer(url: str, room: str, name: str) -> None:
+    """Plays ``cam`` without decoding: counts its frames, reads each one's latency from
+    its stamp, and says how long after asking to play the first keyframe came."""
     from aiortc.mediastreams import MediaStreamError
 
     from edged.engine.peer import local_description, make_peer_connection, to_rtc
     from edged.engine.signaling import SignalingClient
     from edged.media.aiortc.receivers import passthrough_receivers
+    from edged.media.h264 import is_keyframe
     from edged.protocol import Login, Play, Signal, SignalRelay
     from edged.tokens import mint
 
+    latencies: list[float] = []
+    first_keyframe: asyncio.Future[float] = asyncio.get_running_loop().create_future()
     with passthrough_receivers(["video"]) as counter:
         pc = make_peer_connection([])
         readers: list[asyncio.Task[None]] = []
@@ -254,7 +331,12 @@ async def viewer(url: str, room: str, name: str) -> None:
         async def drain(track: Any) -> None:
             try:
                 while True:
-                    await track.recv()
+                    data = bytes(await track.recv())
+                    sent = stamp.read_stamp(data)
+                    if sent is not None:
+                        latencies.append((time.monotonic_ns() - sent) / 1e6)
+                    if not first_keyframe.done() and is_keyframe(data):
+                        first_keyframe.set_result(time.monotonic())
             except MediaStreamError:
                 pass
 
@@ -270,11 +352,16 @@ async def viewer(url: str, room: str, name: str) -> None:
         await client.login(
             Login(app_id=APP, room_id=room, user_id=name, token=mint(SECRET, APP, name, 600))
         )
+        asked = time.monotonic()
         await client.request(Play(stream_id="cam"))
-        deadline = time.monotonic() + 20
-        while not counter.frames.get("video") and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        await serve_commands(lambda: counter.frames.get("video", 0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(first_keyframe), 20)
+        first_ms = 1000 * (first_keyframe.result() - asked) if first_keyframe.done() else None
+        await serve_commands(
+            frames_of(lambda: counter.frames.get("video", 0)),
+            latencies,
+            {"first_keyframe_ms": first_ms},
+        )
         for task in readers:
             task.cancel()
         await pc.close()
@@ -306,6 +393,19 @@ def tell(processes: list[subprocess.Popen[str]], line: str) -> None:
         process.stdin.flush()
 
 
+def close(processes: list[subprocess.Popen[str]]) -> None:
+    """Tell every process to quit and wait for it (killing one that hangs)."""
+    for process in processes:
+        with contextlib.suppress(OSError):  # one that already ended
+            tell([process], "quit")
+    for process in processes:
+        try:
+            process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
 def run(
     mode: str,
     viewers: int,
@@ -334,14 +434,8 @@ def run(
         for child in children:
             assert child.stdout is not None
             figures.append(json.loads(child.stdout.readline()))
-        tell(children, "quit")
     finally:
-        for child in children:
-            try:
-                child.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.communicate()
+        close(children)
     pub, seen = figures[0], figures[1:]
     sent = max(pub["frames"], 1)
     delivered = [v["frames"] / sent for v in seen]
@@ -354,6 +448,8 @@ def run(
         "valid": min(delivered) >= VALID_FRACTION and source_rate >= VALID_FRACTION,
         "viewer_cpu": sum(v["cpu"] / v["seconds"] for v in seen),
         "frames_sent": pub["frames"],
+        "up_kbps": pub.get("wire_bytes", 0.0) * 8 / pub["seconds"] / 1000,
+        "latency_p50_ms": stamp.p50([ms for v in seen for ms in v["latency_ms"]]),
     }
 
 

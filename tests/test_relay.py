@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from edged.testing.faults import NetworkFaults
 from edged.testing.janus import Janus
 from edged.testing.waiting import until
 
-from conftest import JANUS_SECRET, RunningServer, ServerFactory
+from conftest import APP, JANUS_SECRET, RunningServer, ServerFactory
 from enginekit import AnalysisSink, make_engine
 from janusd import requires_janus
 
@@ -186,6 +187,34 @@ async def test_janus_killed_and_restarted_mid_call_the_viewers_play_again_by_the
         ]
         assert states[-1] == (PlayerState.PLAYING, 0)
         assert board.publisher_state("cam") == PublisherState.PUBLISHING
+
+
+async def test_a_room_whose_janus_dies_moves_to_the_next_and_plays_again_there(
+    server_factory: ServerFactory, janus: Janus, tmp_path: Path
+) -> None:
+    second = Janus(tmp_path / "second", api_secret=JANUS_SECRET, rtp_ports=(21000, 21999))
+    await second.start()
+    try:
+        sfu = SfuSettings([janus.url, second.url], JANUS_SECRET, relay="sfu")
+        srv = await server_factory(sfu=sfu)
+        assert srv.server.rooms.relay_links is not None
+        relay = srv.server.rooms.relay_links.relay
+        first = relay.janus_order(APP, "r")[0]
+        owner, other = (janus, second) if first == janus.url else (second, janus)
+        async with board_and_viewers(srv, 1, each=15) as call:
+            viewer, sink = call.viewers[0], call.sinks[0]
+            assert relay.janus_of(APP, "r") == owner.url
+            await owner.kill()  # and it stays down
+            await until(lambda: viewer.player_state("cam") == PlayerState.PLAY_REQUESTING, 10)
+            before = sink.video
+            await until(lambda: sink.video is not before and sink.video.stats().decoded >= 30, 30)
+            assert relay.janus_of(APP, "r") == other.url
+            assert viewer.player_state("cam") == PlayerState.PLAYING
+            assert call.board.publisher_state("cam") == PublisherState.PUBLISHING
+            states = [e.state for e in call.viewer_events[0].of(PlayerStateUpdate)]
+            assert states[-1] == PlayerState.PLAYING
+    finally:
+        await second.stop()
 
 
 @pytest.mark.parametrize("camera", ["libx264", "picamera2"])

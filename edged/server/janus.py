@@ -97,8 +97,9 @@ class JanusConnection:
     async def connect(
         cls, url: str, *, api_secret: str | None = None, timeout_s: float = REQUEST_TIMEOUT_S
     ) -> JanusConnection:
-        """Open the WebSocket to ``url``; :class:`JanusUnavailable` when nothing answers."""
-        http = aiohttp.ClientSession()
+        """Open the WebSocket to ``url``; :class:`JanusUnavailable` when nothing answers
+        within ``timeout_s`` (a host that drops packets included)."""
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=timeout_s))
         try:
             ws = await http.ws_connect(
                 url,

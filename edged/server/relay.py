@@ -1,11 +1,13 @@
 """Streams relayed through Janus: the VideoRoom side of the room server.
 
 For every (app, room) with a relayed stream the room server keeps one VideoRoom on the
-Janus that owns the room (the same Janus for every node: chosen from the configured list
-by a hash of the room's name). Each relayed stream is one publisher *feed* in it (its id
-is the stream id, unique per app), fed by one link from the publishing client; each
-viewer of it is one subscriber handle, whose offer Janus makes. Nothing here knows about
-sessions or links: :mod:`.relay_links` ties these to them.
+Janus that owns the room: the first that answers in the room's own order of the
+configured list (a rotation chosen by a hash of the room's name, so rooms spread over the
+servers and a room whose Janus is down moves to the next one). Each relayed stream is
+one publisher *feed* in it (its id is the stream id, unique per app), fed by one link
+from the publishing client; each viewer of it is one subscriber handle, whose offer
+Janus makes. Nothing here knows about sessions or links: :mod:`.relay_links` ties these
+to them.
 
 The VideoRoom is created with H.264 (packetization-mode 1, constrained baseline
 42e01f, the profile the engine's encoders and the board's hardware encoder produce),
@@ -51,7 +53,9 @@ class Relay:
     """The VideoRooms, feeds and subscriptions of this room server on its Janus servers."""
 
     def __init__(
-        self, settings: SfuSettings, on_lost: Callable[[str], None] = lambda url: None
+        self,
+        settings: SfuSettings,
+        on_lost: Callable[[str, set[str]], None] = lambda url, rooms: None,
     ) -> None:
         if not settings.urls:
             raise ValueError("an SFU needs at least one Janus URL")
@@ -64,10 +68,16 @@ class Relay:
         self._feeds: dict[str, Feed] = {}  # "app/stream" -> feed
         self._ups: dict[str, asyncio.Event] = {}  # "app/stream" -> its feed's media is up
 
-    def janus_for(self, app_id: str, room_id: str) -> str:
-        """The Janus that owns a room: the same on every node, for every stream of it."""
+    def janus_order(self, app_id: str, room_id: str) -> list[str]:
+        """The Janus servers a room tries, in order: the configured list rotated to start
+        at the one its name hashes to (the same order on every node)."""
         urls = self.settings.urls
-        return urls[zlib.crc32(f"{app_id}/{room_id}".encode()) % len(urls)]
+        first = zlib.crc32(f"{app_id}/{room_id}".encode()) % len(urls)
+        return urls[first:] + urls[:first]
+
+    def janus_of(self, app_id: str, room_id: str) -> str | None:
+        """Where the room's VideoRoom lives now, if it exists."""
+        return self._rooms.get(f"{app_id}/{room_id}")
 
     async def _session(self, url: str) -> JanusSession:
         lock = self._connecting.setdefault(url, asyncio.Lock())
@@ -91,9 +101,10 @@ class Relay:
         await session.ended.wait()
         if self._sessions.get(url) is session:
             log_event(log, logging.WARNING, "janus_lost", url=url)
+            rooms = {room for room, where in self._rooms.items() if where == url}
             self._forget(url)
             await session.conn.close()
-            self._on_lost(url)
+            self._on_lost(url, rooms)
 
     def _forget(self, url: str) -> None:
         """Drop what lived on a Janus that is gone: its rooms and feeds went with it."""
@@ -104,9 +115,23 @@ class Relay:
             del self._feeds[key]
 
     async def _room(self, app_id: str, room_id: str) -> tuple[JanusSession, str]:
-        url = self.janus_for(app_id, room_id)
-        session = await self._session(url)
+        """The room's VideoRoom, where it lives, or made on the first Janus of its order
+        that answers (:class:`JanusUnavailable` when none does)."""
         room = f"{app_id}/{room_id}"
+        placed = self._rooms.get(room)
+        if placed is not None:
+            return await self._session(placed), room
+        failures: list[str] = []
+        for url in self.janus_order(app_id, room_id):
+            try:
+                return await self._create_room(url, room), room
+            except JanusUnavailable as exc:
+                failures.append(str(exc))
+                log_event(log, logging.WARNING, "janus_unavailable", url=url, room=room)
+        raise JanusUnavailable("; ".join(failures))
+
+    async def _create_room(self, url: str, room: str) -> JanusSession:
+        session = await self._session(url)
         if room not in self._rooms:
             admin = await session.attach(VIDEOROOM)
             try:
@@ -130,7 +155,7 @@ class Relay:
                 await admin.detach()
             self._rooms[room] = url
             log_event(log, logging.INFO, "janus_room", room=room, url=url)
-        return session, room
+        return session
 
     # ---- publishing ----------------------------------------------------------------
 

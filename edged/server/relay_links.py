@@ -151,12 +151,12 @@ class RelayLinks:
 
         self._run(link, release)
 
-    def lost(self, url: str) -> None:
-        """Janus at ``url`` is gone: every link relayed through it ends now (the players
-        play again, and the next relayed play rebuilds the room)."""
+    def lost(self, url: str, rooms: set[str]) -> None:
+        """Janus at ``url`` is gone with ``rooms`` (their "app/room" names): every link
+        relayed through them ends now (the players play again, and the next relayed play
+        rebuilds the room, on the next Janus while this one is down)."""
         for link in self.links.relayed():
-            room = (link.publisher.app_id, link.publisher.room_id)
-            if self.relay.janus_for(*room) == url:
+            if f"{link.publisher.app_id}/{link.publisher.room_id}" in rooms:
                 self._close_link(link.link_id, SFU_UNAVAILABLE)
 
     async def close(self) -> None:
