@@ -163,6 +163,7 @@ def _token(args: argparse.Namespace) -> int:
             room_id=args.room,
             can_publish=not args.no_publish,
             stream_ids=args.stream or None,
+            relays=args.relay or None,
         )
     )
     return 0
@@ -313,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ID",
         help="may publish only this stream id; repeat for more (default: any)",
+    )
+    tok.add_argument(
+        "--relay",
+        action="append",
+        choices=("p2p", "sfu", "auto"),
+        help="may ask only for this relay policy on publish; repeat for more (default: any;"
+        " the server's own policy always applies)",
     )
     tok.add_argument(
         "--apps",

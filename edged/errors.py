@@ -83,6 +83,7 @@ class ErrorCode(IntEnum):
     STREAM_ID_INVALID = 1003002
     NO_PUBLISH_PRIVILEGE = 1003010
     STREAM_ID_NOT_ALLOWED = 1003011
+    RELAY_NOT_ALLOWED = 1003012
     PUBLISH_NETWORK_INTERRUPTED = 1003023
     STREAM_ID_ALREADY_PUBLISHED = 1003028
     STREAM_EXTRA_INFO_TOO_LONG = 1003029
@@ -375,6 +376,11 @@ _TABLE: dict[ErrorCode, tuple[str, str]] = {
     E.STREAM_ID_NOT_ALLOWED: (
         "The token restricts the stream ids this user may publish.",
         "Publish one of the token's stream ids, or mint a token for this one.",
+    ),
+    E.RELAY_NOT_ALLOWED: (
+        "The token restricts the relay policies this user may ask for on publish.",
+        "Publish without a relay policy (the server's), ask one the token allows, or mint "
+        "a token that allows it.",
     ),
     E.PUBLISH_NETWORK_INTERRUPTED: (
         "Publishing was interrupted by a network loss; retrying.",

@@ -40,13 +40,18 @@ class TokenClaims:
     can_login: bool = True
     can_publish: bool = True
     stream_ids: frozenset[str] | None = None
+    relays: frozenset[str] | None = None
+    """The relay policies a publish may ask for (None: any); the server's own always goes."""
 
-    def may_publish(self, stream_id: str) -> ErrorCode | None:
-        """None when publishing ``stream_id`` is allowed, else the refusal's code."""
+    def may_publish(self, stream_id: str, relay: str | None = None) -> ErrorCode | None:
+        """None when publishing ``stream_id`` (asking for ``relay``) is allowed, else the
+        refusal's code."""
         if not self.can_publish:
             return ErrorCode.NO_PUBLISH_PRIVILEGE
         if self.stream_ids is not None and stream_id not in self.stream_ids:
             return ErrorCode.STREAM_ID_NOT_ALLOWED
+        if relay is not None and self.relays is not None and relay not in self.relays:
+            return ErrorCode.RELAY_NOT_ALLOWED
         return None
 
 
@@ -65,6 +70,7 @@ def mint(
     can_login: bool = True,
     can_publish: bool = True,
     stream_ids: Iterable[str] | None = None,
+    relays: Iterable[str] | None = None,
     now: float | None = None,
 ) -> str:
     """Sign a token for ``user_id`` of ``app_id`` valid for ``ttl_s`` seconds."""
@@ -84,6 +90,8 @@ def mint(
         claims["priv"] = {"login": can_login, "publish": can_publish}
     if stream_ids is not None:
         claims["streams"] = sorted(stream_ids)
+    if relays is not None:
+        claims["relay"] = sorted(relays)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -114,7 +122,7 @@ def peek_app(token: str) -> str | None:
 # The two headers PyJWT writes for HS256 (``mint`` makes the first), as JSON objects.
 _PLAIN_HEADERS = ({"alg": ALGORITHM, "typ": "JWT"}, {"alg": ALGORITHM})
 # The claims ``mint`` writes; a token with any other claim takes PyJWT's full path.
-_PLAIN_CLAIMS = frozenset({"iss", "app", "sub", "iat", "exp", "room", "priv", "streams"})
+_PLAIN_CLAIMS = frozenset({"iss", "app", "sub", "iat", "exp", "room", "priv", "streams", "relay"})
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -240,7 +248,7 @@ def verify(
     priv = claims.get("priv") or {}
     if not isinstance(priv, dict):
         raise EdgedError(ErrorCode.AUTHENTICATION_FAILED, "token privileges are malformed")
-    streams = claims.get("streams")
+    streams, relays = claims.get("streams"), claims.get("relay")
     result = TokenClaims(
         app_id=app_id,
         user_id=user_id,
@@ -249,6 +257,7 @@ def verify(
         can_login=bool(priv.get("login", True)),
         can_publish=bool(priv.get("publish", True)),
         stream_ids=frozenset(str(s) for s in streams) if isinstance(streams, list) else None,
+        relays=frozenset(str(r) for r in relays) if isinstance(relays, list) else None,
     )
     if not result.can_login:
         raise EdgedError(ErrorCode.TOKEN_NO_LOGIN_PRIVILEGE)

@@ -87,6 +87,17 @@ async def test_publish_privilege_and_stream_ids(srv: RunningServer) -> None:
     await cam.ok("publish", stream_id="door")
 
 
+async def test_a_token_bounds_the_relay_policies_a_publish_may_ask_for(srv: RunningServer) -> None:
+    cam = await srv.client()
+    await cam.login(**login_fields("cam", mint(SECRET, APP, "cam", 60, relays=["p2p", "auto"])))
+    refused = await cam.request("publish", stream_id="a", relay="sfu")
+    assert refused["error"]["code"] == 1003012
+    await cam.ok("publish", stream_id="b", relay="auto")
+    await cam.ok("publish", stream_id="c")  # the server's own policy, whatever it is
+    claims = verify(mint(SECRET, APP, "u", 60, relays=["p2p"]), SECRET, app_id=APP, user_id="u")
+    assert claims.relays == {"p2p"}
+
+
 async def test_warning_before_expiry_then_renewal_keeps_the_session(
     server_factory: ServerFactory,
 ) -> None:

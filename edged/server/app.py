@@ -265,7 +265,7 @@ class RoomServer:
             video=msg.video,
             audio=msg.audio,
         )
-        self.rooms.publish(session, stream, msg.max_viewers)
+        self.rooms.publish(session, stream, msg.max_viewers, msg.relay)
         session.relay[msg.stream_id] = (msg.relay, msg.p2p_max_viewers)
         self._reply(session, msg)
         self.rooms.announce_stream(session, stream)

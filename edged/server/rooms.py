@@ -279,8 +279,12 @@ class RoomService:
 
     # ---- streams and links ---------------------------------------------------------
 
-    def publish(self, session: Session, stream: StreamInfo, max_viewers: int) -> None:
-        refusal = session.claims.may_publish(stream.stream_id) if session.claims else None
+    def publish(
+        self, session: Session, stream: StreamInfo, max_viewers: int, relay: str | None = None
+    ) -> None:
+        """Claim ``stream`` for ``session`` (asking for the ``relay`` policy), or refuse."""
+        claims = session.claims
+        refusal = claims.may_publish(stream.stream_id, relay) if claims else None
         if refusal is not None:
             raise EdgedError(refusal)
         if stream.stream_id in session.published:
