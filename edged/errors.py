@@ -103,6 +103,7 @@ class ErrorCode(IntEnum):
     DECODER_FAILED = 1004040
     LINK_NOT_FOUND = 1004050
     RELAY_UNAVAILABLE = 1004051
+    RELAY_REFUSED = 1004052
 
     # 1005xxx devices and media
     CAMERA_NOT_FOUND = 1005001
@@ -447,10 +448,16 @@ _TABLE: dict[ErrorCode, tuple[str, str]] = {
         "Nothing: the link ended; a new play request builds a new one.",
     ),
     E.RELAY_UNAVAILABLE: (
-        "The stream is relayed through the room's SFU (Janus), which refused the link or "
-        "could not be reached.",
+        "The stream is relayed through the room's SFU (Janus), which could not be reached "
+        "or was lost.",
         "Nothing: the player plays again by itself; if it persists, check the room "
         "server's Janus (docs/scaling.md).",
+    ),
+    E.RELAY_REFUSED: (
+        "The stream is relayed through the room's SFU (Janus), which refused the link (a "
+        "wrong API secret, no room for more): the room server's log has Janus's code.",
+        "The player tries again by itself; the room server's operator fixes its --sfu "
+        "settings or the Janus (docs/scaling.md).",
     ),
     E.CAMERA_NOT_FOUND: (
         "No camera was found.",

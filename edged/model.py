@@ -56,7 +56,9 @@ class StreamDeleteReason(StrEnum):
 
 
 SFU_UNAVAILABLE = "sfu_unavailable"
-"""The ``link_closed`` reason of a relayed link whose SFU refused it or was lost."""
+"""The ``link_closed`` reason of a relayed link whose SFU could not be reached or was lost."""
+SFU_REFUSED = "sfu_refused"
+"""The ``link_closed`` reason of a relayed link the SFU refused (a wrong secret, full)."""
 
 
 class QualityLevel(IntEnum):

@@ -189,6 +189,26 @@ async def test_janus_killed_and_restarted_mid_call_the_viewers_play_again_by_the
         assert board.publisher_state("cam") == PublisherState.PUBLISHING
 
 
+async def test_a_janus_that_refuses_gives_the_players_its_own_code_at_once(
+    server_factory: ServerFactory, janus: Janus
+) -> None:
+    """A wrong API secret: Janus answers 403, the viewer hears 1004052 RELAY_REFUSED (not
+    a hang, not "unavailable") and keeps asking; the board's stream stays listed."""
+    srv = await server_factory(sfu=SfuSettings([janus.url], "not-the-secret", relay="sfu"))
+    async with board_and_viewers(srv, 1) as call:
+        viewer, rec = call.viewers[0], call.viewer_events[0]
+
+        def refused() -> bool:
+            return (PlayerState.PLAY_REQUESTING, ErrorCode.RELAY_REFUSED) in [
+                (e.state, e.error_code) for e in rec.of(PlayerStateUpdate)
+            ]
+
+        await until(refused, 10)
+        assert viewer.player_state("cam") == PlayerState.PLAY_REQUESTING
+        assert call.board.publisher_state("cam") == PublisherState.PUBLISHING
+        assert "cam" in viewer.streams
+
+
 async def test_a_room_whose_janus_dies_moves_to_the_next_and_plays_again_there(
     server_factory: ServerFactory, janus: Janus, tmp_path: Path
 ) -> None:

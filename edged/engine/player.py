@@ -22,7 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..media.sinks.frame_queue import FrameQueueTrack
-from ..model import PlayerState
+from ..model import SFU_REFUSED, SFU_UNAVAILABLE, PlayerState
 from ..protocol import IceCandidate, SessionDescription, Signal
 from .config import EngineProfile
 from .events import (
@@ -44,6 +44,12 @@ from .stream_state import StreamState
 from .views import PlayerInfo
 
 log = logging.getLogger("edged.engine")
+
+RELAY_LOSS_CODES = {
+    SFU_UNAVAILABLE: ErrorCode.RELAY_UNAVAILABLE,
+    SFU_REFUSED: ErrorCode.RELAY_REFUSED,
+}
+"""The code a player reports while it plays again after its relayed link closed so."""
 
 # Refusals after which waiting cannot help: the player stops with the code.
 FINAL_REFUSALS = {ErrorCode.VIEWER_LIMIT_REACHED, ErrorCode.PLAYER_COUNT_EXCEEDED}

@@ -19,7 +19,6 @@ from ..backoff import Backoff
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..model import (
-    SFU_UNAVAILABLE,
     PlayerState,
     PublisherState,
     RoomState,
@@ -53,7 +52,7 @@ from ..protocol import (
 from ..tokens import room_token
 from . import events
 from .config import EngineProfile, RoomConfig
-from .player import Player
+from .player import RELAY_LOSS_CODES, Player
 from .publisher import Publisher
 from .signaling import LinkState, SignalingClient
 
@@ -233,10 +232,8 @@ class RoomSession:
                 return
         player = self.players.get(msg.stream_id)
         if player is not None and player.link_id == msg.link_id:
-            relay_lost = msg.reason == SFU_UNAVAILABLE
-            await player.link_lost(
-                rebuild=True, code=ErrorCode.RELAY_UNAVAILABLE if relay_lost else 0
-            )
+            code = RELAY_LOSS_CODES.get(msg.reason, 0)
+            await player.link_lost(rebuild=True, code=code)
 
     async def _signal(self, msg: SignalRelay) -> None:
         for publisher in self.publishers.values():

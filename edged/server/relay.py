@@ -87,7 +87,11 @@ class Relay:
                 return session
             self._forget(url)
             conn = await JanusConnection.connect(url, api_secret=self.settings.api_secret)
-            session = await conn.create_session()
+            try:
+                session = await conn.create_session()
+            except BaseException:  # refused (a wrong secret), lost, cancelled
+                await conn.close()
+                raise
             self._sessions[url] = session
             log_event(log, logging.INFO, "janus_connected", url=url)
             watcher = asyncio.create_task(self._watch(url, session))

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ..logs import log_event
-from ..model import SFU_UNAVAILABLE
+from ..model import SFU_REFUSED, SFU_UNAVAILABLE
 from ..protocol import LinkOpen, Signal, SignalRelay, UserInfo, encode
 from .janus import JanusError, JanusUnavailable
 from .links import Link, LinkTable
@@ -66,7 +66,15 @@ class RelayLinks:
                         stream=link.stream_id,
                         error=str(exc) or type(exc).__name__,
                     )
-                    self._close_link(link.link_id, SFU_UNAVAILABLE)
+                    reason = SFU_REFUSED if isinstance(exc, JanusError) else SFU_UNAVAILABLE
+                    self._close_link(link.link_id, reason)
+                    if link.up:  # its players wait for a feed that will not come up
+                        for down in self.links.relayed():
+                            if down.down and (down.publisher, down.stream_id) == (
+                                link.publisher,
+                                link.stream_id,
+                            ):
+                                self._close_link(down.link_id, reason)
 
         task = asyncio.create_task(ordered())
         self._tasks.add(task)
