@@ -85,6 +85,7 @@ class ErrorCode(IntEnum):
     STREAM_ID_NOT_ALLOWED = 1003011
     RELAY_NOT_ALLOWED = 1003012
     PUBLISH_NETWORK_INTERRUPTED = 1003023
+    PUBLISH_RELAY_LOST = 1003024
     STREAM_ID_ALREADY_PUBLISHED = 1003028
     STREAM_EXTRA_INFO_TOO_LONG = 1003029
     ALREADY_PUBLISHING = 1003030
@@ -386,6 +387,12 @@ _TABLE: dict[ErrorCode, tuple[str, str]] = {
     E.PUBLISH_NETWORK_INTERRUPTED: (
         "Publishing was interrupted by a network loss; retrying.",
         "Nothing: wait for PUBLISHING again.",
+    ),
+    E.PUBLISH_RELAY_LOST: (
+        "The stream's link to the room's SFU (Janus) was lost or refused: its relayed "
+        "viewers get nothing until it is back (peer-to-peer viewers still do).",
+        "Nothing: the link opens again with the next relayed viewer; if it persists, check "
+        "the room server's Janus (docs/scaling.md).",
     ),
     E.STREAM_ID_ALREADY_PUBLISHED: (
         "Another publisher already publishes this stream id in this app.",

@@ -59,6 +59,8 @@ SFU_UNAVAILABLE = "sfu_unavailable"
 """The ``link_closed`` reason of a relayed link whose SFU could not be reached or was lost."""
 SFU_REFUSED = "sfu_refused"
 """The ``link_closed`` reason of a relayed link the SFU refused (a wrong secret, full)."""
+NO_RELAYED_PLAYER = "no_relayed_player"
+"""The ``link_closed`` reason of a publisher's link to the SFU once no viewer is relayed."""
 
 
 class QualityLevel(IntEnum):

@@ -173,6 +173,7 @@ async def test_janus_killed_and_restarted_mid_call_the_viewers_play_again_by_the
         board, viewer, rec, sink = call.board, call.viewers[0], call.viewer_events[0], call.sinks[0]
         await janus.kill()
         await until(lambda: viewer.player_state("cam") == PlayerState.PLAY_REQUESTING, 10)
+        await until(lambda: board.publisher_state("cam") == PublisherState.PUBLISH_REQUESTING, 10)
         assert not [lk for lk in links_of(srv, "cam") if lk.via_sfu and lk.janus is not None]
         before = sink.video
         await janus.start()
@@ -186,14 +187,22 @@ async def test_janus_killed_and_restarted_mid_call_the_viewers_play_again_by_the
             (PlayerState.PLAY_REQUESTING, ErrorCode.RELAY_UNAVAILABLE),
         ]
         assert states[-1] == (PlayerState.PLAYING, 0)
-        assert board.publisher_state("cam") == PublisherState.PUBLISHING
+        await until(lambda: board.publisher_state("cam") == PublisherState.PUBLISHING)
+        published = [(e.state, e.error_code) for e in call.board_events.of(PublisherStateUpdate)]
+        assert published == [
+            (PublisherState.PUBLISH_REQUESTING, 0),
+            (PublisherState.PUBLISHING, 0),
+            (PublisherState.PUBLISH_REQUESTING, ErrorCode.PUBLISH_RELAY_LOST),
+            (PublisherState.PUBLISHING, 0),
+        ]
 
 
 async def test_a_janus_that_refuses_gives_the_players_its_own_code_at_once(
     server_factory: ServerFactory, janus: Janus
 ) -> None:
     """A wrong API secret: Janus answers 403, the viewer hears 1004052 RELAY_REFUSED (not
-    a hang, not "unavailable") and keeps asking; the board's stream stays listed."""
+    a hang, not "unavailable") and keeps asking; the board hears that its relayed viewers
+    get nothing; its stream stays listed."""
     srv = await server_factory(sfu=SfuSettings([janus.url], "not-the-secret", relay="sfu"))
     async with board_and_viewers(srv, 1) as call:
         viewer, rec = call.viewers[0], call.viewer_events[0]
@@ -205,7 +214,9 @@ async def test_a_janus_that_refuses_gives_the_players_its_own_code_at_once(
 
         await until(refused, 10)
         assert viewer.player_state("cam") == PlayerState.PLAY_REQUESTING
-        assert call.board.publisher_state("cam") == PublisherState.PUBLISHING
+        relay_lost = (PublisherState.PUBLISH_REQUESTING, ErrorCode.PUBLISH_RELAY_LOST)
+        await until(lambda: call.board.publisher_state("cam") == relay_lost[0], 10)
+        assert call.board.publishers["cam"].error_code == relay_lost[1]
         assert "cam" in viewer.streams
 
 

@@ -22,7 +22,7 @@ from ..media.encoders.libx264 import H264Settings
 from ..media.send.fanout import EncodedAudioFanout, EncodedVideoFanout
 from ..media.sources.base import NOTHING
 from ..media.sources.tap import SourceTap
-from ..model import PublisherState
+from ..model import NO_RELAYED_PLAYER, SFU_REFUSED, SFU_UNAVAILABLE, PublisherState
 from ..protocol import IceCandidate, SessionDescription, Signal, UserInfo
 from .config import AudioConfig, EngineProfile, PublishConfig, VideoConfig
 from .events import Emit, PublisherCapturedVideoFirstFrame, PublisherStateUpdate
@@ -157,6 +157,8 @@ class Publisher(StreamState[PublisherState]):
 
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
+            if relayed and pc.connectionState == "connected":
+                self._relay_back()
             if self.links.get(link_id) is link and connection_ended(pc, ice_failed):
                 log_event(log, logging.INFO, "viewer_failed", stream=self.stream_id, link=link_id)
                 await self.close_link(link_id)
@@ -189,14 +191,26 @@ class Publisher(StreamState[PublisherState]):
         if candidate is not None:
             await add_remote_candidate(link.pc, candidate)
 
-    async def close_link(self, link_id: str) -> None:
+    async def close_link(self, link_id: str, reason: str = "") -> None:
+        """End a viewer's link (``reason``: the server's, when it closed it). Losing the
+        link to the SFU makes the stream PUBLISH_REQUESTING until a link to it connects
+        again, or no viewer is relayed any more."""
         link = self.links.pop(link_id, None)
         if link is None:
             return
+        if link.relayed and reason in (SFU_UNAVAILABLE, SFU_REFUSED):
+            if self.state == PublisherState.PUBLISHING:
+                self.set_state(PublisherState.PUBLISH_REQUESTING, ErrorCode.PUBLISH_RELAY_LOST)
+        elif link.relayed and reason == NO_RELAYED_PLAYER:
+            self._relay_back()
         for track in link.tracks:
             track.stop()
         with contextlib.suppress(Exception):
             await link.pc.close()
+
+    def _relay_back(self) -> None:
+        if self.error_code == ErrorCode.PUBLISH_RELAY_LOST:
+            self.set_state(PublisherState.PUBLISHING)
 
     @property
     def viewer_count(self) -> int:

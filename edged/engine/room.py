@@ -228,7 +228,7 @@ class RoomSession:
     async def _link_closed(self, msg: LinkClosed) -> None:
         for publisher in self.publishers.values():
             if msg.link_id in publisher.links:
-                await publisher.close_link(msg.link_id)
+                await publisher.close_link(msg.link_id, msg.reason)
                 return
         player = self.players.get(msg.stream_id)
         if player is not None and player.link_id == msg.link_id:

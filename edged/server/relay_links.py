@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ..logs import log_event
-from ..model import SFU_REFUSED, SFU_UNAVAILABLE
+from ..model import NO_RELAYED_PLAYER, SFU_REFUSED, SFU_UNAVAILABLE
 from ..protocol import LinkOpen, Signal, SignalRelay, UserInfo, encode
 from .janus import JanusError, JanusUnavailable
 from .links import Link, LinkTable
@@ -148,7 +148,7 @@ class RelayLinks:
         app_id = link.publisher.app_id
         up = self.links.uplink(link.publisher, link.stream_id)
         if up is not None and not self.links.count(link.publisher, link.stream_id, via_sfu=True):
-            self._close_link(up.link_id, "no_relayed_player")
+            self._close_link(up.link_id, NO_RELAYED_PLAYER)
 
         async def release() -> None:
             if link.up:
