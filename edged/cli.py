@@ -57,6 +57,7 @@ def _server(args: argparse.Namespace) -> int:
     from .server.run import run_server
     from .server.settings import ServerSettings, SfuSettings
     from .server.tls import certificate_files, fingerprint
+    from .server.turn import TurnSettings
     from .server.webapp import guest_join_url, page_url
 
     apps_path = Path(args.apps)
@@ -75,6 +76,12 @@ def _server(args: argparse.Namespace) -> int:
         secret = read_secret_file(Path(args.sfu_secret_file)) if args.sfu_secret_file else None
         relay = args.relay or "sfu"
         sfu = SfuSettings(args.sfu, secret, relay=relay, p2p_max_viewers=args.p2p_max_viewers)
+    turn = None
+    if args.turn:
+        if not args.turn_secret_file:
+            raise _Refused("--turn needs the TURN server's shared secret: give --turn-secret-file")
+        turn_secret = read_secret_file(Path(args.turn_secret_file))
+        turn = TurnSettings(args.turn, turn_secret, min_ttl_s=args.turn_min_ttl)
     cert, key = certificate_files(
         args.tls_cert, args.tls_key, args.self_signed, apps_path.parent, args.host
     )
@@ -88,6 +95,7 @@ def _server(args: argparse.Namespace) -> int:
         cert_file=cert,
         key_file=key,
         sfu=sfu,
+        turn=turn,
     )
     base = page_url(args.host, args.port, https=cert is not None)
     ws = base.replace("http", "ws", 1)
@@ -292,6 +300,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         metavar="N",
         help="with --relay auto: viewers of a stream played peer to peer (default: %(default)s)",
+    )
+    srv.add_argument(
+        "--turn",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="hand every client time-limited credentials for this TURN server (e.g."
+        " turn:turn.example.net:3478; repeat for more URLs of servers sharing the secret)",
+    )
+    srv.add_argument(
+        "--turn-secret-file",
+        metavar="FILE",
+        help="the TURN servers' shared secret (coturn's static-auth-secret), read from FILE",
+    )
+    srv.add_argument(
+        "--turn-min-ttl",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="TURN credentials last as long as the client's token, and at least S seconds"
+        " (default: %(default)g)",
     )
     srv.set_defaults(func=_server)
 

@@ -105,6 +105,7 @@ class ErrorCode(IntEnum):
     LINK_NOT_FOUND = 1004050
     RELAY_UNAVAILABLE = 1004051
     RELAY_REFUSED = 1004052
+    TURN_UNAVAILABLE = 1004053
 
     # 1005xxx devices and media
     CAMERA_NOT_FOUND = 1005001
@@ -465,6 +466,13 @@ _TABLE: dict[ErrorCode, tuple[str, str]] = {
         "wrong API secret, no room for more): the room server's log has Janus's code.",
         "The player tries again by itself; the room server's operator fixes its --sfu "
         "settings or the Janus (docs/scaling.md).",
+    ),
+    E.TURN_UNAVAILABLE: (
+        "The peer connection failed with no TURN relay to fall back on: the TURN server "
+        "refused the credentials (expired, or minted with another shared secret) or could "
+        "not be reached.",
+        "Nothing while the player retries; if it persists, check the room server's --turn "
+        "settings against the TURN server's shared secret, and that it is reachable.",
     ),
     E.CAMERA_NOT_FOUND: (
         "No camera was found.",

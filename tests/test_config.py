@@ -541,3 +541,27 @@ def test_the_sfu_section_reaches_the_embedded_server_with_its_secret_from_a_file
         ("server.sfu.relay", 4),
     ]
     assert SECRET not in str(refused.value)
+
+
+def test_the_turn_section_gives_the_embedded_server_its_shared_secret(tmp_path: Path) -> None:
+    (tmp_path / "turn-secret").write_text(SECRET + "\n")
+    path = write(
+        tmp_path,
+        """
+        server:
+          turn:
+            urls: turn:turn.example.net:3478
+            secret_file: turn-secret
+            min_ttl_s: 600
+        """,
+    )
+    turn = load_config(path).server_settings(apps={"default": SECRET}).turn
+    assert turn is not None
+    assert (turn.urls, turn.secret, turn.min_ttl_s) == (["turn:turn.example.net:3478"], SECRET, 600)
+    for text, key in [
+        ("server:\n  turn:\n    urls: [stun:x.example:3478]\n", "server.turn.urls[0]"),
+        ("server:\n  turn:\n    urls: [turn:x.example:3478]\n", "server.turn"),  # no secret
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            load_config(write(tmp_path, text, "bad.yaml"))
+        assert [p.key for p in refused.value.problems] == [key]

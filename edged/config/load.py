@@ -42,9 +42,13 @@ def _resolve_secrets(
 
     servers = [read(("ice", "servers", i), s) for i, s in enumerate(cfg.ice.servers)]
     update = {"room": read(("room",), cfg.room), "mqtt": read(("mqtt",), cfg.mqtt)}
+    server: dict[str, Section | None] = {}
     if cfg.server.sfu is not None:
-        sfu = read(("server", "sfu"), cfg.server.sfu)
-        update["server"] = cfg.server.model_copy(update={"sfu": sfu})
+        server["sfu"] = read(("server", "sfu"), cfg.server.sfu)
+    if cfg.server.turn is not None:
+        server["turn"] = read(("server", "turn"), cfg.server.turn)
+    if server:
+        update["server"] = cfg.server.model_copy(update=server)
     return cfg.model_copy(update={**update, "ice": cfg.ice.model_copy(update={"servers": servers})})
 
 
@@ -52,6 +56,10 @@ def _cross_checks(cfg: Config) -> list[tuple[KeyPath, str]]:
     """Problems that involve more than one key."""
     out: list[tuple[KeyPath, str]] = []
     r, v, t, s, m = cfg.room, cfg.video, cfg.timers, cfg.server, cfg.mqtt
+    if s.turn is not None and s.turn.secret is None:
+        out.append((("server", "turn"), "needs its shared secret: secret_file, secret_env, secret"))
+    if s.turn is not None and s.turn.min_ttl_s > s.turn.max_ttl_s:
+        out.append((("server", "turn", "min_ttl_s"), "must not be over max_ttl_s"))
     if not r.server_url and not s.enabled:
         out.append((("room", "server_url"), "empty while server.enabled is false: no server"))
     if r.token_ttl_s <= t.token_renew_before_s:

@@ -128,6 +128,7 @@ class Config(Section):
         """
         from ..server.apps import load_apps
         from ..server.settings import ServerSettings, SfuSettings
+        from ..server.turn import TurnSettings
 
         s = self.server
         sfu = None
@@ -139,6 +140,14 @@ class Config(Section):
                 relay=s.sfu.relay,
                 p2p_max_viewers=s.sfu.p2p_max_viewers,
                 bitrate_cap=s.sfu.bitrate_cap,
+            )
+        turn = None
+        if s.turn is not None and s.turn.secret is not None:
+            turn = TurnSettings(
+                list(s.turn.urls),
+                s.turn.secret.get_secret_value(),
+                min_ttl_s=s.turn.min_ttl_s,
+                max_ttl_s=s.turn.max_ttl_s,
             )
         known = dict(apps) if apps is not None else load_apps(self.apps_path(), self.room.app_id)
         if self.room.app_secret is not None:
@@ -154,6 +163,7 @@ class Config(Section):
             cert_file=str(s.tls.cert_file) if s.tls else None,
             key_file=str(s.tls.key_file) if s.tls else None,
             sfu=sfu,
+            turn=turn,
         )
 
     def engine_profile(

@@ -46,6 +46,7 @@ from .types import (
     ice_url,
     ice_urls,
     off_is_none,
+    turn_url,
     upper,
     ws_url,
 )
@@ -294,6 +295,23 @@ class SfuSection(Section):
     bitrate_cap: Bitrate = 4_000_000
 
 
+class TurnSection(Section):
+    """TURN servers whose shared secret the embedded room server holds: it mints each
+    client time-limited credentials (docs/configuration.md, "TURN")."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("secret",)
+    urls: Annotated[
+        list[Annotated[str, AfterValidator(turn_url)]],
+        BeforeValidator(ice_urls),
+        Field(min_length=1, max_length=16),
+    ]
+    secret: InlineSecret = None
+    secret_file: OptPath = None
+    secret_env: EnvName | None = None
+    min_ttl_s: Annotated[float, Field(ge=60, le=604800)] = 3600.0
+    max_ttl_s: Annotated[float, Field(ge=60, le=604800)] = 86400.0
+
+
 class ServerSection(Section):
     """The embedded room server: on by default when room.server_url is empty."""
 
@@ -307,6 +325,7 @@ class ServerSection(Section):
     tls: ServerTls | None = None
     print_join_info: bool = False
     sfu: SfuSection | None = None
+    turn: TurnSection | None = None
 
 
 class TimersSection(Section):

@@ -100,6 +100,12 @@ def ice_url(v: str) -> str:
     return v
 
 
+def turn_url(v: str) -> str:
+    if not v.startswith(("turn:", "turns:")):
+        raise _fail("turn_url", "must start with turn: or turns:")
+    return v
+
+
 def _relative_to_file(v: Path | None, info: ValidationInfo) -> Path | None:
     base = (info.context or {}).get("base_dir")
     return Path(base) / v if base and v is not None else v

@@ -114,6 +114,7 @@ class Engine:
             self.profile.audio,
             room.send_signal,
             self._emit,
+            room.ice_servers,
         )
         room.publishers[stream_id] = publisher
         publisher.set_state(PublisherState.PUBLISH_REQUESTING)
@@ -205,6 +206,7 @@ class Engine:
             lambda sid: sid in room.streams,
             self._emit,
             video=video,
+            ice_servers=room.ice_servers,
         )
         room.players[stream_id] = player
         player.start()

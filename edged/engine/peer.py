@@ -72,6 +72,18 @@ def connection_ended(pc: RTCPeerConnection, ice_failed: Callable[[], bool] | Non
     return pc.connectionState == "closed" and ice_failed is not None and ice_failed()
 
 
+def relay_missing(pc: RTCPeerConnection, ice_servers: list[dict[str, Any]]) -> bool:
+    """True when TURN servers were given but gathering got no relay candidate from any:
+    the TURN server refused the credentials or did not answer (aioice says nothing)."""
+    wants_turn = any(
+        str(url).startswith(("turn:", "turns:"))
+        for server in ice_servers
+        for url in ([server["urls"]] if isinstance(server["urls"], str) else server["urls"])
+    )
+    local = pc.localDescription
+    return wants_turn and local is not None and " typ relay" not in local.sdp
+
+
 def local_description(pc: RTCPeerConnection) -> SessionDescription:
     desc = pc.localDescription
     return SessionDescription(type=desc.type, sdp=desc.sdp)

@@ -37,6 +37,7 @@ from .peer import (
     connection_ended,
     local_description,
     make_peer_connection,
+    relay_missing,
     set_remote_description,
     watch_ice,
 )
@@ -93,8 +94,10 @@ class Player(StreamState[PlayerState]):
         emit: Emit,
         *,
         video: bool = True,
+        ice_servers: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.stream_id = stream_id
+        self._ice_servers = ice_servers or (lambda: profile.ice_servers)
         self.video = video
         self.sink = sink
         self.profile = profile
@@ -199,7 +202,9 @@ class Player(StreamState[PlayerState]):
 
     async def _answer(self, link_id: str, offer: SessionDescription) -> None:
         await self._close_pc()
-        pc = self.pc = make_peer_connection(self.profile.ice_servers)
+        ice_servers = self._ice_servers()
+        pc = self.pc = make_peer_connection(ice_servers)
+        no_relay = False  # TURN configured, and it gave no relay candidate
 
         @pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
@@ -215,7 +220,8 @@ class Player(StreamState[PlayerState]):
         async def _on_state() -> None:
             if pc is self.pc and connection_ended(pc, ice_failed):
                 log_event(log, logging.INFO, "play_connection_failed", stream=self.stream_id)
-                await self.link_lost(rebuild=True)
+                code = ErrorCode.TURN_UNAVAILABLE if no_relay else 0
+                await self.link_lost(rebuild=True, code=code)
 
         if not await set_remote_description(pc, offer):
             await self.link_lost(rebuild=True)
@@ -226,6 +232,9 @@ class Player(StreamState[PlayerState]):
                 if transceiver.kind == "video":
                     transceiver.direction = "inactive"
         await pc.setLocalDescription(await pc.createAnswer())
+        if relay_missing(pc, ice_servers):
+            no_relay = True
+            log_event(log, logging.WARNING, "turn_unavailable", stream=self.stream_id)
         if pc is self.pc:
             await self._send_signal(
                 Signal(link_id=link_id, stream_id=self.stream_id, description=local_description(pc))

@@ -66,8 +66,10 @@ class Publisher(StreamState[PublisherState]):
         audio: AudioConfig,
         send_signal: SendSignal,
         emit: Emit,
+        ice_servers: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.stream_id = stream_id
+        self._ice_servers = ice_servers or (lambda: profile.ice_servers)
         self.config = config
         self.profile = profile
         self.video_config = video
@@ -151,7 +153,7 @@ class Publisher(StreamState[PublisherState]):
     async def open_link(self, link_id: str, user: UserInfo, relayed: bool = False) -> None:
         """A viewer (or the room's SFU) plays the stream: offer it our media on a new peer
         connection."""
-        pc = make_peer_connection(self.profile.ice_servers)
+        pc = make_peer_connection(self._ice_servers())
         link = ViewerLink(link_id, user.user_id, pc, relayed=relayed)
         self.links[link_id] = link
 

@@ -37,7 +37,6 @@ from ..protocol import (
     LoginResult,
     Play,
     Publish,
-    RenewToken,
     RoomStreamUpdate,
     RoomUserUpdate,
     ServerMessage,
@@ -367,12 +366,15 @@ class RoomSession:
         """Tell the server we no longer play ``stream_id`` on the current link."""
         await self.signaling.request(StopPlay(stream_id=stream_id))
 
+    def ice_servers(self) -> list[dict[str, Any]]:
+        """The profile's ICE servers, then those the room server issued (TURN)."""
+        return [*self.profile.ice_servers, *self.signaling.ice_servers]
+
     async def send_signal(self, signal: Signal) -> None:
         await self.signaling.send(signal)
 
     async def renew_token(self, token: str) -> None:
-        result = await self.signaling.request(RenewToken(token=token))
-        self.token_expires_at = result.get("token_expires_at")
+        self.token_expires_at = await self.signaling.renew_token(token)
 
     async def close(self, logout: bool) -> None:
         """Stop every publisher and player, log out (if asked) and end the session."""

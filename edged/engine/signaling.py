@@ -28,9 +28,11 @@ from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..protocol import (
     Heartbeat,
+    IceServer,
     Login,
     LoginResult,
     Logout,
+    RenewToken,
     Reply,
     Resume,
     ServerMessage,
@@ -86,6 +88,9 @@ class SignalingClient:
         self._last_heard = time.monotonic()
         self._login: Login | None = None
         self.result: LoginResult | None = None
+        self.ice_servers: list[dict[str, Any]] = []
+        """The ICE servers (TURN credentials) the server issued with the last login,
+        resume or token renewal: kept while the socket is down."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._beats: asyncio.Task[None] | None = None
@@ -125,12 +130,12 @@ class SignalingClient:
         except EdgedError:
             await self._drop_socket()
             raise
-        self.result = LoginResult.model_validate(reply.result)
+        result = self._took(LoginResult.model_validate(reply.result))
         if self._beats is None or self._beats.done():
             self._beats = asyncio.create_task(self._heartbeat_loop())
             self._tasks.add(self._beats)
             self._beats.add_done_callback(self._tasks.discard)
-        return self.result
+        return result
 
     def _take_id(self) -> int:
         rid = self._next_id
@@ -138,6 +143,22 @@ class SignalingClient:
         return rid
 
     # ---- requests ------------------------------------------------------------------
+
+    def _took(self, result: LoginResult) -> LoginResult:
+        self.result = result
+        self.ice_servers = [s.model_dump(exclude_none=True) for s in result.ice_servers]
+        return result
+
+    async def renew_token(self, token: str) -> float | None:
+        """Renew the session's token; returns its new expiry. The server's reply brings
+        new TURN credentials too, for the peer connections made from now on."""
+        result = await self.request(RenewToken(token=token))
+        servers = result.get("ice_servers")
+        if isinstance(servers, list):
+            issued = [IceServer.model_validate(s) for s in servers]
+            self.ice_servers = [s.model_dump(exclude_none=True) for s in issued]
+        expires_at = result.get("token_expires_at")
+        return float(expires_at) if isinstance(expires_at, int | float) else None
 
     async def request(self, message: BaseModel) -> dict[str, Any]:
         """Send a request and return its result; errors raise :class:`EdgedError`."""
@@ -237,7 +258,7 @@ class SignalingClient:
                 self.result = None
                 self._on_state(LinkState.SESSION_LOST, exc.code)
                 return
-            self.result = LoginResult.model_validate(reply.result)
+            self._took(LoginResult.model_validate(reply.result))
             self._on_state(LinkState.RESUMED, None)
             return
         if not self._closing:

@@ -355,4 +355,6 @@ class RoomServer:
     def _on_renew_token(self, conn: Connection, msg: RenewToken) -> None:
         session = self._session(conn)
         expires_at = self.rooms.renew_token(session, msg.token)
-        self._reply(session, msg, {"token_expires_at": expires_at})
+        servers = self.rooms.ice.for_client(session.user.user_id, expires_at)
+        ice_servers = [s.model_dump(exclude_none=True) for s in servers]
+        self._reply(session, msg, {"token_expires_at": expires_at, "ice_servers": ice_servers})

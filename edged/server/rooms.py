@@ -19,7 +19,6 @@ from ..logs import log_event
 from ..model import StreamDeleteReason, UpdateType
 from ..protocol import (
     PROTOCOL_VERSION,
-    IceServer,
     KickedOut,
     LinkClosed,
     LinkOpen,
@@ -40,6 +39,7 @@ from .roster import Roster
 from .session import Connection, Session
 from .settings import ServerSettings
 from .store import RoomStore
+from .turn import IceServerIssuer
 
 log = logging.getLogger("edged.server")
 
@@ -69,7 +69,7 @@ class RoomService:
         self._token_timers = TokenTimers(
             settings.token_warning_s, self._warn_token, self._expire_token
         )
-        self._ice_servers: list[IceServer] | None = None  # settings.ice_servers, validated
+        self.ice = IceServerIssuer(settings.ice_servers, settings.turn)
         self.relay_links: RelayLinks | None = None
         if settings.sfu is not None:
             self.relay_links = RelayLinks(settings.sfu, self.links, self.send, self.close_link)
@@ -201,17 +201,14 @@ class RoomService:
             heartbeat_interval_s=s.heartbeat_interval_s,
             heartbeat_timeout_s=s.heartbeat_timeout_s,
             token_expires_at=session.claims.expires_at if session.claims else None,
-            ice_servers=self._validated_ice_servers(),
+            ice_servers=self.ice.for_client(
+                session.user.user_id, session.claims.expires_at if session.claims else None
+            ),
             server_version=__version__,
             resumed=resumed,
             users=self.roster.others(session) if session.user_update else [],
             streams=list(room.streams.values()) if room else [],
         )
-
-    def _validated_ice_servers(self) -> list[IceServer]:
-        if self._ice_servers is None:
-            self._ice_servers = [IceServer.model_validate(x) for x in self.settings.ice_servers]
-        return self._ice_servers
 
     def logout(self, session: Session) -> None:
         session.release()

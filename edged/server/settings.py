@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..protocol import MAX_MESSAGE_BYTES
+from .turn import TurnSettings
 
 
 @dataclass(slots=True)
@@ -68,3 +69,4 @@ class ServerSettings:
     cert_file: str | None = None  # HTTPS (and wss://) when set, with key_file
     key_file: str | None = None
     sfu: SfuSettings | None = None  # streams relayed through Janus when set
+    turn: TurnSettings | None = None  # TURN credentials minted for each client when set

@@ -214,6 +214,18 @@ class NetworkFaults:
             self._drop("-p", "tcp", "--dport", str(port))
             self._drop("-p", "tcp", "--sport", str(port))
 
+    def only_through(self, address: str, *ports: tuple[int, int]) -> None:
+        """Drop UDP unless it goes to or comes from ``address`` on one of the ``ports``
+        ranges (a TURN server's listening and relay ports): peers then reach each other
+        only through the TURN server's relay candidates, as on two networks with no
+        route between them."""
+        self._drop("-p", "udp")
+        for low, high in ports:
+            for side in (("-d", address, "--dport"), ("-s", address, "--sport")):
+                self._iptables(
+                    "-I", CHAIN, "1", "-p", "udp", *side, f"{low}:{high}", "-j", "ACCEPT"
+                )
+
     def loss(self, probability: float) -> None:
         """Drop each UDP packet with the given probability (each direction)."""
         if not 0.0 < probability < 1.0:

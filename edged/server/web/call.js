@@ -125,7 +125,8 @@ export class Call extends EventTarget {
 
   /** Renew the session's token before it expires (a development-mode page does). */
   async renewToken(token) {
-    await this._requireClient().request({ type: "renew_token", token });
+    const result = await this._requireClient().request({ type: "renew_token", token });
+    if (result?.ice_servers?.length) this.iceServers = result.ice_servers; // new TURN credentials
     this.params.token = token;
   }
 
