@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from browser import Chromium
-from pagekit import fresh_time_code, joined_page
 
 from edged.engine.config import PublishConfig, VideoConfig
 from edged.engine.engine import Engine
@@ -28,6 +27,7 @@ from edged.testing.waiting import until
 from conftest import APP, JANUS_SECRET, RunningServer, ServerFactory
 from enginekit import AnalysisSink, make_engine
 from janusd import requires_janus
+from pagekit import fresh_time_code, joined_page
 
 pytestmark = requires_janus
 pytest_plugins = ["pagekit", "standinkit"]  # fixtures `chromium` and `board` (picamera2)

@@ -35,6 +35,7 @@ from .peer import (
     set_remote_description,
     watch_ice,
 )
+from .rejected import accept_rejected
 from .stream_state import StreamState
 from .views import PublisherInfo, SnapshotSource, VideoSendCounts, ViewerInfo
 
@@ -183,6 +184,8 @@ class Publisher(StreamState[PublisherState]):
         link = self.links.get(link_id)
         if link is None:
             return
+        if description is not None and description.type == "answer":
+            description = self._accept_rejected(link, description)
         if (
             description is not None
             and description.type == "answer"
@@ -192,6 +195,23 @@ class Publisher(StreamState[PublisherState]):
             return
         if candidate is not None:
             await add_remote_candidate(link.pc, candidate)
+
+    def _accept_rejected(self, link: ViewerLink, answer: SessionDescription) -> SessionDescription:
+        """The viewer's answer with the sections it rejected (a browser without H.264)
+        made inactive, so that it still gets the others (edged.engine.rejected)."""
+        offer = link.pc.localDescription
+        accepted = accept_rejected(answer.sdp, offer.sdp) if offer is not None else None
+        if accepted is None or not accepted.rejected:
+            return answer
+        log_event(
+            log,
+            logging.WARNING,
+            "viewer_rejected_media",
+            stream=self.stream_id,
+            link=link.link_id,
+            kinds=",".join(accepted.rejected),
+        )
+        return answer.model_copy(update={"sdp": accepted.sdp})
 
     async def close_link(self, link_id: str, reason: str = "") -> None:
         """End a viewer's link (``reason``: the server's, when it closed it). Losing the

@@ -332,6 +332,10 @@ class App {
     });
     on("player_removed", ({ streamId }) => view.removeTile(streamId));
     on("player_media", ({ streamId, media }) => view.tiles.get(streamId)?.attach(media));
+    on("player_codec_missing", ({ streamId, kind, codec }) => {
+      view.tiles.get(streamId)?.setNotice(`This browser cannot play ${codec} ${kind}: sound only.`);
+      view.log(`${streamId}: no ${codec} in this browser, ${kind} refused`);
+    });
     on("player_state_update", ({ streamId, state, code }) => {
       view.tiles.get(streamId)?.setState(state, code, errors);
       const text = `play ${streamId}: ${nameOf(PlayerState, state)}`;

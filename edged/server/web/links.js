@@ -26,6 +26,12 @@ function isBaselineH264(codec) {
   return codecRank(codec) <= 1;
 }
 
+/** False when this browser says it cannot decode H.264 (stock Firefox on Debian). */
+export function canReceiveH264() {
+  const codecs = RTCRtpReceiver.getCapabilities?.("video")?.codecs;
+  return codecs === undefined || codecs.some((c) => c.mimeType.toLowerCase() === "video/h264");
+}
+
 /**
  * Make a video transceiver offer H.264 first, constrained baseline first (edged's engine
  * plays H.264 baseline; Chrome also has main and high profiles, which it does not).
@@ -203,7 +209,14 @@ export class PlayLink extends Link {
     if (description.type !== "offer") return;
     await this._setRemoteDescription(description);
     for (const transceiver of this.pc.getTransceivers()) {
-      if (transceiver.receiver.track?.kind === "video") preferH264(transceiver);
+      if (transceiver.receiver.track?.kind !== "video") continue;
+      if (canReceiveH264()) {
+        preferH264(transceiver);
+      } else {
+        // Refuse the video plainly (its section is rejected), so the sound still plays.
+        transceiver.stop();
+        this._emit("codec-missing", { kind: "video", codec: "H.264" });
+      }
     }
     await this.pc.setLocalDescription(await this.pc.createAnswer());
     if (this.closed) return;

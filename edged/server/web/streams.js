@@ -84,6 +84,9 @@ export class Player {
     link.addEventListener("failure", ({ detail }) => {
       this.call._note(`play ${this.streamId}: ${detail.error.message}`);
     });
+    link.addEventListener("codec-missing", ({ detail }) => {
+      this.call._emit("player_codec_missing", { streamId: this.streamId, ...detail });
+    });
   }
 
   _onTrack(track) {

@@ -44,6 +44,7 @@ export class Tile {
     this.state = element("span", { class: "badge player-state" });
     this.quality = element("div", { class: "quality" });
     this.latency = element("div", { class: "latency", hidden: "" });
+    this.notice = element("div", { class: "notice", hidden: "" });
     this.unmute = element("button", { type: "button", class: "unmute", hidden: "" }, "Sound is off: tap to hear");
     this.unmute.addEventListener("click", () => {
       this.video.muted = false;
@@ -51,7 +52,7 @@ export class Tile {
       this.video.play().catch(() => {});
     });
     caption.append(this.who, element("span", { class: "stream-id" }, streamId), this.state);
-    this.root.append(this.video, this.unmute, caption, this.quality, this.latency);
+    this.root.append(this.video, this.unmute, caption, this.notice, this.quality, this.latency);
     this.setStream(stream);
     this.setState(PlayerState.PLAY_REQUESTING, 0);
     this.reader = new TimeCodeReader(this.video);
@@ -82,6 +83,12 @@ export class Tile {
       this.unmute.hidden = media.getAudioTracks().length === 0;
       this.video.play().catch(() => {});
     });
+  }
+
+  /** Say what the viewer misses and why (a codec this browser lacks). */
+  setNotice(text) {
+    this.notice.textContent = text;
+    this.notice.hidden = !text;
   }
 
   setQuality(text) {
