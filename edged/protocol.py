@@ -243,13 +243,15 @@ class StreamExtraInfoUpdate(_Push):
 
 
 class LinkOpen(_Push):
-    """To a publisher: send an offer on ``link_id`` to a viewer, or the SFU (``relayed``)."""
+    """To a publisher: send an offer on ``link_id`` to a viewer, or the SFU (``relayed``);
+    or answer the ``description`` (offer) of a viewer that makes its own (WHEP)."""
 
     type: Literal["link_open"] = "link_open"
     link_id: LinkId
     stream_id: StreamId
     user: UserInfo
     relayed: bool = False
+    description: SessionDescription | None = None
 
 
 class LinkClosed(_Push):

@@ -111,12 +111,17 @@ def room_token(
 
 def peek_app(token: str) -> str | None:
     """The ``app`` claim of a token without verifying it (to pick the secret)."""
+    return peek(token, "app")
+
+
+def peek(token: str, claim: str) -> str | None:
+    """A text claim of a token without verifying it (``sub``: whom to verify it for)."""
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         return None
-    app = claims.get("app")
-    return app if isinstance(app, str) else None
+    value = claims.get(claim)
+    return value if isinstance(value, str) else None
 
 
 # The two headers PyJWT writes for HS256 (``mint`` makes the first), as JSON objects.

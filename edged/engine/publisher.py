@@ -151,9 +151,15 @@ class Publisher(StreamState[PublisherState]):
 
     # ---- viewers -------------------------------------------------------------------
 
-    async def open_link(self, link_id: str, user: UserInfo, relayed: bool = False) -> None:
+    async def open_link(
+        self,
+        link_id: str,
+        user: UserInfo,
+        relayed: bool = False,
+        offer: SessionDescription | None = None,
+    ) -> None:
         """A viewer (or the room's SFU) plays the stream: offer it our media on a new peer
-        connection."""
+        connection, or answer the ``offer`` of a viewer that makes its own (WHEP)."""
         pc = make_peer_connection(self._ice_servers())
         link = ViewerLink(link_id, user.user_id, pc, relayed=relayed)
         self.links[link_id] = link
@@ -166,12 +172,15 @@ class Publisher(StreamState[PublisherState]):
                 log_event(log, logging.INFO, "viewer_failed", stream=self.stream_id, link=link_id)
                 await self.close_link(link_id)
 
+        if offer is not None and not await set_remote_description(pc, offer):
+            await self.close_link(link_id)
+            return
         if self.video_fanout is not None:
             link.tracks.append(self.video_fanout.add_to(pc, name=link_id))
         if self.audio_fanout is not None:
             link.tracks.append(self.audio_fanout.add_to(pc, name=link_id))
         ice_failed = watch_ice(pc)
-        await pc.setLocalDescription(await pc.createOffer())
+        await pc.setLocalDescription(await (pc.createAnswer() if offer else pc.createOffer()))
         if link_id not in self.links:
             return  # closed while gathering
         await self._send_signal(

@@ -179,7 +179,7 @@ class RoomSession:
         elif isinstance(msg, LinkOpen):
             publisher = self.publishers.get(msg.stream_id)
             if publisher is not None:
-                await publisher.open_link(msg.link_id, msg.user, msg.relayed)
+                await publisher.open_link(msg.link_id, msg.user, msg.relayed, msg.description)
         elif isinstance(msg, LinkClosed):
             await self._link_closed(msg)
         elif isinstance(msg, SignalRelay):

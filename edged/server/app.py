@@ -48,6 +48,7 @@ from .session import Connection, Session
 from .settings import ServerSettings
 from .store import MemoryRoomStore, RoomStore
 from .webapp import add_web_routes
+from .whep import WhepEndpoint
 
 log = logging.getLogger("edged.server")
 
@@ -64,6 +65,7 @@ class RoomServer:
     def __init__(self, settings: ServerSettings, store: RoomStore | None = None) -> None:
         self.settings = settings
         self.rooms = RoomService(settings, store or MemoryRoomStore())
+        self.whep = WhepEndpoint(self.rooms)
         lim = settings.limits
         self.addresses = AddressLimiter(
             lim.max_connections_per_ip,
@@ -93,6 +95,7 @@ class RoomServer:
         app[SERVICE_KEY] = self.rooms
         app.router.add_get("/ws", self.handle_ws)
         app.router.add_get("/healthz", self.handle_health)
+        self.whep.add_routes(app)
         app.cleanup_ctx.append(self._lifecycle)
         app.on_shutdown.append(self._going_away)
         add_web_routes(app, self.settings)

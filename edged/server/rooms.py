@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 from .. import __version__
 from ..errors import EdgedError, ErrorCode
@@ -27,6 +28,7 @@ from ..protocol import (
     Resume,
     RoomStreamUpdate,
     RoomUserUpdate,
+    SessionDescription,
     StreamInfo,
     TokenWillExpire,
     UserInfo,
@@ -98,8 +100,11 @@ class RoomService:
 
     # ---- login, resume, logout -----------------------------------------------------
 
-    def login(self, conn: Connection, msg: Login) -> tuple[Session, LoginResult]:
-        if conn.session is not None:
+    def login(
+        self, conn: Connection | None, msg: Login, on_push: Callable[[str], None] | None = None
+    ) -> tuple[Session, LoginResult]:
+        """Log ``msg``'s user in on ``conn``, or with no socket, its messages to ``on_push``."""
+        if conn is not None and conn.session is not None:
             raise EdgedError(ErrorCode.ALREADY_LOGGED_IN)
         if msg.version != PROTOCOL_VERSION:
             raise EdgedError(ErrorCode.PROTOCOL_VERSION_UNSUPPORTED)
@@ -124,6 +129,7 @@ class RoomService:
             user_update=msg.user_update,
             claims=claims,
             replay_limit=self.settings.limits.outbox_limit,
+            on_push=on_push,
         )
         max_members = msg.max_members or self.settings.limits.default_max_members
         if not self.store.join(
@@ -132,7 +138,8 @@ class RoomService:
             raise EdgedError(ErrorCode.ROOM_FULL)
         self.sessions[session.session_id] = session
         self._by_resume[session.resume_token] = session
-        session.attach(conn, 0)
+        if conn is not None:
+            session.attach(conn, 0)
         self._token_timers.arm(session)
         log_event(
             log,
@@ -142,7 +149,7 @@ class RoomService:
             room=msg.room_id,
             user=msg.user_id,
             session=session.session_id,
-            addr=conn.address,
+            addr=conn.address if conn is not None else "whep",
             dev=claims is None,
         )
         return session, self._login_result(session, resumed=False)
@@ -270,7 +277,8 @@ class RoomService:
         """Remove sessions silent for longer than the heartbeat timeout."""
         t = time.monotonic() if now is None else now
         timeout = self.settings.heartbeat_timeout_s
-        for session in [s for s in self.sessions.values() if t - s.last_seen > timeout]:
+        silent = [s for s in self.sessions.values() if t - s.last_seen > timeout]
+        for session in [s for s in silent if s.on_push is None]:  # WHEP: until DELETE
             log_event(log, logging.INFO, "heartbeat_timeout", session=session.session_id)
             self._kick(session, ErrorCode.HEARTBEAT_TIMEOUT, StreamDeleteReason.HEARTBEAT_TIMEOUT)
 
@@ -325,7 +333,9 @@ class RoomService:
         room.streams[stream_id] = stream
         return stream
 
-    def play(self, session: Session, stream_id: str) -> Link:
+    def play(self, session: Session, stream_id: str, *, relay: bool = True) -> Link:
+        """Claim a viewer's place on a stream (``relay``: through the SFU where the
+        policy says so) and make its link."""
         room_id = self.store.stream_room(session.app_id, stream_id)
         room = self.store.room(session.app_id, session.room_id)
         if room_id != session.room_id or room is None:
@@ -339,7 +349,9 @@ class RoomService:
             raise EdgedError(ErrorCode.VIEWER_LIMIT_REACHED)
         stream = room.streams[stream_id]
         publisher = self.sessions[room.members[stream.user.user_id]]
-        relayed = self.relay_links is not None and self.relay_links.wanted(publisher, stream_id)
+        relayed = (
+            relay and self.relay_links is not None and self.relay_links.wanted(publisher, stream_id)
+        )
         link = self.links.open(stream_id, publisher, session, relayed)
         room.viewers[stream_id] = room.viewers.get(stream_id, 0) + 1
         log_event(
@@ -352,17 +364,17 @@ class RoomService:
         )
         return link
 
-    def open_link(self, link: Link) -> None:
-        """Ask the publisher for an offer (a relayed player's comes from the SFU)."""
+    def open_link(self, link: Link, offer: SessionDescription | None = None) -> None:
+        """Ask the publisher for an offer (a relayed player's comes from the SFU), or for
+        the answer to a player's own ``offer``."""
         if link.via_sfu and self.relay_links is not None:
             self.relay_links.open_down(link)
         elif link.player is not None:
-            self.send(
-                link.publisher,
-                encode(
-                    LinkOpen(link_id=link.link_id, stream_id=link.stream_id, user=link.player.user)
-                ),
+            user = link.player.user
+            opening = LinkOpen(
+                link_id=link.link_id, stream_id=link.stream_id, user=user, description=offer
             )
+            self.send(link.publisher, encode(opening))
 
     def stop_play(self, session: Session, stream_id: str) -> None:
         link_id = session.playing.get(stream_id)

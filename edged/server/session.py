@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -126,12 +127,17 @@ class Session:
     sent_seq: int = 0
     timer: asyncio.TimerHandle | None = None  # the token's warning, then its expiry
     closed: bool = False
+    on_push: Callable[[str], None] | None = None
+    """A session with no socket (a WHEP viewer): its messages go here, none is kept."""
 
     def push(self, body: str) -> bool:
         """Queue a server message (JSON object text) with the next ``seq``.
 
         False when the client fell more than the replay limit behind (slow consumer).
         """
+        if self.on_push is not None:
+            self.on_push(body)
+            return True
         seq = self.next_seq
         self.next_seq += 1
         self.outbox.append((seq, f'{{"seq":{seq},{body[1:]}'))

@@ -1,0 +1,251 @@
+"""WHEP egress: any published stream played over plain HTTP by any WHEP player.
+
+A player ``POST``s its SDP offer to ``/whep/{app}/{stream}`` with an edged token (an
+``Authorization: Bearer`` header, or ``?token=`` for players that send no header, such
+as go2rtc); the room server logs it into the stream's room as a member with no socket
+(:attr:`Session.on_push`), opens a link whose offer is the player's own
+(``link_open`` with ``description``), and answers ``201 Created`` with the publisher's
+answer, the resource's ``Location`` and ``ETag``, and its ICE servers (TURN
+credentials included) as ``Link`` headers. ``PATCH`` trickles candidates
+(``application/trickle-ice-sdpfrag``) to the publisher, ``DELETE`` logs the player out.
+A stream not (yet) published is ``409`` with ``Retry-After``; refusals carry the error
+table's code in an RFC 9457 problem body.
+
+No WHEP library fits: the server side of the draft is a handful of HTTP routes around
+the room server's own sessions and links, which a library would not know.
+
+WHEP links are peer to peer, also where the stream is relayed through the room's SFU:
+Janus's VideoRoom makes the offers to its subscribers, and a WHEP player makes its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ..errors import EdgedError, ErrorCode, describe
+from ..logs import log_event
+from ..protocol import (
+    IceCandidate,
+    IceServer,
+    LinkClosed,
+    Login,
+    SessionDescription,
+    SignalRelay,
+    encode,
+)
+from ..tokens import peek
+from .rooms import RoomService
+from .session import Session
+
+log = logging.getLogger("edged.server.whep")
+
+ANSWER_TIMEOUT_S = 10.0
+RETRY_AFTER_S = 2
+AUTH_HINT = "send an edged token as Authorization: Bearer TOKEN, or as ?token=TOKEN"
+UNAUTHORIZED = {
+    ErrorCode.AUTHENTICATION_FAILED,
+    ErrorCode.TOKEN_MISSING,
+    ErrorCode.TOKEN_EXPIRED,
+    ErrorCode.TOKEN_USER_MISMATCH,
+    ErrorCode.TOKEN_APP_MISMATCH,
+    ErrorCode.TOKEN_ROOM_MISMATCH,
+}
+"""Refusals of the token itself (401); any other refusal of the login is 403."""
+MAX_OFFER_BYTES = 64 * 1024
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After",
+}
+
+
+@dataclass(eq=False)
+class Viewer:
+    """One WHEP resource: its session, link, and the publisher's answer once it came."""
+
+    resource_id: str
+    etag: str
+    session: Session | None = None
+    link_id: str = ""
+    answer: asyncio.Future[SessionDescription] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def on_push(self, body: str) -> None:
+        """A message the room server sends this member: only its link's matter."""
+        kind = json.loads(body).get("type")
+        if kind == "signal":
+            relay = SignalRelay.model_validate_json(body)
+            if relay.link_id == self.link_id and relay.description and not self.answer.done():
+                self.answer.set_result(relay.description)
+        elif kind == "link_closed":
+            closed = LinkClosed.model_validate_json(body)
+            if closed.link_id == self.link_id and not self.answer.done():
+                self.answer.set_exception(EdgedError(ErrorCode.STREAM_NOT_FOUND, closed.reason))
+
+
+def problem(status: int, code: int, detail: str = "", **headers: str) -> web.Response:
+    info = describe(code)
+    body = {
+        "type": f"https://edged.invalid/errors/{int(code)}",
+        "title": info.meaning,
+        "status": status,
+        "code": int(code),
+        "name": info.code.name,
+        "detail": detail or info.remedy,
+    }
+    return web.json_response(
+        body, status=status, content_type="application/problem+json", headers={**CORS, **headers}
+    )
+
+
+def ice_links(servers: list[IceServer]) -> list[str]:
+    """ICE servers as the WHEP draft's ``Link`` header values."""
+    links = []
+    for server in servers:
+        for url in server.urls:
+            link = f'<{url}>; rel="ice-server"'
+            if server.username:
+                link += f'; username="{server.username}"; credential="{server.credential}"'
+                link += '; credential-type="password"'
+            links.append(link)
+    return links
+
+
+def candidates(fragment: str) -> list[IceCandidate]:
+    """The candidates of a trickle-ice-sdpfrag body, with the mid each belongs to."""
+    found: list[IceCandidate] = []
+    mid: str | None = None
+    for line in fragment.splitlines():
+        line = line.strip()
+        if line.startswith("a=mid:"):
+            mid = line[6:]
+        elif line.startswith("a=candidate:"):
+            found.append(IceCandidate(candidate=line[2:], sdpMid=mid))
+    return found
+
+
+class WhepEndpoint:
+    """Owns the WHEP resources of this room server."""
+
+    def __init__(self, rooms: RoomService) -> None:
+        self.rooms = rooms
+        self.viewers: dict[str, Viewer] = {}
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/whep/{app}/{stream}", self.post)
+        app.router.add_route("OPTIONS", "/whep/{app}/{stream}", self.options)
+        app.router.add_patch("/whep/{app}/{stream}/{resource}", self.patch)
+        app.router.add_delete("/whep/{app}/{stream}/{resource}", self.delete)
+        app.router.add_route("OPTIONS", "/whep/{app}/{stream}/{resource}", self.options)
+
+    async def options(self, request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={**CORS, "Accept-Post": "application/sdp"})
+
+    async def post(self, request: web.Request) -> web.Response:
+        app_id, stream_id = request.match_info["app"], request.match_info["stream"]
+        if request.content_type != "application/sdp":
+            return problem(415, ErrorCode.INVALID_PARAMETER, "the offer must be application/sdp")
+        if (request.content_length or 0) > MAX_OFFER_BYTES:
+            return problem(413, ErrorCode.MESSAGE_TOO_LARGE)
+        token = _token(request)
+        if token is None:
+            return problem(401, ErrorCode.TOKEN_MISSING, AUTH_HINT)
+        room_id = self.rooms.store.stream_room(app_id, stream_id)
+        if room_id is None:
+            return problem(
+                409,
+                ErrorCode.STREAM_NOT_FOUND,
+                f"{stream_id} is not published; try again",
+                **{"Retry-After": str(RETRY_AFTER_S)},
+            )
+        offer = SessionDescription(type="offer", sdp=await request.text())
+        user_id = peek(token, "sub") or ""
+        viewer = Viewer(secrets.token_hex(8), etag=f'"{secrets.token_hex(8)}"')
+        try:
+            login = Login(app_id=app_id, room_id=room_id, user_id=user_id, token=token)
+            session, result = self.rooms.login(None, login, viewer.on_push)
+        except EdgedError as exc:
+            return problem(401 if exc.code in UNAUTHORIZED else 403, exc.code)
+        except ValueError:
+            return problem(401, ErrorCode.AUTHENTICATION_FAILED, "the token names no valid user")
+        viewer.session = session
+        self.rooms.after_login(session)
+        self.viewers[viewer.resource_id] = viewer
+        try:
+            link = self.rooms.play(session, stream_id, relay=False)
+            viewer.link_id = link.link_id
+            self.rooms.open_link(link, offer)
+            answer = await asyncio.wait_for(asyncio.shield(viewer.answer), ANSWER_TIMEOUT_S)
+        except (EdgedError, TimeoutError) as exc:
+            self._end(viewer)
+            code = exc.code if isinstance(exc, EdgedError) else ErrorCode.REQUEST_TIMEOUT
+            status = 409 if code == ErrorCode.STREAM_NOT_FOUND else 503
+            return problem(status, code, **{"Retry-After": str(RETRY_AFTER_S)})
+        log_event(log, logging.INFO, "whep_play", stream=stream_id, resource=viewer.resource_id)
+        headers = {**CORS, "Location": f"{request.path}/{viewer.resource_id}", "ETag": viewer.etag}
+        response = web.Response(
+            status=201, text=answer.sdp, content_type="application/sdp", headers=headers
+        )
+        for value in ice_links(result.ice_servers):
+            response.headers.add("Link", value)
+        return response
+
+    def _viewer(self, request: web.Request) -> tuple[Viewer, Session] | None:
+        """The resource a request names, if it is live and the request's token is its
+        user's (anyone could otherwise end another's playback)."""
+        viewer = self.viewers.get(request.match_info["resource"])
+        session = viewer.session if viewer is not None else None
+        token = _token(request)
+        if viewer is None or session is None or session.closed or token is None:
+            return None
+        claims = session.claims
+        return (viewer, session) if claims is None or peek(token, "sub") == claims.user_id else None
+
+    async def patch(self, request: web.Request) -> web.Response:
+        found = self._viewer(request)
+        if found is None:
+            return problem(404, ErrorCode.LINK_NOT_FOUND)
+        viewer, session = found
+        if request.content_type != "application/trickle-ice-sdpfrag":
+            return problem(415, ErrorCode.INVALID_PARAMETER, "send application/trickle-ice-sdpfrag")
+        match = request.headers.get("If-Match")
+        if match not in (None, "*", viewer.etag):
+            return problem(412, ErrorCode.INVALID_PARAMETER, "the ICE session changed (ETag)")
+        try:
+            link, peer = self.rooms.links.peer(session, viewer.link_id)
+        except EdgedError as exc:
+            return problem(404, exc.code)
+        for candidate in candidates(await request.text()):
+            if peer is not None:
+                body = SignalRelay(
+                    link_id=link.link_id, stream_id=link.stream_id, user=session.user
+                )
+                self.rooms.send(peer, encode(body.model_copy(update={"candidate": candidate})))
+        return web.Response(status=204, headers=CORS)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        found = self._viewer(request)
+        if found is None:
+            return problem(404, ErrorCode.LINK_NOT_FOUND)
+        self._end(found[0])
+        return web.Response(status=200, headers=CORS)
+
+    def _end(self, viewer: Viewer) -> None:
+        self.viewers.pop(viewer.resource_id, None)
+        if viewer.session is not None and not viewer.session.closed:
+            self.rooms.logout(viewer.session)
+
+
+def _token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.query.get("token") or None
