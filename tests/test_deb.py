@@ -209,6 +209,7 @@ ADMIN_DOCS = [
     "media.md",
     "quality.md",
     "scaling.md",
+    "whep.md",
 ]
 
 
