@@ -10,7 +10,11 @@ of the frame, docs/timecode.md) and compares its capture time with its display t
   and publishes its "test pattern with time code" source (a canvas drawn by the page,
   same code layout, 640x480@30, captured to a track); the first page plays it.
 
-The two paths alternate for several rounds, each starting its source anew: where a
+* edged -> WHEP player: the same edged stream, played at the same time by a third
+  Chromium tab that is no web client at all: a blank page of the server's that plays it
+  by WHEP with plain ``fetch()`` (docs/whep.md) and reads the same time codes.
+
+The paths alternate for several rounds, each starting its source anew: where a
 frame lands relative to the receiver's display refresh (16.7 ms) is set by when the
 source started, and a round that starts unlucky shows about one refresh more latency
 for its whole length. Pooling rounds averages that out of the comparison.
@@ -82,6 +86,52 @@ async def open_page(chromium: Any, base: str, user: str) -> Any:
     await page.join()
     await page.wait_room("CONNECTED", "LOGINED")
     return page
+
+
+WHEP_PLAYER = """async ([url, token]) => {
+  const { TimeCodeReader } = await import('/web/timecode.js');
+  const video = document.createElement('video');
+  video.muted = true;
+  document.body.append(video);
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const stream = new MediaStream();
+  pc.ontrack = (e) => { stream.addTrack(e.track); video.srcObject = stream; video.play(); };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === 'complete') done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
+  });
+  const response = await fetch(url, { method: 'POST', body: pc.localDescription.sdp,
+    headers: { 'Authorization': `Bearer ${token}`, 'Content-Type': 'application/sdp' } });
+  if (response.status !== 201) throw new Error(`WHEP answered ${response.status}`);
+  await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
+  window.whep = { pc, reader: new TimeCodeReader(video) };
+  window.whep.reader.start();
+}"""
+"""A WHEP player in the page's own JavaScript: one POST, then the time-code reader."""
+
+
+async def whep_play(chromium: Any, base: str) -> Any:
+    page = await chromium.page(fake_media=False)
+    await page.page.goto(f"{base}/healthz")
+    await page.evaluate(WHEP_PLAYER, [f"{base}/whep/{APP}/edged-cam", token("whep-tab")])
+    return page
+
+
+async def measure_whep(player: Any, duration: float) -> dict[str, Any]:
+    """What :func:`measure` takes from a tile, from the WHEP tab's reader."""
+    await player.page.wait_for_function("() => window.whep.reader.decoded > 0", timeout=30_000)
+    await asyncio.sleep(WARMUP_S)
+    await player.evaluate("() => window.whep.reader.reset()")
+    await asyncio.sleep(duration)
+    return dict(
+        await player.evaluate(
+            "() => ({ shown: [...window.whep.reader.samples], received:"
+            " [...window.whep.reader.receiveSamples], missing: window.whep.reader.missing,"
+            " quality: '' })"
+        )
+    )
 
 
 async def measure(player: Any, stream_id: str, duration: float) -> dict[str, Any]:
@@ -158,6 +208,7 @@ async def run(duration: float, rounds: int, audio: bool) -> dict[str, dict[str, 
     base = f"http://127.0.0.1:{port}"
     url = f"ws://127.0.0.1:{port}/ws"
     edged_rounds: list[dict[str, Any]] = []
+    whep_rounds: list[dict[str, Any]] = []
     chromium_rounds: list[dict[str, Any]] = []
     each = duration / rounds
     with tempfile.TemporaryDirectory(prefix="edged-bench-") as profiles:
@@ -167,7 +218,14 @@ async def run(duration: float, rounds: int, audio: bool) -> dict[str, dict[str, 
             for _ in range(rounds):
                 edged = await asyncio.to_thread(start_edged, url, audio)
                 try:
-                    edged_rounds.append(await measure(player, "edged-cam", each))
+                    await player.wait_playing("edged-cam", timeout=30)
+                    whep = await whep_play(chromium, base)
+                    tile, tab = await asyncio.gather(
+                        measure(player, "edged-cam", each), measure_whep(whep, each)
+                    )
+                    edged_rounds.append(tile)
+                    whep_rounds.append(tab)
+                    await whep.page.close()
                 finally:
                     await asyncio.to_thread(edged.communicate, "", 30)
                 await gone(player, "edged-cam")
@@ -177,7 +235,11 @@ async def run(duration: float, rounds: int, audio: bool) -> dict[str, dict[str, 
                 await sender.page.click("#camera")  # stop the source: the next one starts anew
                 await gone(player, "sender-cam")
     await runner.cleanup()
-    return {"edged": summarize(edged_rounds), "chromium": summarize(chromium_rounds)}
+    return {
+        "edged": summarize(edged_rounds),
+        "whep": summarize(whep_rounds),
+        "chromium": summarize(chromium_rounds),
+    }
 
 
 def main() -> None:
@@ -211,12 +273,17 @@ def main() -> None:
         f"{chromium_version}"
     )
     results = asyncio.run(run(duration, rounds, args.with_audio))
-    edged, chromium = results["edged"], results["chromium"]
+    edged, whep, chromium = results["edged"], results["whep"], results["chromium"]
     print(
         f"{'path':<22}{'p50 ms':>8}{'p95 ms':>8}{'arrival p50/p95':>17}{'frames':>8}"
         f"{'missing':>8}  p50 per round"
     )
-    for name, r in (("edged -> Chromium", edged), ("Chromium -> Chromium", chromium)):
+    paths = (
+        ("edged -> Chromium", edged),
+        ("edged -> WHEP tab", whep),
+        ("Chromium -> Chromium", chromium),
+    )
+    for name, r in paths:
         print(
             f"{name:<22}{r['p50']:>8}{r['p95']:>8}"
             f"{str(r['received_p50']) + ' / ' + str(r['received_p95']):>17}{r['frames']:>8}"
@@ -224,7 +291,9 @@ def main() -> None:
         )
         print(f"{'':<22}{r['quality']}")
     ratio = edged["p50"] / chromium["p50"] if chromium["p50"] else float("nan")
+    whep_ratio = whep["p50"] / chromium["p50"] if chromium["p50"] else float("nan")
     print(f"ratio p50 edged/Chromium: {ratio:.2f} (goal <= {GOAL_RATIO})")
+    print(f"ratio p50 WHEP tab/Chromium: {whep_ratio:.2f} (goal <= {GOAL_RATIO})")
     print(
         json.dumps(
             {
@@ -233,6 +302,10 @@ def main() -> None:
                 "chromium_to_chromium_p50_ms": chromium["p50"],
                 "chromium_to_chromium_p95_ms": chromium["p95"],
                 "ratio": round(ratio, 3),
+                "edged_to_whep_p50_ms": whep["p50"],
+                "edged_to_whep_p95_ms": whep["p95"],
+                "whep_ratio": round(whep_ratio, 3),
+                "edged_to_whep_frames": whep["frames"],
                 "edged_to_chromium_round_p50_mean_ms": edged["round_p50_mean"],
                 "chromium_to_chromium_round_p50_mean_ms": chromium["round_p50_mean"],
                 "edged_to_chromium_arrival_p50_ms": edged["received_p50"],
