@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from ..errors import EdgedError, ErrorCode, describe
+from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..protocol import (
-    IceCandidate,
     IceServer,
     LinkClosed,
     Login,
@@ -42,28 +41,21 @@ from ..protocol import (
 from ..tokens import peek
 from .rooms import RoomService
 from .session import Session
+from .webrtc_http import (
+    AUTH_HINT,
+    CORS,
+    MAX_OFFER_BYTES,
+    RETRY_AFTER_S,
+    UNAUTHORIZED,
+    bearer_token,
+    candidates,
+    preflight,
+    problem,
+)
 
 log = logging.getLogger("edged.server.whep")
 
 ANSWER_TIMEOUT_S = 10.0
-RETRY_AFTER_S = 2
-AUTH_HINT = "send an edged token as Authorization: Bearer TOKEN, or as ?token=TOKEN"
-UNAUTHORIZED = {
-    ErrorCode.AUTHENTICATION_FAILED,
-    ErrorCode.TOKEN_MISSING,
-    ErrorCode.TOKEN_EXPIRED,
-    ErrorCode.TOKEN_USER_MISMATCH,
-    ErrorCode.TOKEN_APP_MISMATCH,
-    ErrorCode.TOKEN_ROOM_MISMATCH,
-}
-"""Refusals of the token itself (401); any other refusal of the login is 403."""
-MAX_OFFER_BYTES = 64 * 1024
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, PATCH, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After",
-}
 
 
 @dataclass(eq=False)
@@ -91,21 +83,6 @@ class Viewer:
                 self.answer.set_exception(EdgedError(ErrorCode.STREAM_NOT_FOUND, closed.reason))
 
 
-def problem(status: int, code: int, detail: str = "", **headers: str) -> web.Response:
-    info = describe(code)
-    body = {
-        "type": f"https://edged.invalid/errors/{int(code)}",
-        "title": info.meaning,
-        "status": status,
-        "code": int(code),
-        "name": info.code.name,
-        "detail": detail or info.remedy,
-    }
-    return web.json_response(
-        body, status=status, content_type="application/problem+json", headers={**CORS, **headers}
-    )
-
-
 def ice_links(servers: list[IceServer]) -> list[str]:
     """ICE servers as the WHEP draft's ``Link`` header values."""
     links = []
@@ -119,19 +96,6 @@ def ice_links(servers: list[IceServer]) -> list[str]:
     return links
 
 
-def candidates(fragment: str) -> list[IceCandidate]:
-    """The candidates of a trickle-ice-sdpfrag body, with the mid each belongs to."""
-    found: list[IceCandidate] = []
-    mid: str | None = None
-    for line in fragment.splitlines():
-        line = line.strip()
-        if line.startswith("a=mid:"):
-            mid = line[6:]
-        elif line.startswith("a=candidate:"):
-            found.append(IceCandidate(candidate=line[2:], sdpMid=mid))
-    return found
-
-
 class WhepEndpoint:
     """Owns the WHEP resources of this room server."""
 
@@ -141,13 +105,10 @@ class WhepEndpoint:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/whep/{app}/{stream}", self.post)
-        app.router.add_route("OPTIONS", "/whep/{app}/{stream}", self.options)
+        app.router.add_route("OPTIONS", "/whep/{app}/{stream}", preflight)
         app.router.add_patch("/whep/{app}/{stream}/{resource}", self.patch)
         app.router.add_delete("/whep/{app}/{stream}/{resource}", self.delete)
-        app.router.add_route("OPTIONS", "/whep/{app}/{stream}/{resource}", self.options)
-
-    async def options(self, request: web.Request) -> web.Response:
-        return web.Response(status=204, headers={**CORS, "Accept-Post": "application/sdp"})
+        app.router.add_route("OPTIONS", "/whep/{app}/{stream}/{resource}", preflight)
 
     async def post(self, request: web.Request) -> web.Response:
         app_id, stream_id = request.match_info["app"], request.match_info["stream"]
@@ -155,7 +116,7 @@ class WhepEndpoint:
             return problem(415, ErrorCode.INVALID_PARAMETER, "the offer must be application/sdp")
         if (request.content_length or 0) > MAX_OFFER_BYTES:
             return problem(413, ErrorCode.MESSAGE_TOO_LARGE)
-        token = _token(request)
+        token = bearer_token(request)
         if token is None:
             return problem(401, ErrorCode.TOKEN_MISSING, AUTH_HINT)
         room_id = self.rooms.store.stream_room(app_id, stream_id)
@@ -203,7 +164,7 @@ class WhepEndpoint:
         user's (anyone could otherwise end another's playback)."""
         viewer = self.viewers.get(request.match_info["resource"])
         session = viewer.session if viewer is not None else None
-        token = _token(request)
+        token = bearer_token(request)
         if viewer is None or session is None or session.closed or token is None:
             return None
         claims = session.claims
@@ -242,10 +203,3 @@ class WhepEndpoint:
         self.viewers.pop(viewer.resource_id, None)
         if viewer.session is not None and not viewer.session.closed:
             self.rooms.logout(viewer.session)
-
-
-def _token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip() or None
-    return request.query.get("token") or None
