@@ -49,6 +49,7 @@ from .settings import ServerSettings
 from .store import MemoryRoomStore, RoomStore
 from .webapp import add_web_routes
 from .whep import WhepEndpoint
+from .whip import WhipEndpoint
 
 log = logging.getLogger("edged.server")
 
@@ -66,6 +67,7 @@ class RoomServer:
         self.settings = settings
         self.rooms = RoomService(settings, store or MemoryRoomStore())
         self.whep = WhepEndpoint(self.rooms)
+        self.whip = WhipEndpoint(self.rooms)
         lim = settings.limits
         self.addresses = AddressLimiter(
             lim.max_connections_per_ip,
@@ -96,6 +98,7 @@ class RoomServer:
         app.router.add_get("/ws", self.handle_ws)
         app.router.add_get("/healthz", self.handle_health)
         self.whep.add_routes(app)
+        self.whip.add_routes(app)
         app.cleanup_ctx.append(self._lifecycle)
         app.on_shutdown.append(self._going_away)
         add_web_routes(app, self.settings)

@@ -243,13 +243,8 @@ class Relay:
         await handle.message({"request": "start"}, {"type": "answer", "sdp": answer.sdp})
 
     async def trickle(self, handle: JanusHandle, candidate: IceCandidate) -> None:
-        await handle.trickle(
-            {
-                "candidate": candidate.candidate,
-                "sdpMid": candidate.sdpMid,
-                "sdpMLineIndex": candidate.sdpMLineIndex,
-            }
-        )
+        """Hand Janus a candidate (it refuses a null ``sdpMLineIndex``: absent ones go)."""
+        await handle.trickle(candidate.model_dump(exclude_none=True))
 
     async def close(self) -> None:
         for watcher in list(self._watchers):

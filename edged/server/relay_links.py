@@ -100,7 +100,8 @@ class RelayLinks:
         stream's up link from the publisher opens with its first relayed player."""
         player, publisher = link.player, link.publisher
         assert player is not None
-        if self.links.uplink(publisher, link.stream_id) is None:
+        fed = link.stream_id in publisher.fed  # a WHIP encoder feeds Janus itself
+        if not fed and self.links.uplink(publisher, link.stream_id) is None:
             up = self.links.open(link.stream_id, publisher, None)
             opening = LinkOpen(
                 link_id=up.link_id, stream_id=link.stream_id, user=SFU_USER, relayed=True

@@ -119,6 +119,8 @@ class Session:
     published: set[str] = field(default_factory=set)
     relay: dict[str, tuple[str | None, int | None]] = field(default_factory=dict)
     """Per published stream: the relay policy and peer-to-peer cap its publish asked for."""
+    fed: set[str] = field(default_factory=set)
+    """Published streams the client sends to the SFU itself (WHIP ingest): no up link."""
     playing: dict[str, str] = field(default_factory=dict)  # stream id -> link id
     serving: set[str] = field(default_factory=set)  # link ids where we publish
     last_seen: float = field(default_factory=time.monotonic)
