@@ -565,3 +565,27 @@ def test_the_turn_section_gives_the_embedded_server_its_shared_secret(tmp_path: 
         with pytest.raises(ConfigError) as refused:
             load_config(write(tmp_path, text, "bad.yaml"))
         assert [p.key for p in refused.value.problems] == [key]
+
+
+def test_whip_targets_reach_the_published_stream_with_their_tokens(tmp_path: Path) -> None:
+    (tmp_path / "whip-token").write_text("bearer-of-mediamtx\n")
+    path = write(
+        tmp_path,
+        """
+        auto:
+          publish:
+            targets:
+              - url: https://media.example.net/door/whip
+                token_file: whip-token
+              - url: http://10.0.0.9:8889/cam/whip
+        """,
+    )
+    targets = load_config(path).publish_config().targets
+    assert [(t.url, t.token) for t in targets] == [
+        ("https://media.example.net/door/whip", "bearer-of-mediamtx"),
+        ("http://10.0.0.9:8889/cam/whip", None),
+    ]
+    bad = "auto:\n  publish:\n    targets:\n      - url: ftp://x\n"
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, bad, "bad.yaml"))
+    assert [p.key for p in refused.value.problems] == ["auto.publish.targets[0].url"]

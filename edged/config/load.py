@@ -49,6 +49,13 @@ def _resolve_secrets(
         server["turn"] = read(("server", "turn"), cfg.server.turn)
     if server:
         update["server"] = cfg.server.model_copy(update=server)
+    publish = cfg.auto.publish
+    if publish.targets:
+        targets = [
+            read(("auto", "publish", "targets", i), t) for i, t in enumerate(publish.targets)
+        ]
+        publish = publish.model_copy(update={"targets": targets})
+        update["auto"] = cfg.auto.model_copy(update={"publish": publish})
     return cfg.model_copy(update={**update, "ice": cfg.ice.model_copy(update={"servers": servers})})
 
 

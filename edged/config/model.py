@@ -239,9 +239,14 @@ class Config(Section):
     def publish_config(self) -> PublishConfig:
         """The options of the automatically published stream."""
         from ..engine.config import PublishConfig
+        from ..engine.whip_out import WhipTarget
 
         p = self.auto.publish
+        targets = tuple(
+            WhipTarget(t.url, t.token.get_secret_value() if t.token else None) for t in p.targets
+        )
         return PublishConfig(
+            targets=targets,
             extra_info=p.extra_info,
             max_viewers=p.max_viewers,
             relay=p.relay,

@@ -135,6 +135,16 @@ class RoomSection(Section):
     max_members: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
 
 
+class WhipTargetSection(Section):
+    """An external WHIP endpoint the published stream is sent to as well."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("token",)
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    token: InlineSecret = None
+    token_file: OptPath = None
+    token_env: EnvName | None = None
+
+
 class PublishSection(Section):
     """The stream published after each login (unless disabled)."""
 
@@ -144,6 +154,7 @@ class PublishSection(Section):
     max_viewers: Annotated[int, Field(ge=0, le=10_000)] = 0
     relay: Literal["p2p", "sfu", "auto"] | None = None
     p2p_max_viewers: Annotated[int, Field(ge=0, le=64)] | None = None
+    targets: Annotated[list[WhipTargetSection], Field(max_length=8)] = []
 
 
 def _publish(v: Any) -> Any:

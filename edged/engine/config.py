@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..model import Scenario
+from .whip_out import WhipTarget
 
 
 @dataclass(slots=True)
@@ -118,3 +119,5 @@ class PublishConfig:
     """``p2p``, ``sfu`` or ``auto`` where the room server has an SFU; None: its policy."""
     p2p_max_viewers: int | None = None
     """With ``auto``: the viewers played peer to peer (None: the server's default)."""
+    targets: tuple[WhipTarget, ...] = ()
+    """External WHIP endpoints the stream is sent to as well (edged.engine.whip_out)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
+from ..backoff import Backoff
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..media.encoders.libx264 import H264Settings
@@ -38,6 +39,7 @@ from .peer import (
 from .rejected import accept_rejected
 from .stream_state import StreamState
 from .views import PublisherInfo, SnapshotSource, VideoSendCounts, ViewerInfo
+from .whip_out import WhipSender
 
 log = logging.getLogger("edged.engine")
 
@@ -84,6 +86,7 @@ class Publisher(StreamState[PublisherState]):
         self.video_fanout: EncodedVideoFanout | None = None
         self.audio_fanout: EncodedAudioFanout | None = None
         self.links: dict[str, ViewerLink] = {}
+        self.targets: list[WhipSender] = []
         self._first_frame = asyncio.Event()
 
     def _state_event(self, state: PublisherState, error_code: int) -> PublisherStateUpdate:
@@ -114,6 +117,17 @@ class Publisher(StreamState[PublisherState]):
                 tap.report_device_errors(self._on_device_error)
         if not self.config.video:
             self._first_frame.set()
+        if not self.targets:
+            timers = self.profile.timers
+            for target in self.config.targets:
+                backoff = Backoff(timers.retry_min, max(timers.retry_min, timers.retry_max))
+                sender = WhipSender(target, self._target_tracks, self._ice_servers, backoff)
+                self.targets.append(sender)
+                sender.start()
+
+    def _target_tracks(self, pc: RTCPeerConnection, name: str) -> list[Any]:
+        """Feed an external WHIP endpoint's connection from the same encode as viewers."""
+        return [f.add_to(pc, name=name) for f in (self.video_fanout, self.audio_fanout) if f]
 
     def _on_device_error(self, code: int) -> None:
         """A camera or microphone failed (code) or works again (0); it retries by itself."""
@@ -257,7 +271,13 @@ class Publisher(StreamState[PublisherState]):
         )
         capabilities = self.video_tap.capabilities if self.video_tap is not None else NOTHING
         return PublisherInfo(
-            self.stream_id, self.state, self.error_code, viewers, capabilities, self._video()
+            self.stream_id,
+            self.state,
+            self.error_code,
+            viewers,
+            capabilities,
+            self._video(),
+            tuple(sender.info() for sender in self.targets),
         )
 
     def _video(self) -> VideoSendCounts | None:
@@ -288,6 +308,9 @@ class Publisher(StreamState[PublisherState]):
 
     async def close(self) -> None:
         """Close every link and release the sources and encoders."""
+        for sender in self.targets:
+            await sender.stop()
+        self.targets.clear()
         for link_id in list(self.links):
             await self.close_link(link_id)
         for fanout in (self.video_fanout, self.audio_fanout):

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..media.sources.base import Capabilities
 from ..model import PlayerState, PublisherState, RoomState, User
+from .whip_out import TargetInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class PublisherInfo:
     viewers: tuple[ViewerInfo, ...]
     capabilities: Capabilities  # what the video source does by itself (media.sources.base)
     video: VideoSendCounts | None  # None without video
+    targets: tuple[TargetInfo, ...] = ()  # external WHIP endpoints it is sent to as well
 
     @property
     def viewer_count(self) -> int:
