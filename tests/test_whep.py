@@ -20,10 +20,11 @@ from edged.engine.engine import Engine
 from edged.engine.events import EventRecorder, RoomUserUpdate
 from edged.media.sinks.analysis import AnalysisSink
 from edged.model import UpdateType, User
+from edged.server.turn import TurnSettings
 from edged.testing.waiting import until
 from edged.tokens import mint
 
-from conftest import APP, SECRET, RunningServer
+from conftest import APP, SECRET, RunningServer, ServerFactory
 from enginekit import make_engine
 
 pytestmark = pytest.mark.netns
@@ -241,3 +242,21 @@ async def test_chromium_plays_with_fetch_and_trickles_its_candidates_by_patch(
     assert result["frames"] >= 30 and result["width"] == 320
     assert result["statuses"] and set(result["statuses"]) == {204}, "candidates went by PATCH"
     assert [v.user_id for v in board[0].publishers["cam"].viewers] == ["tab"]
+
+
+async def test_the_answer_carries_turn_credentials_minted_for_the_player_as_link_headers(
+    server_factory: ServerFactory,
+) -> None:
+    turn = TurnSettings(["turn:198.18.0.3:3478?transport=udp"], "shared-secret-of-turn")
+    srv = await server_factory(turn=turn)
+    engine, _ = make_engine(srv)
+    async with engine:
+        await engine.login_room("r", User("board"))
+        await engine.start_publishing("cam")
+        played = await whep_play(srv, mint(SECRET, APP, "tv", 600))
+        await played.pc.close()
+    assert played.status == 201, played.body
+    (link,) = played.headers.getall("Link")
+    assert link.startswith('<turn:198.18.0.3:3478?transport=udp>; rel="ice-server"')
+    assert ':tv"' in link and 'credential-type="password"' in link
+    assert "shared-secret-of-turn" not in link
