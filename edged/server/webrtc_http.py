@@ -3,10 +3,18 @@ bodies carrying the error table's codes, and trickle-ice-sdpfrag candidates."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
 from aiohttp import web
 
-from ..errors import ErrorCode, describe
-from ..protocol import IceCandidate
+from ..errors import EdgedError, ErrorCode, describe
+from ..protocol import IceCandidate, Login, LoginResult
+from ..tokens import peek
+from .rooms import RoomService
+from .session import Session
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 RETRY_AFTER_S = 2
 MAX_OFFER_BYTES = 64 * 1024
@@ -69,3 +77,63 @@ def candidates(fragment: str) -> list[IceCandidate]:
 async def preflight(request: web.Request) -> web.Response:
     """``OPTIONS``: CORS, and what ``POST`` takes."""
     return web.Response(status=204, headers={**CORS, "Accept-Post": "application/sdp"})
+
+
+class Resources(Protocol):
+    """A WHIP or WHEP endpoint: a ``POST`` that makes a resource, and its ``PATCH``/``DELETE``."""
+
+    async def post(self, request: web.Request) -> web.Response: ...
+    async def patch(self, request: web.Request) -> web.Response: ...
+    async def delete(self, request: web.Request) -> web.Response: ...
+
+
+def add_resource_routes(app: web.Application, path: str, endpoint: Resources) -> None:
+    """``POST path``, ``PATCH``/``DELETE path/{resource}``, and ``OPTIONS`` on both."""
+    app.router.add_post(path, endpoint.post)
+    app.router.add_route("OPTIONS", path, preflight)
+    app.router.add_patch(f"{path}/{{resource}}", endpoint.patch)
+    app.router.add_delete(f"{path}/{{resource}}", endpoint.delete)
+    app.router.add_route("OPTIONS", f"{path}/{{resource}}", preflight)
+
+
+def refuse_offer(request: web.Request) -> web.Response | None:
+    """The refusal of a ``POST`` that is no SDP offer (415, 413) or has no token (401)."""
+    if request.content_type != "application/sdp":
+        return problem(415, ErrorCode.INVALID_PARAMETER, "the offer must be application/sdp")
+    if (request.content_length or 0) > MAX_OFFER_BYTES:
+        return problem(413, ErrorCode.MESSAGE_TOO_LARGE)
+    if bearer_token(request) is None:
+        return problem(401, ErrorCode.TOKEN_MISSING, AUTH_HINT)
+    return None
+
+
+def login_without_socket(
+    rooms: RoomService,
+    request: web.Request,
+    app_id: str,
+    room_id: str,
+    on_push: Callable[[str], None],
+) -> tuple[Session, LoginResult] | web.Response:
+    """Log the request's token's user into a room as a member with no socket (its
+    messages to ``on_push``), told who is there; or the refusal (401 for the token
+    itself, 403 for the login)."""
+    token = bearer_token(request) or ""
+    try:
+        login = Login(app_id=app_id, room_id=room_id, user_id=peek(token, "sub") or "", token=token)
+        session, result = rooms.login(None, login, on_push)
+    except EdgedError as exc:
+        return problem(401 if exc.code in UNAUTHORIZED else 403, exc.code)
+    except ValueError:
+        return problem(401, ErrorCode.AUTHENTICATION_FAILED, "the token names no valid user")
+    rooms.after_login(session)
+    return session, result
+
+
+def resource_owner(session: Session | None, request: web.Request) -> Session | None:
+    """``session`` if it is live and the request's token is its user's (anyone could
+    otherwise end another's resource)."""
+    token = bearer_token(request)
+    if session is None or session.closed or token is None:
+        return None
+    claims = session.claims
+    return session if claims is None or peek(token, "sub") == claims.user_id else None

@@ -33,24 +33,21 @@ from ..logs import log_event
 from ..protocol import (
     IceServer,
     LinkClosed,
-    Login,
     SessionDescription,
     SignalRelay,
     encode,
 )
-from ..tokens import peek
 from .rooms import RoomService
 from .session import Session
 from .webrtc_http import (
-    AUTH_HINT,
     CORS,
-    MAX_OFFER_BYTES,
     RETRY_AFTER_S,
-    UNAUTHORIZED,
-    bearer_token,
+    add_resource_routes,
     candidates,
-    preflight,
+    login_without_socket,
     problem,
+    refuse_offer,
+    resource_owner,
 )
 
 log = logging.getLogger("edged.server.whep")
@@ -104,21 +101,13 @@ class WhepEndpoint:
         self.viewers: dict[str, Viewer] = {}
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/whep/{app}/{stream}", self.post)
-        app.router.add_route("OPTIONS", "/whep/{app}/{stream}", preflight)
-        app.router.add_patch("/whep/{app}/{stream}/{resource}", self.patch)
-        app.router.add_delete("/whep/{app}/{stream}/{resource}", self.delete)
-        app.router.add_route("OPTIONS", "/whep/{app}/{stream}/{resource}", preflight)
+        add_resource_routes(app, "/whep/{app}/{stream}", self)
 
     async def post(self, request: web.Request) -> web.Response:
         app_id, stream_id = request.match_info["app"], request.match_info["stream"]
-        if request.content_type != "application/sdp":
-            return problem(415, ErrorCode.INVALID_PARAMETER, "the offer must be application/sdp")
-        if (request.content_length or 0) > MAX_OFFER_BYTES:
-            return problem(413, ErrorCode.MESSAGE_TOO_LARGE)
-        token = bearer_token(request)
-        if token is None:
-            return problem(401, ErrorCode.TOKEN_MISSING, AUTH_HINT)
+        refused = refuse_offer(request)
+        if refused is not None:
+            return refused
         room_id = self.rooms.store.stream_room(app_id, stream_id)
         if room_id is None:
             return problem(
@@ -128,17 +117,12 @@ class WhepEndpoint:
                 **{"Retry-After": str(RETRY_AFTER_S)},
             )
         offer = SessionDescription(type="offer", sdp=await request.text())
-        user_id = peek(token, "sub") or ""
         viewer = Viewer(secrets.token_hex(8), etag=f'"{secrets.token_hex(8)}"')
-        try:
-            login = Login(app_id=app_id, room_id=room_id, user_id=user_id, token=token)
-            session, result = self.rooms.login(None, login, viewer.on_push)
-        except EdgedError as exc:
-            return problem(401 if exc.code in UNAUTHORIZED else 403, exc.code)
-        except ValueError:
-            return problem(401, ErrorCode.AUTHENTICATION_FAILED, "the token names no valid user")
+        logged_in = login_without_socket(self.rooms, request, app_id, room_id, viewer.on_push)
+        if isinstance(logged_in, web.Response):
+            return logged_in
+        session, result = logged_in
         viewer.session = session
-        self.rooms.after_login(session)
         self.viewers[viewer.resource_id] = viewer
         try:
             link = self.rooms.play(session, stream_id, relay=False)
@@ -163,12 +147,8 @@ class WhepEndpoint:
         """The resource a request names, if it is live and the request's token is its
         user's (anyone could otherwise end another's playback)."""
         viewer = self.viewers.get(request.match_info["resource"])
-        session = viewer.session if viewer is not None else None
-        token = bearer_token(request)
-        if viewer is None or session is None or session.closed or token is None:
-            return None
-        claims = session.claims
-        return (viewer, session) if claims is None or peek(token, "sub") == claims.user_id else None
+        session = resource_owner(viewer.session if viewer else None, request)
+        return (viewer, session) if viewer is not None and session is not None else None
 
     async def patch(self, request: web.Request) -> web.Response:
         found = self._viewer(request)

@@ -23,20 +23,18 @@ from aiohttp import web
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..model import StreamDeleteReason
-from ..protocol import Login, SessionDescription, StreamInfo
-from ..tokens import peek
+from ..protocol import SessionDescription, StreamInfo
 from .janus import JanusError, JanusUnavailable
 from .rooms import RoomService
 from .session import Session
 from .webrtc_http import (
-    AUTH_HINT,
     CORS,
-    MAX_OFFER_BYTES,
-    UNAUTHORIZED,
-    bearer_token,
+    add_resource_routes,
     candidates,
-    preflight,
+    login_without_socket,
     problem,
+    refuse_offer,
+    resource_owner,
 )
 
 log = logging.getLogger("edged.server.whip")
@@ -64,11 +62,7 @@ class WhipEndpoint:
         self.encoders: dict[str, Encoder] = {}
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/whip/{app}/{room}/{stream}", self.post)
-        app.router.add_route("OPTIONS", "/whip/{app}/{room}/{stream}", preflight)
-        app.router.add_patch("/whip/{app}/{room}/{stream}/{resource}", self.patch)
-        app.router.add_delete("/whip/{app}/{room}/{stream}/{resource}", self.delete)
-        app.router.add_route("OPTIONS", "/whip/{app}/{room}/{stream}/{resource}", preflight)
+        add_resource_routes(app, "/whip/{app}/{room}/{stream}", self)
 
     async def post(self, request: web.Request) -> web.Response:
         app_id, room_id = request.match_info["app"], request.match_info["room"]
@@ -77,25 +71,15 @@ class WhipEndpoint:
         if relay_links is None:
             detail = "WHIP ingest needs an SFU: start the room server with --sfu"
             return problem(503, ErrorCode.RELAY_UNAVAILABLE, detail)
-        if request.content_type != "application/sdp":
-            return problem(415, ErrorCode.INVALID_PARAMETER, "the offer must be application/sdp")
-        if (request.content_length or 0) > MAX_OFFER_BYTES:
-            return problem(413, ErrorCode.MESSAGE_TOO_LARGE)
-        token = bearer_token(request)
-        if token is None:
-            return problem(401, ErrorCode.TOKEN_MISSING, AUTH_HINT)
+        refused = refuse_offer(request)
+        if refused is not None:
+            return refused
         offer = SessionDescription(type="offer", sdp=await request.text())
         kinds = _kinds(offer.sdp)
-        try:
-            login = Login(
-                app_id=app_id, room_id=room_id, user_id=peek(token, "sub") or "", token=token
-            )
-            session, _result = self.rooms.login(None, login, lambda _body: None)
-        except EdgedError as exc:
-            return problem(401 if exc.code in UNAUTHORIZED else 403, exc.code)
-        except ValueError:
-            return problem(401, ErrorCode.AUTHENTICATION_FAILED, "the token names no valid user")
-        self.rooms.after_login(session)
+        logged_in = login_without_socket(self.rooms, request, app_id, room_id, lambda _: None)
+        if isinstance(logged_in, web.Response):
+            return logged_in
+        session = logged_in[0]
         stream = StreamInfo(
             stream_id=stream_id, user=session.user, video="video" in kinds, audio="audio" in kinds
         )
@@ -135,11 +119,8 @@ class WhipEndpoint:
     def _encoder(self, request: web.Request) -> Encoder | None:
         """The resource a request names, if live and the request's token is its user's."""
         encoder = self.encoders.get(request.match_info["resource"])
-        token = bearer_token(request)
-        if encoder is None or encoder.session.closed or token is None:
-            return None
-        claims = encoder.session.claims
-        return encoder if claims is None or peek(token, "sub") == claims.user_id else None
+        owner = resource_owner(encoder.session if encoder else None, request)
+        return encoder if owner is not None else None
 
     async def patch(self, request: web.Request) -> web.Response:
         encoder = self._encoder(request)
