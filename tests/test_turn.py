@@ -8,6 +8,7 @@ networks with no route between them.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,30 +66,13 @@ async def test_the_login_reply_carries_credentials_that_end_with_the_token_not_t
     assert turn["username"].endswith(":u") and TURN_SECRET not in str(client.login_result)
 
 
-async def test_peers_with_no_path_to_each_other_call_through_turn(
-    server_factory: ServerFactory, coturn: Coturn
-) -> None:
-    srv = await turn_server(server_factory, coturn, TURN_SECRET)
-    board, _ = make_engine(srv)
-    viewer, _ = make_engine(srv)
-    sink = AnalysisSink()
-    with NetworkFaults() as faults:
-        faults.only_through(TURN_ADDRESS, (coturn.port, coturn.port), RELAY_PORTS)
-        async with board, viewer:
-            await board.login_room("r", User("board"))
-            await board.start_publishing("cam")
-            await viewer.login_room("r", User("viewer"))
-            await viewer.start_playing("cam", sink)
-            await until(lambda: sink.video is not None and sink.video.stats().decoded >= 30, 30)
-            await until(lambda: sink.audio is not None and sink.audio.seconds_received >= 1)
-            assert sink.audio.tone_present(440.0)  # type: ignore[union-attr]
-    assert coturn.allocations() >= 1
-
-
-async def test_credentials_coturn_refuses_leave_the_viewer_without_a_picture_and_saying_so(
-    server_factory: ServerFactory, coturn: Coturn
-) -> None:
-    srv = await turn_server(server_factory, coturn, "not-the-shared-secret")
+@contextlib.asynccontextmanager
+async def call_with_turn_as_the_only_path(
+    server_factory: ServerFactory, coturn: Coturn, secret: str
+) -> AsyncIterator[tuple[EventRecorder, AnalysisSink]]:
+    """The board publishing and a viewer playing it, with no path between them but
+    coturn's ports; the viewer's events and what it decoded."""
+    srv = await turn_server(server_factory, coturn, secret)
     board, _ = make_engine(srv)
     viewer, rec = make_engine(srv)
     sink = AnalysisSink()
@@ -99,8 +83,26 @@ async def test_credentials_coturn_refuses_leave_the_viewer_without_a_picture_and
             await board.start_publishing("cam")
             await viewer.login_room("r", User("viewer"))
             await viewer.start_playing("cam", sink)
-            # The checks give up after aioice's retransmissions (about 40 s).
-            await until(lambda: turn_unavailable in states(rec), 90)
+            yield rec, sink
+
+
+async def test_peers_with_no_path_to_each_other_call_through_turn(
+    server_factory: ServerFactory, coturn: Coturn
+) -> None:
+    async with call_with_turn_as_the_only_path(server_factory, coturn, TURN_SECRET) as (_, sink):
+        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 30, 30)
+        await until(lambda: sink.audio is not None and sink.audio.seconds_received >= 1)
+        assert sink.audio.tone_present(440.0)  # type: ignore[union-attr]
+    assert coturn.allocations() >= 1
+
+
+async def test_credentials_coturn_refuses_leave_the_viewer_without_a_picture_and_saying_so(
+    server_factory: ServerFactory, coturn: Coturn
+) -> None:
+    wrong = "not-the-shared-secret"
+    async with call_with_turn_as_the_only_path(server_factory, coturn, wrong) as (rec, sink):
+        # The checks give up after aioice's retransmissions (about 40 s).
+        await until(lambda: turn_unavailable in states(rec), 90)
     assert states(rec)[0] == (PlayerState.PLAY_REQUESTING, 0)
     assert (PlayerState.PLAYING, 0) not in states(rec)
     assert sink.video is None or sink.video.stats().decoded == 0

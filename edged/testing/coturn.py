@@ -17,7 +17,7 @@ import socket
 from pathlib import Path
 
 from . import netns
-from .waiting import until
+from .daemon import start_listening, stop_process
 
 TURN_ADDRESS = "198.18.0.3"
 RELAY_PORTS = (22000, 22999)
@@ -58,55 +58,28 @@ class Coturn:
             self._added = True
         self.port = _free_port(self.address)
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                self.exe,
-                "-n",  # no configuration file: everything is here
-                f"--listening-ip={self.address}",
-                f"--relay-ip={self.address}",
-                f"--listening-port={self.port}",
-                f"--min-port={RELAY_PORTS[0]}",
-                f"--max-port={RELAY_PORTS[1]}",
-                "--use-auth-secret",
-                f"--static-auth-secret={self.secret}",
-                f"--realm={REALM}",
-                "--fingerprint",
-                "--no-tls",
-                "--no-dtls",
-                "--no-cli",
-                "--no-software-attribute",
-                "--simple-log",
-                "--log-file=stdout",
-                "--verbose",
-                stdout=log,
-                stderr=log,
-            )
-        proc = self.proc
-
-        def listening() -> bool:
-            if proc.returncode is not None:
-                raise RuntimeError(f"turnserver exited with {proc.returncode}: see {self.log}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.address, self.port), 0.1),
-            ):
-                return True
-            return False
-
-        await until(listening, 15, f"turnserver to listen on {self.address}:{self.port}")
+        argv = [
+            self.exe,
+            "-n",  # no configuration file: everything is here
+            f"--listening-ip={self.address}",
+            f"--relay-ip={self.address}",
+            f"--listening-port={self.port}",
+            f"--min-port={RELAY_PORTS[0]}",
+            f"--max-port={RELAY_PORTS[1]}",
+            "--use-auth-secret",
+            f"--static-auth-secret={self.secret}",
+            f"--realm={REALM}",
+            *("--fingerprint", "--no-tls", "--no-dtls", "--no-cli", "--no-software-attribute"),
+            *("--simple-log", "--log-file=stdout", "--verbose"),
+        ]
+        self.proc = await start_listening(argv, self.log, self.address, self.port, 15)
 
     def allocations(self) -> int:
         """Relay allocations the server granted so far (read from its log)."""
         return self.log.read_text(errors="replace").count("ALLOCATE processed, success")
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        await stop_process(self.proc)
         self.proc = None
         if self._added:
             netns.ip("addr", "del", f"{self.address}/32", "dev", netns.PEER_INTERFACE)

@@ -10,13 +10,12 @@ optional API secret. ``janus -C FILE -F FOLDER`` reads nothing from /etc/janus.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 from pathlib import Path
 
+from edged.testing.daemon import start_listening, stop_process
 from edged.testing.netns import HOST_INTERFACE, PEER_INTERFACE
-from edged.testing.waiting import until
 
 OTHER_PLUGINS = (
     "audiobridge duktape echotest lua nosip recordplay sip streaming textroom videocall voicemail"
@@ -105,31 +104,9 @@ class Janus:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                self.exe,
-                "-C",
-                str(self.dir / "janus.jcfg"),
-                "-F",
-                str(self.dir),
-                "--disable-colors",
-                "--debug-timestamps",
-                stdout=log,
-                stderr=log,
-            )
-        proc = self.proc
-
-        def listening() -> bool:
-            if proc.returncode is not None:
-                raise RuntimeError(f"janus exited with {proc.returncode}: see {self.log}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.1),
-            ):
-                return True
-            return False
-
-        await until(listening, 30, f"janus to listen on port {self.port} (see {self.log})")
+        argv = [self.exe, "-C", str(self.dir / "janus.jcfg"), "-F", str(self.dir)]
+        argv += ["--disable-colors", "--debug-timestamps"]
+        self.proc = await start_listening(argv, self.log, "127.0.0.1", self.port)
 
     async def kill(self) -> None:
         """SIGKILL: what a crash looks like to its clients."""
@@ -139,11 +116,5 @@ class Janus:
         self.proc = None
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        await stop_process(self.proc)
         self.proc = None
