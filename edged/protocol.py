@@ -243,8 +243,7 @@ class StreamExtraInfoUpdate(_Push):
 
 
 class LinkOpen(_Push):
-    """To a publisher: send an offer on ``link_id`` to a viewer, or the SFU (``relayed``);
-    or answer the ``description`` (offer) of a viewer that makes its own (WHEP)."""
+    """To a publisher: offer ``link_id`` to a viewer or the SFU, or answer its ``description``."""
 
     type: Literal["link_open"] = "link_open"
     link_id: LinkId

@@ -68,9 +68,8 @@ class RoomService:
         self.roster = Roster(store, self.sessions)
         self._by_resume: dict[str, Session] = {}
         self.links = LinkTable()
-        self._token_timers = TokenTimers(
-            settings.token_warning_s, self._warn_token, self._expire_token
-        )
+        warn, expire = self._warn_token, self._expire_token
+        self._token_timers = TokenTimers(settings.token_warning_s, warn, expire)
         self.ice = IceServerIssuer(settings.ice_servers, settings.turn)
         self.relay_links: RelayLinks | None = None
         if settings.sfu is not None:
@@ -334,8 +333,7 @@ class RoomService:
         return stream
 
     def play(self, session: Session, stream_id: str, *, relay: bool = True) -> Link:
-        """Claim a viewer's place on a stream (``relay``: through the SFU where the
-        policy says so) and make its link."""
+        """A viewer's link to a stream (``relay``: through the SFU if the policy says so)."""
         room_id = self.store.stream_room(session.app_id, stream_id)
         room = self.store.room(session.app_id, session.room_id)
         if room_id != session.room_id or room is None:
@@ -349,9 +347,8 @@ class RoomService:
             raise EdgedError(ErrorCode.VIEWER_LIMIT_REACHED)
         stream = room.streams[stream_id]
         publisher = self.sessions[room.members[stream.user.user_id]]
-        relayed = (
-            relay and self.relay_links is not None and self.relay_links.wanted(publisher, stream_id)
-        )
+        sfu = self.relay_links
+        relayed = relay and sfu is not None and sfu.wanted(publisher, stream_id)
         link = self.links.open(stream_id, publisher, session, relayed)
         room.viewers[stream_id] = room.viewers.get(stream_id, 0) + 1
         log_event(
@@ -365,8 +362,7 @@ class RoomService:
         return link
 
     def open_link(self, link: Link, offer: SessionDescription | None = None) -> None:
-        """Ask the publisher for an offer (a relayed player's comes from the SFU), or for
-        the answer to a player's own ``offer``."""
+        """Ask the publisher for an offer (or the SFU), or to answer a player's ``offer``."""
         if link.via_sfu and self.relay_links is not None:
             self.relay_links.open_down(link)
         elif link.player is not None:
