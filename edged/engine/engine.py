@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..errors import EdgedError, ErrorCode
+from ..media.aiortc.receivers import guard_empty_frames
 from ..media.aiortc.sender_reports import wrap_sender_report_counters
 from ..model import PlayerState, PublisherState, RoomState, Stream, User
 from ..protocol import StopPlay, Unpublish
@@ -42,6 +43,7 @@ class Engine:
     def __init__(self, profile: EngineProfile, handler: EventHandler | None = None) -> None:
         _check_id(profile.app_id, 64, ErrorCode.APP_ID_INVALID)
         wrap_sender_report_counters()  # aiortc's sender reports past 4 GiB; once per process
+        guard_empty_frames()  # a padding-only packet must not stop a decoder for good
         self.profile = profile
         self.events = EventDispatcher()
         if handler is not None:

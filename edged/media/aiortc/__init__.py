@@ -13,8 +13,9 @@ cover. The pieces, by module:
 * :mod:`.packers`: how a sender packs an ``av.Packet``; the Opus packer without an encoder.
 * :mod:`.rtp_header` and :mod:`.direct_sender`: a fan-out's shared payloads sent to an
   established viewer without the sender's own task.
-* :mod:`.receivers`: keyframe requests from a receiver; receivers that do not decode
-  (benchmarks and tests).
+* :mod:`.receivers`: keyframe requests from a receiver; decoders never handed an empty
+  frame (:func:`~.receivers.guard_empty_frames`, applied where the engine starts);
+  receivers that do not decode (benchmarks and tests).
 
 Supported: aiortc 1.11 (the Debian 13 floor) to 1.16; each module says what differs.
 """

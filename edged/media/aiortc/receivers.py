@@ -87,6 +87,39 @@ class PassthroughDecoder:
 _passthrough_lock = threading.Lock()
 
 
+class NonEmptyDecoder:
+    """A receiver's decoder that is never handed an empty frame.
+
+    aiortc gives a padding-only RTP packet (Chromium's bandwidth probes, which Janus
+    forwards) an empty payload, and the jitter buffer can make a frame of it; an empty
+    ``av.Packet`` tells libavcodec to drain, after which every later packet fails with
+    "End of file" and the picture stops for good. This skips such frames.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def decode(self, encoded_frame: JitterFrame) -> list[Any]:
+        if not encoded_frame.data:
+            return []
+        frames: list[Any] = self.inner.decode(encoded_frame)
+        return frames
+
+
+def guard_empty_frames() -> None:
+    """Make every receiver's decoder a :class:`NonEmptyDecoder` (process-wide, once;
+    called where the engine starts)."""
+    current = getattr(_receiver_module, _GET_DECODER)
+    if getattr(current, "guards_empty_frames", False):
+        return
+
+    def get_decoder(codec: RTCRtpCodecParameters) -> Any:
+        return NonEmptyDecoder(current(codec))
+
+    get_decoder.guards_empty_frames = True  # type: ignore[attr-defined]
+    setattr(_receiver_module, _GET_DECODER, get_decoder)
+
+
 @contextmanager
 def passthrough_receivers(kinds: Sequence[str] = ("video",)) -> Iterator[PassthroughCounter]:
     """Inside this block, receivers of ``kinds`` yield ``av.Packet`` instead of decoded frames.
