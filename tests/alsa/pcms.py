@@ -23,6 +23,7 @@ TEMPLATE = Path(__file__).with_name("pcms.conf")
 SPEAKER = "edged_test_speaker"
 MIC = "edged_test_mic"
 SILENT_MIC = "edged_test_silent_mic"
+ECHO_SPEAKER = "edged_test_echo_speaker"
 MISSING = "edged_test_no_such_pcm"
 
 
@@ -44,6 +45,10 @@ class AlsaPcms:
     def mic_fifo(self) -> Path:
         return self.directory / "mic.fifo"
 
+    @property
+    def speaker_fifo(self) -> Path:
+        return self.directory / "speaker.fifo"
+
     def speaker_samples(self, channels: int) -> npt.NDArray[np.int16]:
         """What the speaker PCM has written so far, as ``(frames, channels)``."""
         data = self.speaker_file.read_bytes() if self.speaker_file.exists() else b""
@@ -56,6 +61,7 @@ def install(directory: Path) -> AlsaPcms:
     pcms = AlsaPcms(directory)
     pcms.config.write_text(TEMPLATE.read_text().replace("@DIR@", str(directory)))
     os.mkfifo(pcms.mic_fifo)
+    os.mkfifo(pcms.speaker_fifo)
     return pcms
 
 
@@ -90,9 +96,7 @@ class FifoTone:
         os.close(self._fd)
 
     def _unread(self) -> int:
-        pending = array.array("i", [0])
-        fcntl.ioctl(self._fd, termios.FIONREAD, pending)
-        return pending[0]
+        return unread(self._fd)
 
     def _run(self) -> None:
         generator = self.generator
@@ -107,6 +111,13 @@ class FifoTone:
             with contextlib.suppress(BlockingIOError):
                 os.write(self._fd, generator.samples(slot * generator.frame_samples).tobytes())
                 self.frames_written += 1
+
+
+def unread(fd: int) -> int:
+    """Bytes written into a FIFO and not yet read."""
+    pending = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, pending)
+    return pending[0]
 
 
 def tone_share(samples: npt.NDArray[np.int16], rate: int, frequency: float) -> float:
