@@ -15,7 +15,15 @@ import numpy.typing as npt
 import pytest
 from aiortc.mediastreams import MediaStreamTrack
 from alsa import pcms as alsa_pcms
-from alsa.pcms import ECHO_SPEAKER, MIC, SPEAKER, AlsaPcms, FifoTone
+from alsa.pcms import (
+    ECHO_SPEAKER,
+    MIC,
+    SPEAKER,
+    AlsaPcms,
+    FifoTone,
+    level_db,
+    speaker_level,
+)
 from alsa.room import DelayedEcho, EchoRoom
 
 from edged.engine.config import AudioConfig, PublishConfig
@@ -46,14 +54,6 @@ NEAR_AMPLITUDE = 3277.0
 needs_speexdsp = pytest.mark.skipif(
     not speex.speexdsp_available(), reason="libspeexdsp1 is not installed"
 )
-
-
-def level_db(samples: npt.NDArray[np.float64], frequency: float, rate: int = RATE) -> float:
-    """Power within 15 Hz of ``frequency``, in dB (any fixed reference: compare two)."""
-    values = np.asarray(samples, dtype=np.float64)
-    power = np.abs(np.fft.rfft(values * np.hanning(values.size))) ** 2
-    band = np.abs(np.fft.rfftfreq(values.size, 1 / rate) - frequency) <= 15.0
-    return 10 * math.log10(float(power[band].sum()) + 1e-12)
 
 
 def near_end(start: int, count: int) -> npt.NDArray[np.float64]:
@@ -183,22 +183,16 @@ async def test_speaker_volume_and_mute_scale_what_the_speaker_pcm_receives(
     intercom = Intercom(controls)
     sink = AlsaPlaybackSink(SPEAKER, intercom=intercom)
 
-    async def played_level() -> float:
-        mark = len(pcms.speaker_samples(2))
-        await until(lambda: len(pcms.speaker_samples(2)) >= mark + RATE // 2, 10)
-        tail = pcms.speaker_samples(2)[mark + RATE // 10 : mark + RATE // 2]
-        return level_db(tail.mean(axis=1), FAR_HZ)
-
     try:
         sink.attach(ToneTrack(FAR_HZ))
         await until(lambda: len(pcms.speaker_samples(2)) > RATE // 5, 10)
-        full = await played_level()
+        full = await speaker_level(pcms, FAR_HZ)
         controls.speaker_volume = 50
-        half = await played_level()
+        half = await speaker_level(pcms, FAR_HZ)
         controls.speaker_muted = True
-        muted = await played_level()
+        muted = await speaker_level(pcms, FAR_HZ)
         controls.speaker_muted = False
-        again = await played_level()
+        again = await speaker_level(pcms, FAR_HZ)
     finally:
         await sink.close()
     assert abs(full - half - 20 * math.log10(2)) <= 0.3, (full, half)

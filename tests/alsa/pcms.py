@@ -6,6 +6,7 @@ from __future__ import annotations
 import array
 import contextlib
 import fcntl
+import math
 import os
 import termios
 import threading
@@ -132,3 +133,23 @@ def tone_share(samples: npt.NDArray[np.int16], rate: int, frequency: float) -> f
     if total <= 0:
         return 0.0
     return float(power[np.abs(freqs - frequency) <= 10.0].sum()) / total
+
+
+def level_db(samples: npt.NDArray[np.float64], frequency: float, rate: int = 48_000) -> float:
+    """Power within 15 Hz of ``frequency``, in dB of any fixed reference: compare two."""
+    values = np.asarray(samples, dtype=np.float64)
+    if values.ndim == 2:
+        values = values.mean(axis=1)
+    power = np.abs(np.fft.rfft(values * np.hanning(values.size))) ** 2
+    band = np.abs(np.fft.rfftfreq(values.size, 1 / rate) - frequency) <= 15.0
+    return 10 * math.log10(float(power[band].sum()) + 1e-12)
+
+
+async def speaker_level(pcms: AlsaPcms, frequency: float, rate: int = 48_000) -> float:
+    """:func:`level_db` of the next 0.4 s the file speaker writes (after 0.1 s more that
+    the device's and the stream's buffers may still hold from before)."""
+    from edged.testing.waiting import until
+
+    mark = len(pcms.speaker_samples(2))
+    await until(lambda: len(pcms.speaker_samples(2)) >= mark + rate // 2, 10)
+    return level_db(pcms.speaker_samples(2)[mark + rate // 10 : mark + rate // 2], frequency)

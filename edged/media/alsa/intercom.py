@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections.abc
 import logging
 import math
-import threading
 from dataclasses import dataclass
 
 import av
@@ -151,7 +150,7 @@ class Intercom:
         self._canceller: EchoCanceller | None = None
         self.unavailable: str | None = None
         """Why the canceller could not be made (the microphone then goes through as is)."""
-        self._lock = threading.Lock()
+        self._stale = False
         self._ref_in: _Resampled | None = None
         self._mic: _MicPath | None = None
 
@@ -188,8 +187,17 @@ class Intercom:
             return np.repeat(out.reshape(-1, 1), samples.shape[1], axis=1)
         return out.reshape(samples.shape)
 
+    def configure(self, settings: EchoSettings) -> None:
+        """Use ``settings`` from now on: the canceller is made again on the next frame."""
+        if settings != self.settings:
+            self.settings = settings
+            self._stale = True
+
     def canceller(self) -> EchoCanceller | None:
         """The canceller, made on first use; None when its library is missing."""
+        if self._stale:
+            self._stale = False
+            self.close()
         if self._canceller is None and self.unavailable is None:
             try:
                 self._canceller = self._factory(CANCEL_RATE, self.settings)
