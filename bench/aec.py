@@ -18,6 +18,8 @@ else, residual echo and codec error included).
 
     python bench/aec.py [--quick] [--candidates speexdsp,off]
 
+``off`` is the same path with the canceller off: the echo as it is.
+
 Keys of the last line: erle_db, erle_db_delay200, erle_db_drift,
 nearend_attenuation_db, doubletalk_nearend_snr_db, aec_cpu_share (CPU-s of the
 intercom, both threads, per s of audio), converge_s (far-end time until 500 ms of
@@ -48,12 +50,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' own PCMs and room
 
+import av  # noqa: E402
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 from alsa import pcms as alsa_pcms  # noqa: E402
 from alsa.room import EchoRoom  # noqa: E402
 
-import av  # noqa: E402
-from edged.media.alsa import intercom as intercom_module  # noqa: E402
 from edged.media.alsa.capture import AlsaCaptureTrack  # noqa: E402
 from edged.media.alsa.echo import EchoMode, EchoSettings  # noqa: E402
 from edged.media.alsa.intercom import AudioControls, Intercom  # noqa: E402
@@ -121,7 +122,7 @@ class RoomEcho:
         self._tail = np.zeros(self._size)
         self._pending = np.zeros(round(delay_ms * RATE / 1000))
         self._ratio = 1 + drift_ppm / 1e6
-        self._position = 0.0
+        self._in = self._out = self._base = 0
         self._noise = 32767 * 10 ** (NOISE_DBFS / 20)
         self._clip = 0.35 * 32767  # the loudest syllables of a 0.45 peak voice clip
 
@@ -132,13 +133,15 @@ class RoomEcho:
         self._tail[: len(y)] += y
         out, self._tail = self._tail[:n].copy(), np.concatenate([self._tail[n:], np.zeros(n)])
         stream = np.concatenate([self._pending, out * ECHO_GAIN])
-        # The microphone's clock: ``ratio`` samples of it per sample of the speaker's.
-        count = int((len(stream) - 1 - self._position) * self._ratio)
-        where = self._position + np.arange(count) / self._ratio
+        # The microphone's clock: ``ratio`` of its samples per sample of the speaker's,
+        # read from the delay line by linear interpolation.
+        self._in += n
+        count = int(self._in * self._ratio) - self._out
+        where = (self._out + np.arange(count)) / self._ratio - self._base
         echo = np.interp(where, np.arange(len(stream)), stream)
-        consumed = int(where[-1]) if count else 0
-        self._position = where[-1] + 1 / self._ratio - consumed if count else self._position
-        self._pending = stream[consumed:]
+        self._out += count
+        drop = int(where[-1]) if count else 0
+        self._pending, self._base = stream[drop:], self._base + drop
         return echo + self._rng.standard_normal(count) * self._noise
 
 
@@ -185,14 +188,30 @@ class CpuMeter:
         return timed
 
 
-def opus_round_trip(frames: list[av.AudioFrame]) -> Signal:
+def placed(frames: list[av.AudioFrame]) -> Signal:
+    """The captured frames at their ``pts`` (mic samples): a frame dropped for a late
+    reader leaves its silence, so that what follows stays in line with the room."""
+    end = max(f.pts + f.samples for f in frames)
+    out = np.zeros(end)
+    for f in frames:
+        out[f.pts : f.pts + f.samples] = audio_frame_samples(f) * 32768
+    return out
+
+
+def opus_round_trip(samples: Signal) -> Signal:
     """edged's Opus encoder (32 kbit/s, as published), then a decoder: mono float."""
     encoder = OpusEncoder(32_000)
     decoder = av.CodecContext.create("opus", "r")
     out: list[Signal] = []
-    for frame in frames:
+    pcm = np.round(samples).astype(np.int16)
+    for start in range(0, len(pcm) - 959, 960):
+        frame = av.AudioFrame.from_ndarray(
+            pcm[start : start + 960].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = RATE
+        frame.pts = start
         for packet in encoder.encode(frame):
-            out.extend(audio_frame_samples(f) * 32767 for f in decoder.decode(packet))
+            out.extend(audio_frame_samples(f) * 32768 for f in decoder.decode(packet))
     encoder.close()
     return np.concatenate(out)
 
@@ -226,14 +245,6 @@ class Timeline:
         }[name]
 
 
-def canceller_factory(candidate: str) -> Any:
-    if candidate == "webrtc":
-        from spa_webrtc import WebrtcCanceller  # bench/spa_webrtc.py
-
-        return WebrtcCanceller
-    return intercom_module._speex
-
-
 async def run_once(
     candidate: str, timeline: Timeline, delay_ms: float, drift_ppm: float
 ) -> dict[str, Any]:
@@ -248,9 +259,7 @@ async def run_once(
             keep=True,
         )
         mode = EchoMode.OFF if candidate == "off" else EchoMode.CANCEL
-        intercom = Intercom(
-            AudioControls(echo_mode=mode), EchoSettings(), canceller=canceller_factory(candidate)
-        )
+        intercom = Intercom(AudioControls(echo_mode=mode), EchoSettings())
         meter = CpuMeter(intercom)
         sink = AlsaPlaybackSink(alsa_pcms.ECHO_SPEAKER, intercom=intercom)
         mic = AlsaCaptureTrack(alsa_pcms.MIC, intercom=intercom)
@@ -267,13 +276,18 @@ async def run_once(
         intercom.close()
     heard = np.concatenate(room.echo)
     near = np.concatenate(room.near_written)
-    before = np.concatenate([audio_frame_samples(f) * 32767 for f in frames])
-    decoded = opus_round_trip(frames)
+    before = placed(frames)
+    decoded = opus_round_trip(before)
     seconds = sum(f.samples for f in frames) / RATE
-    result = measure(decoded, heard, near, timeline)
-    result["doubletalk_nearend_snr_db_before_opus"] = measure(before, heard, near, timeline)[
-        "doubletalk_nearend_snr_db"
-    ]
+    after, sent = measure(decoded, heard, near, timeline), measure(before, heard, near, timeline)
+    result = {
+        "erle_db": after["erle_db"],
+        "converge_s": after["converge_s"],
+        "nearend_attenuation_db": sent["nearend_attenuation_db"],
+        "doubletalk_nearend_snr_db": sent["doubletalk_nearend_snr_db"],
+        "nearend_attenuation_db_after_opus": after["nearend_attenuation_db"],
+        "doubletalk_nearend_snr_db_after_opus": after["doubletalk_nearend_snr_db"],
+    }
     result["aec_cpu_share"] = round(meter.seconds / seconds, 4)
     result["dropped"] = room.periods_dropped + mic.frames_dropped
     result["delay_found_ms"] = intercom.delay.last_delay_ms
@@ -324,6 +338,12 @@ def converge_s(heard: Signal, out: Signal) -> float | None:
     return None
 
 
+def codec_alone(timeline: Timeline) -> dict[str, Any]:
+    """The near end through the Opus encoder and decoder alone: what no canceller beats."""
+    r = measure(opus_round_trip(timeline.near), np.zeros(timeline.total), timeline.near, timeline)
+    return {k: r[k] for k in ("nearend_attenuation_db", "doubletalk_nearend_snr_db")}
+
+
 # ---- the runs ----------------------------------------------------------------------
 
 SCENARIOS = {"": (100.0, 0.0), "_delay200": (200.0, 0.0), "_drift": (100.0, 100.0)}
@@ -339,24 +359,34 @@ async def main() -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    header = f"{'candidate':<10} {'scenario':<10} {'ERLE dB':>8} {'conv s':>7} {'near att dB':>11} {'DT SNR dB':>9} {'(pre-Opus)':>10} {'CPU s/s':>8} {'lag ms':>7} {'drops':>5}"
-    print(header)
+    print(
+        "ERLE and convergence on what a viewer decodes (Opus 32 kbit/s); near-end attenuation\n"
+        "and double-talk SNR on what the encoder gets, then (after /) on what it decodes"
+    )
+    ceiling = codec_alone(timeline)
+    att, snr = ceiling["nearend_attenuation_db"], ceiling["doubletalk_nearend_snr_db"]
+    print(f"{'codec':<10} {'alone':<10} {'':>8} {'':>7} {'/':>7} {att:<6} {'/':>7} {snr:<6}")
+    print(
+        f"{'candidate':<10} {'scenario':<10} {'ERLE dB':>8} {'conv s':>7} {'near att dB':>14}"
+        f" {'DT SNR dB':>14} {'CPU s/s':>8} {'drops':>5}"
+    )
     for candidate in args.candidates.split(","):
         flat: dict[str, Any] = {}
         scenarios = {"": SCENARIOS[""]} if candidate == "off" else SCENARIOS
         for suffix, (delay_ms, drift_ppm) in scenarios.items():
             r = await run_once(candidate, timeline, delay_ms, drift_ppm)
+            att = f"{r['nearend_attenuation_db']} / {r['nearend_attenuation_db_after_opus']}"
+            snr = f"{r['doubletalk_nearend_snr_db']} / {r['doubletalk_nearend_snr_db_after_opus']}"
             print(
                 f"{candidate:<10} {suffix.strip('_') or 'base':<10} {r['erle_db']:>8} "
-                f"{r['converge_s']!s:>7} {r['nearend_attenuation_db']:>11} "
-                f"{r['doubletalk_nearend_snr_db']:>9} {r['doubletalk_nearend_snr_db_before_opus']:>10} "
-                f"{r['aec_cpu_share']:>8} {r['lag_ms']:>7} {r['dropped']:>5}",
+                f"{r['converge_s']!s:>7} {att:>14} {snr:>14} "
+                f"{r['aec_cpu_share']:>8} {r['dropped']:>5}",
                 flush=True,
             )
             if suffix:
                 flat[f"erle_db{suffix}"] = r["erle_db"]
             else:
-                flat.update({k: r[k] for k in r if k not in ("lag_ms", "dropped")})
+                flat.update({k: r[k] for k in r if k != "dropped"})
         results[candidate] = flat
     shipped = results.get("speexdsp", {})
     keys = (
@@ -368,7 +398,8 @@ async def main() -> None:
         "aec_cpu_share",
         "converge_s",
     )
-    print(json.dumps({**{k: shipped.get(k) for k in keys}, "shipped": "speexdsp", **results}))
+    summary = {k: shipped.get(k) for k in keys}
+    print(json.dumps({**summary, "shipped": "speexdsp", "codec_alone": ceiling, **results}))
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ class AudioSection(Section):
     echo_cancellation: Annotated[
         Literal["cancel", "half_duplex", "off"], BeforeValidator(echo_mode)
     ] = "cancel"
-    echo_tail_ms: Annotated[int, Field(ge=50, le=1_000)] = 250
+    echo_tail_ms: Annotated[int, Field(ge=50, le=1_000)] = 200
     noise_suppression: bool = True
     auto_gain: bool = False
     speaker_volume: Annotated[int, Field(ge=0, le=100)] = 100

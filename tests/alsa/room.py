@@ -37,7 +37,8 @@ Signal = npt.NDArray[np.float64]
 
 class EchoPath(Protocol):
     """Turns what the speaker played (mono float, s16 scale) into what the microphone
-    picks up of it, chunk by chunk (same length out as in)."""
+    picks up of it, chunk by chunk (a few samples more or fewer than in, when the
+    microphone's clock drifts from the speaker's: the room writes whole periods)."""
 
     def __call__(self, played: Signal) -> Signal: ...
 
@@ -86,6 +87,9 @@ class EchoRoom:
         self.keep = keep
         self.echo: list[Signal] = []
         self.near_written: list[Signal] = []
+        self._made = 0
+        self._echo_due = np.zeros(0)
+        self._near_due = np.zeros(0)
         self._backlog = backlog * period * 2
         # Both FIFOs opened read-write first: neither the file plugin's open of its
         # output nor of its input blocks (pyalsaaudio holds the GIL while opening).
@@ -124,14 +128,23 @@ class EchoRoom:
                 return
             played = np.frombuffer(data, dtype=np.int16).reshape(-1, self.channels)
             echo = self.echo_path(played.astype(np.float64).mean(axis=1))
-            near = self.near(self.samples_written, len(echo)) if self.near else 0 * echo
-            mic = np.clip(np.round(echo + near), -32768, 32767).astype(np.int16)
-            if unread(self._mic) + mic.nbytes > self._backlog:
-                self.periods_dropped += 1
-                continue
-            with contextlib.suppress(BlockingIOError):
-                os.write(self._mic, mic.tobytes())
-                self.samples_written += len(mic)
-                if self.keep:
-                    self.echo.append(echo)
-                    self.near_written.append(near)
+            near = self.near(self._made, len(echo)) if self.near else 0 * echo
+            self._made += len(echo)
+            self._echo_due = np.concatenate([self._echo_due, echo])
+            self._near_due = np.concatenate([self._near_due, near])
+            while len(self._echo_due) >= self.period:  # whole periods, as a card reads
+                self._write_period()
+
+    def _write_period(self) -> None:
+        echo, self._echo_due = self._echo_due[: self.period], self._echo_due[self.period :]
+        near, self._near_due = self._near_due[: self.period], self._near_due[self.period :]
+        mic = np.clip(np.round(echo + near), -32768, 32767).astype(np.int16)
+        if unread(self._mic) + mic.nbytes > self._backlog:
+            self.periods_dropped += 1
+            return
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._mic, mic.tobytes())
+            self.samples_written += len(mic)
+            if self.keep:
+                self.echo.append(echo)
+                self.near_written.append(near)

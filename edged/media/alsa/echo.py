@@ -36,7 +36,10 @@ OUTLIERS = 25
 """Timestamps in a row beyond ``JUMP_AFTER_MS`` from the estimate that make it start over
 (the device was reopened, or ran dry); fewer are a late thread, and are ignored."""
 STEP_AFTER_MS = 3.0
-"""Alignment error beyond which the read position moves one sample per frame."""
+"""Alignment error beyond which the read position moves one sample per frame..."""
+STEP_UNTIL_MS = 0.5
+"""... until the error is this small: clock estimates that wobble around one threshold
+would otherwise move the reference back and forth, and the filter would never settle."""
 JUMP_AFTER_MS = 20.0
 """Alignment error beyond which the read position jumps to where it should be."""
 LEAD_MS = 5.0
@@ -62,7 +65,7 @@ class EchoMode(enum.StrEnum):
 class EchoSettings:
     """How the canceller is set up (``audio.echo_*`` in the configuration)."""
 
-    tail_ms: float = 250.0
+    tail_ms: float = 200.0
     """Echo path the adaptive filter covers: room reverberation plus unreported delay."""
     noise_suppression: bool = True
     noise_suppress_db: int = 15
@@ -126,6 +129,7 @@ class ReferenceLine:
         self._played = _Clock()
         self._captured = _Clock()
         self._cursor: int | None = None
+        self._stepping = False
         self.steps = 0
         """One-sample moves of the read position (clock drift)."""
         self.jumps = 0
@@ -179,9 +183,13 @@ class ReferenceLine:
             self.jumps += 1
             return wanted
         if abs(error) > STEP_AFTER_MS * self.rate / 1000:
-            self.steps += 1
-            return cursor + (1 if error > 0 else -1)
-        return cursor
+            self._stepping = True
+        elif abs(error) <= STEP_UNTIL_MS * self.rate / 1000:
+            self._stepping = False
+        if not self._stepping or not error:
+            return cursor
+        self.steps += 1
+        return cursor + (1 if error > 0 else -1)
 
     def _read(self, start: int, frames: int) -> Samples:
         out = np.zeros(frames, dtype=np.int16)

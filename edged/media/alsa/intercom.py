@@ -6,7 +6,8 @@ writer thread hands it every mixed period before writing it (:meth:`Intercom.spe
 volume and mute applied, the result kept as the reference) and the microphone's reader
 thread every captured period (:meth:`Intercom.microphone`: echo removed or ducked, gain
 applied). The canceller runs at 16 kHz mono, 10 ms frames (speech needs no more, and it
-costs a third of 48 kHz); the microphone is resampled down to it and back.
+costs a third of 48 kHz); the microphone is resampled down to it and back
+(:mod:`.rates`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import logging
 import math
 from dataclasses import dataclass
 
-import av
 import numpy as np
 
 from ...errors import EdgedError
-from ..frames import audio_resampler
 from .delay import DelayEstimator
 from .echo import FRAME_MS, EchoCanceller, EchoMode, EchoSettings, ReferenceLine, Samples
 from .pcm import Pcm, PcmFormat
+from .rates import Converter
 
 log = logging.getLogger("edged.media.alsa.intercom")
 
@@ -59,24 +59,18 @@ def _speex(rate: int, settings: EchoSettings) -> EchoCanceller:
 
 
 class _Resampled:
-    """A mono s16 stream through an audio resampler into a sample queue."""
+    """A mono s16 stream converted to ``rate`` into a sample queue."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
-        self._resampler = audio_resampler("s16", "mono", rate)
+        self._convert: Converter | None = None
         self._queue = np.zeros(0, dtype=np.int16)
-        self._pts = 0
 
     def push(self, samples: Samples, rate: int) -> None:
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = rate
-        frame.pts = self._pts
-        self._pts += len(samples)
-        parts = [self._queue]
-        parts += [
-            np.asarray(f.to_ndarray(), np.int16).ravel() for f in self._resampler.resample(frame)
-        ]
-        self._queue = np.concatenate(parts)
+        convert = self._convert
+        if convert is None or convert.rate != rate:
+            convert = self._convert = Converter(rate, self.rate)
+        self._queue = np.concatenate([self._queue, convert(samples)])
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -145,7 +139,8 @@ class Intercom:
         self.controls = controls if controls is not None else AudioControls()
         self.settings = settings if settings is not None else EchoSettings()
         self.line = ReferenceLine(CANCEL_RATE)
-        self.delay = DelayEstimator(CANCEL_RATE)
+        # An echo later than half the filter's tail leaves the room too few taps: it moves.
+        self.delay = DelayEstimator(CANCEL_RATE, self.settings.tail_ms / 2000)
         self._factory = canceller
         self._canceller: EchoCanceller | None = None
         self.unavailable: str | None = None
@@ -228,13 +223,16 @@ class _MicPath:
     def process(self, samples: Samples, delay_s: float) -> Samples:
         frame = CANCEL_RATE * FRAME_MS // 1000
         self._down.push(samples, self.rate)
+        intercom = self._intercom
+        treated: list[Samples] = []
         while len(self._down) >= frame:
             age = delay_s + len(self._down) / CANCEL_RATE
             captured = self._down.pop(frame)
-            intercom = self._intercom
             reference = intercom.line.take(frame, self._index, age, intercom.delay.shift)
             self._index += frame
-            self._up.push(self._treat(captured, reference), CANCEL_RATE)
+            treated.append(self._treat(captured, reference))
+        if treated:
+            self._up.push(np.concatenate(treated), CANCEL_RATE)
         if len(self._up) < len(samples):
             self._up.prime(len(samples) - len(self._up))
         return self._up.pop(len(samples))
@@ -249,7 +247,10 @@ class _MicPath:
         canceller = intercom.canceller()
         if canceller is None:
             return captured
+        shift = intercom.delay.shift
         intercom.delay.observe(captured, reference)
+        if intercom.delay.shift != shift:  # the echo path moved: learn it afresh
+            canceller.reset()
         return canceller.process(captured, reference)
 
     def _ducked(self, captured: Samples, reference: Samples) -> Samples:

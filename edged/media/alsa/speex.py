@@ -131,7 +131,11 @@ class SpeexCanceller:
             self._lib.speex_preprocess_ctl(
                 self._pre, SPEEX_PREPROCESS_SET_AGC_LEVEL, ctypes.byref(level)
             )
+        # One set of buffers for the C calls, their pointers made once.
+        self._rec = np.zeros(self.frame_size, dtype=np.int16)
+        self._play = np.zeros(self.frame_size, dtype=np.int16)
         self._out = np.zeros(self.frame_size, dtype=np.int16)
+        self._pointers = (_pointer(self._rec), _pointer(self._play), _pointer(self._out))
 
     def _echo_ctl(self, request: int, value: int) -> None:
         number = ctypes.c_int(value)
@@ -146,12 +150,12 @@ class SpeexCanceller:
 
     def process(self, captured: Samples, reference: Samples) -> Samples:
         """One 10 ms frame of the microphone with the echo of ``reference`` removed."""
-        rec = np.ascontiguousarray(captured, dtype=np.int16)
-        play = np.ascontiguousarray(reference, dtype=np.int16)
-        out = np.empty(self.frame_size, dtype=np.int16)
-        self._lib.speex_echo_cancellation(self._echo, _pointer(rec), _pointer(play), _pointer(out))
-        self._lib.speex_preprocess_run(self._pre, _pointer(out))
-        return out
+        self._rec[:] = captured
+        self._play[:] = reference
+        rec, play, out = self._pointers
+        self._lib.speex_echo_cancellation(self._echo, rec, play, out)
+        self._lib.speex_preprocess_run(self._pre, out)
+        return self._out.copy()
 
     def reset(self) -> None:
         """Forget the learned echo path (the speaker or its delay changed)."""
