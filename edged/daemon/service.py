@@ -31,6 +31,7 @@ from ..engine.engine import Engine
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..media.alsa.pcm import alsa_available
+from ..media.board import board_defaults, detect_board
 from ..server.run import start_server
 from ..tokens import room_token
 from . import systemd
@@ -66,6 +67,9 @@ class Daemon:
         self.audio = DeviceAudio(config.audio, self._audio_changed)
         self.tracker.audio = self.audio.state()
         self.media: MediaChoice | None = None
+        self.board = board_defaults(detect_board())
+        for reason in self.board.reasons:
+            log.info("%s", reason)
         self.engine = self._make_engine()
         self.topics = Topics(config.mqtt.base_topic, config.device.id)
         self.channel: ControlChannel | None = None
@@ -102,7 +106,7 @@ class Daemon:
 
     def _make_engine(self) -> Engine:
         profile = self.config.engine_profile(apps=self.apps)
-        self.media = apply_sources(profile, self.config, self.audio.intercom)
+        self.media = apply_sources(profile, self.config, self.audio.intercom, self.board)
         return Engine(profile, self.tracker)
 
     async def _start_server(self) -> None:
