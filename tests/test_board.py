@@ -127,3 +127,9 @@ def test_edged_devices_prints_the_board_and_why() -> None:
     assert "Raspberry Pi 4 Model B Rev 1.4" in text and "h264" in text
     data = board_json(board_defaults(board("pi5")))
     assert (data["board"], data["encoder"], data["hardware_encoder"]) == ("pi5", "libx264", False)
+
+
+def test_check_config_warns_about_a_picture_beyond_level_31() -> None:
+    beyond = Config.model_validate({"video": {"width": 1920, "height": 1080}})
+    assert any("level 3.1" in w for w in beyond.warnings())
+    assert not any("level 3.1" in w for w in Config().warnings())

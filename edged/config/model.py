@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
+from ..media.board import fits_level_31
 from ..model import User
 from .sections import (
     AudioSection,
@@ -287,4 +288,10 @@ class Config(Section):
             )
         if self.mqtt.enabled and self.mqtt.tls and self.mqtt.tls.insecure:
             out.append("mqtt.tls.insecure: the broker's certificate is not verified")
+        v = self.video_config()
+        if not fits_level_31(v.width, v.height, v.fps):
+            out.append(
+                f"video: {v.width}x{v.height} at {v.fps:g} fps is beyond H.264 level 3.1, the"
+                " level edged negotiates (at most 1280x720 at 30 fps)"
+            )
         return out
