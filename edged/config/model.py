@@ -292,6 +292,6 @@ class Config(Section):
         if not fits_level_31(v.width, v.height, v.fps):
             out.append(
                 f"video: {v.width}x{v.height} at {v.fps:g} fps is beyond H.264 level 3.1, the"
-                " level edged negotiates (at most 1280x720 at 30 fps)"
+                " level edged negotiates (at most 1280x720 at 30 fps): the encoder shrinks it"
             )
         return out

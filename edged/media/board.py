@@ -8,20 +8,20 @@ board, a given answer in tests). :data:`BOARDS` is the documented table
 without the hardware encoder, and the peer-to-peer viewer cap. Any ``video.*`` or
 ``auto.publish.p2p_max_viewers`` key set in the configuration wins over the table.
 
-Every default stays within H.264 level 3.1 (``42e01f``, what edged negotiates): at most
-3600 macroblocks a frame and 108000 a second (1280x720 at 30 fps).
+Every default stays within H.264 level 3.1 (``42e01f``, what edged negotiates; the
+encoders shrink a larger picture, :func:`edged.media.h264.fit_level_31`): 1280x720 at
+30 fps at most.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 MODEL_FILES = ("proc/device-tree/model", "sys/firmware/devicetree/base/model")
-LEVEL_31_FRAME_MBS = 3600
-LEVEL_31_MBS_PER_S = 108_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +156,10 @@ def detect_board(
 
 
 def fits_level_31(width: int, height: int, fps: float) -> bool:
-    """Whether the picture is within H.264 level 3.1."""
-    mbs = ((width + 15) // 16) * ((height + 15) // 16)
-    return mbs <= LEVEL_31_FRAME_MBS and mbs * fps <= LEVEL_31_MBS_PER_S
+    """Whether the picture is within H.264 level 3.1 (the encoders would shrink it)."""
+    from .h264 import fit_level_31
+
+    return fit_level_31(width, height, math.ceil(fps)) == (width, height)
 
 
 def board_defaults(board: Board) -> BoardDefaults:
