@@ -6,7 +6,7 @@ buffering it knows of; a USB card's own buffers, a Bluetooth speaker or a long c
 add delay it does not know. :class:`DelayEstimator` correlates the last second of both
 every half second (generalised cross-correlation with a partial phase transform, at
 4 kHz) and, once two in a row agree on a clear peak, says how far the reference must
-move.
+move (to the earlier of the two: an echo must never come before its reference).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ REFLECTIONS_S = 0.03
 """How much earlier than the strongest peak the direct sound may be."""
 WEIGHTING = 0.7
 """How far the cross-spectrum is whitened (1 is PHAT): a little less is steadier in noise."""
-AGREE_MS = 2.0
+AGREE_MS = 6.0
 """Two windows agree when their delays are this close."""
 EARLY_MOVE_MS = 2.0
 """An echo that comes this much before its reference (the filter cannot model it)
@@ -63,6 +63,8 @@ class DelayEstimator:
         self.shift = 0
         self.estimates = 0
         self.last_delay_ms: float | None = None
+        self.last_peak = 0.0
+        """The last window's strongest correlation over the mean of all lags."""
         self._window = round(WINDOW_S * rate)
         self._mic: list[Samples] = []
         self._ref: list[Samples] = []
@@ -88,11 +90,11 @@ class DelayEstimator:
             self._previous = None
             return
         self.estimates += 1
-        agreed = self._previous is not None and abs(lag - self._previous) <= (
-            AGREE_MS * self.rate / 1000
-        )
-        self._previous = lag
+        previous, self._previous = self._previous, lag
+        agreed = previous is not None and abs(lag - previous) <= AGREE_MS * self.rate / 1000
         self.last_delay_ms = 1000 * lag / self.rate
+        if agreed and previous is not None:
+            lag = min(lag, previous)
         off = lag - round(LEAD_MS * self.rate / 1000)
         early = lag < -EARLY_MOVE_MS * self.rate / 1000
         if agreed and (early or lag > self.move_after):
@@ -119,7 +121,8 @@ class DelayEstimator:
         lags = np.concatenate([corr[size - early :], corr[: longest + 1]])
         start = -early
         best = int(np.argmax(lags))
-        if lags[best] / (float(np.mean(lags)) or 1e-9) < MIN_PEAK:
+        self.last_peak = float(lags[best]) / (float(np.mean(lags)) or 1e-9)
+        if self.last_peak < MIN_PEAK:
             return None
         # The direct sound, not the room's strongest reflection: the earliest peak near
         # the strongest, within the reflections' reach before it.
