@@ -34,12 +34,10 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' PCMs
 
-from fanout import APP, SECRET, expect_ready, serve, tell  # noqa: E402
+from fanout import APP, SECRET, expect_ready, room_server_thread, tell  # noqa: E402
 
 STAND_IN = ROOT / "tests" / "fake_picamera2"
 CGROUP = Path("/sys/fs/cgroup/cpu")
@@ -243,6 +241,13 @@ def run_board(
         )
         try:
             group.add(daemon.pid)
+            published = time.monotonic() + 60
+            while "cam" not in far.streams:  # the viewers ask for it at once
+                if time.monotonic() > published or daemon.poll() is not None:
+                    log.flush()
+                    tail = Path(log.name).read_text()[-2000:]
+                    raise SystemExit(f"{key}: the daemon did not publish:\n{tail}")
+                time.sleep(0.2)
             fanout = str(ROOT / "bench" / "fanout.py")
             for i in range(viewers):
                 child = subprocess.Popen(
@@ -319,13 +324,7 @@ def main() -> None:
     from edged.testing.netns import enter_test_namespace
 
     ns = enter_test_namespace()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    runner = loop.run_until_complete(serve(port))
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    url = f"ws://127.0.0.1:{port}/ws"
+    url, loop, stop_server = room_server_thread()
     print(
         f"# namespace {ns.name}; {os.cpu_count()} cores, Python {platform.python_version()};"
         f" this machine's core: {host:.0f} sysbench events/s ({how}); {duration:g} s"
@@ -333,7 +332,7 @@ def main() -> None:
     )
     boards = args.only.split(",") if args.only else list(BOARD_EVENTS)
     results = {key: run_board(key, url, loop, host, duration) for key in boards}
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    stop_server()
     columns = (
         "picture",
         "encoder",

@@ -364,6 +364,25 @@ async def serve(port: int) -> Any:
     return await start_server(ServerSettings(apps={APP: SECRET}, port=port))
 
 
+def room_server_thread() -> tuple[str, asyncio.AbstractEventLoop, Callable[[], None]]:
+    """A room server on a free loopback port, its event loop on a thread of its own: its
+    URL, that loop (for engines the caller runs beside it) and the function that stops it."""
+    import socket
+    import threading
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    runner = loop.run_until_complete(serve(port))
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    def stop() -> None:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+
+    return f"ws://127.0.0.1:{port}/ws", loop, stop
+
+
 def role(args: argparse.Namespace) -> None:
     name, rest = args.role[0], args.role[1:]
     if name == "viewer":
@@ -398,16 +417,7 @@ def main() -> None:
     from edged.testing.netns import enter_test_namespace
 
     ns = enter_test_namespace()
-    import socket
-    import threading
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    runner = loop.run_until_complete(serve(port))
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    url = f"ws://127.0.0.1:{port}/ws"
+    url, _, stop_server = room_server_thread()
     import aiortc
     import av
 
@@ -428,7 +438,7 @@ def main() -> None:
         for mode, n in RUNS
         if f"{mode}_{n}" in wanted
     }
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    stop_server()
     report(results, duration, {"content": args.content, "stream_kbps": round(stream_kbps, 1)})
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import aiomqtt
 import pytest
 import yaml
-from alsa import pcms as alsa_pcms
 from alsa.pcms import SPEAKER, AlsaPcms, speaker_level
 
 from edged.engine.config import PublishConfig
@@ -28,14 +27,6 @@ pytestmark = pytest.mark.netns
 FAR_HZ = 440.0
 """The guest's tone, played on the device's speaker."""
 HALF_DB = 20 * 0.30103
-
-
-@pytest.fixture
-def pcms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AlsaPcms:
-    """The tests' PCMs, for the daemon (it inherits ALSA_CONFIG_PATH)."""
-    installed = alsa_pcms.install(tmp_path)
-    monkeypatch.setenv("ALSA_CONFIG_PATH", alsa_pcms.config_path(installed))
-    return installed
 
 
 @pytest.fixture

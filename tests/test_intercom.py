@@ -8,13 +8,11 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 from aiortc.mediastreams import MediaStreamTrack
-from alsa import pcms as alsa_pcms
 from alsa.pcms import (
     ECHO_SPEAKER,
     MIC,
@@ -58,13 +56,6 @@ needs_speexdsp = pytest.mark.skipif(
 
 def near_end(start: int, count: int) -> npt.NDArray[np.float64]:
     return NEAR_AMPLITUDE * np.sin(2 * np.pi * NEAR_HZ * np.arange(start, start + count) / RATE)
-
-
-@pytest.fixture
-def pcms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AlsaPcms:
-    installed = alsa_pcms.install(tmp_path)
-    monkeypatch.setenv("ALSA_CONFIG_PATH", alsa_pcms.config_path(installed))
-    return installed
 
 
 @contextlib.contextmanager
