@@ -22,8 +22,10 @@ the quota, and taken off the daemon's CPU, so that the board's budget is edged's
     python bench/board.py [--quick] [--duration S] [--only zero2w,pi5]
 
 Keys of the last line, per board: delivered_<board> (the frames the worst-served viewer
-got over the frames the camera made in the window), cpu_headroom_<board> (1 - edged's
-CPU-s/s over the board's budget in cores of this machine).
+got over the frames sent: those the best-served viewer got when its RTP sequence
+numbers had no gap, else the camera's nominal rate over the window), cpu_headroom_<board>
+(1 - edged's CPU-s/s over the board's budget in cores of this machine). camera_fps is
+the rate the best-served viewer got: the stand-in camera's rate inside the daemon.
 """
 
 from __future__ import annotations
@@ -267,10 +269,10 @@ def run_board(
             seconds = time.monotonic() - started
             used = (process_cpu(daemon.pid) - cpu) / seconds
             throttled = group.throttled() - throttled
-            frames = []
+            seen = []
             for child in children:
                 assert child.stdout is not None
-                frames.append(json.loads(child.stdout.readline())["frames"])
+                seen.append(json.loads(child.stdout.readline()))
             tell(children, "quit")
             played = len(pcms.speaker_samples(2)) / 48_000
         finally:
@@ -288,7 +290,11 @@ def run_board(
             feeder.close()
             group.remove()
             asyncio.run_coroutine_threadsafe(far.destroy(), loop).result(30)
-    expected = picture.fps * seconds
+    frames = [v["frames"] for v in seen]
+    best = max(seen, key=lambda v: v["frames"])
+    # Frames sent: those the best-served viewer got when it lost no RTP packet, else the
+    # camera's nominal rate over the window.
+    sent = best["frames"] if best["packets_lost"] == 0 else picture.fps * seconds
     edged_cpu = max(0.0, used - standin)
     return {
         "picture": str(picture),
@@ -300,7 +306,9 @@ def run_board(
         "edged_cpu": round(edged_cpu, 3),
         "throttled_periods": throttled,
         "speaker_s": round(played, 1),
-        "delivered": round(min(frames) / expected, 3) if frames else 0.0,
+        "camera_fps": round(best["frames"] / seconds, 1),
+        "packets_lost": sum(v["packets_lost"] for v in seen),
+        "delivered": round(min(frames) / max(sent, 1), 3),
         "cpu_headroom": round(1 - edged_cpu / budget, 3),
     }
 
@@ -342,6 +350,8 @@ def main() -> None:
         "edged_cpu",
         "throttled_periods",
         "speaker_s",
+        "camera_fps",
+        "packets_lost",
         "delivered",
         "cpu_headroom",
     )

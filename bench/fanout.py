@@ -42,7 +42,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -90,18 +90,26 @@ def background(coro: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(_background.discard)
 
 
-async def serve_commands(counter: Callable[[], int]) -> None:
-    """Say ready, then answer ``start`` / ``stop`` from stdin with this process's figures."""
+async def serve_commands(
+    counter: Callable[[], int],
+    counters: Callable[[], Awaitable[dict[str, int]]] | None = None,
+) -> None:
+    """Say ready, then answer ``start`` / ``stop`` from stdin with this process's figures
+    (and what ``counters`` counted meanwhile)."""
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     start = (0.0, 0.0, 0.0, 0)
+    extra: dict[str, int] = {}
     while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
         if line == "start":
             start = (time.monotonic(), cpu_seconds(), loop_cpu_seconds(), counter())
+            extra = await counters() if counters else {}
         elif line == "stop":
             now = (time.monotonic(), cpu_seconds(), loop_cpu_seconds(), counter())
             seconds, cpu, loop_cpu, frames = (b - a for a, b in zip(start, now, strict=True))
             figures = {"seconds": seconds, "cpu": cpu, "loop_cpu": loop_cpu, "frames": frames}
+            if counters:
+                figures.update({k: v - extra.get(k, 0) for k, v in (await counters()).items()})
             print(json.dumps(figures), flush=True)
         else:
             return
@@ -274,7 +282,14 @@ async def viewer(url: str, room: str, name: str) -> None:
         deadline = time.monotonic() + 20
         while not counter.frames.get("video") and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        await serve_commands(lambda: counter.frames.get("video", 0))
+
+        async def lost() -> dict[str, int]:
+            """RTP packets of the video lost on the way (the sequence numbers' gaps)."""
+            report = await pc.getStats()
+            inbound = [s for s in report.values() if s.type == "inbound-rtp" and s.kind == "video"]
+            return {"packets_lost": sum(int(s.packetsLost) for s in inbound)}
+
+        await serve_commands(lambda: counter.frames.get("video", 0), lost)
         for task in readers:
             task.cancel()
         await pc.close()
