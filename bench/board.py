@@ -50,7 +50,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' PCMs
 
-from fanout import APP, SECRET, expect_ready, room_server_thread, tell  # noqa: E402
+from fanout import (  # noqa: E402
+    APP,
+    SECRET,
+    collect,
+    expect_ready,
+    reap,
+    room_server_thread,
+    tell,
+)
 
 STAND_IN = ROOT / "tests" / "fake_picamera2"
 CGROUP = Path("/sys/fs/cgroup/cpu")
@@ -269,18 +277,10 @@ def run_board(
             seconds = time.monotonic() - started
             used = (process_cpu(daemon.pid) - cpu) / seconds
             throttled = group.throttled() - throttled
-            seen = []
-            for child in children:
-                assert child.stdout is not None
-                seen.append(json.loads(child.stdout.readline()))
-            tell(children, "quit")
+            seen = collect(children)
             played = len(pcms.speaker_samples(2)) / 48_000
         finally:
-            for child in children:
-                try:
-                    child.communicate(timeout=20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            reap(children)
             daemon.terminate()
             try:
                 daemon.wait(20)

@@ -321,6 +321,26 @@ def tell(processes: list[subprocess.Popen[str]], line: str) -> None:
         process.stdin.flush()
 
 
+def collect(processes: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
+    """Each process's figures (its answer to ``stop``), then tell them to quit."""
+    figures = []
+    for process in processes:
+        assert process.stdout is not None
+        figures.append(json.loads(process.stdout.readline()))
+    tell(processes, "quit")
+    return figures
+
+
+def reap(processes: list[subprocess.Popen[str]]) -> None:
+    """Wait for the processes to end (killing those that take over 20 s)."""
+    for process in processes:
+        try:
+            process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
 def run(
     mode: str,
     viewers: int,
@@ -345,18 +365,9 @@ def run(
         time.sleep(duration)
         tell(children, "stop")
         window("stop")
-        figures = []
-        for child in children:
-            assert child.stdout is not None
-            figures.append(json.loads(child.stdout.readline()))
-        tell(children, "quit")
+        figures = collect(children)
     finally:
-        for child in children:
-            try:
-                child.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.communicate()
+        reap(children)
     pub, seen = figures[0], figures[1:]
     sent = max(pub["frames"], 1)
     delivered = [v["frames"] / sent for v in seen]
