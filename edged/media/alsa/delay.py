@@ -4,7 +4,7 @@ reference, so that the canceller's filter only has to cover the room, not the de
 ALSA's reported delays line the reference up with the microphone to within the
 buffering it knows of; a USB card's own buffers, a Bluetooth speaker or a long cable
 add delay it does not know. :class:`DelayEstimator` correlates the last second of both
-every half second (generalised cross-correlation with a partial phase transform, at
+every quarter second (generalised cross-correlation with a partial phase transform, at
 4 kHz) and, once two in a row agree on a clear peak, says how far the reference must
 move (to the earlier of the two: an echo must never come before its reference).
 """
@@ -18,7 +18,7 @@ from .echo import LEAD_MS, Samples
 
 WINDOW_S = 1.0
 """Audio correlated at a time (at most)..."""
-HOP_S = 0.5
+HOP_S = 0.25
 """... every this often."""
 DECIMATE = 4
 """The correlation runs at a quarter of the canceller's rate."""
