@@ -357,11 +357,15 @@ async def viewer(url: str, room: str, name: str) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(first_keyframe), 20)
         first_ms = 1000 * (first_keyframe.result() - asked) if first_keyframe.done() else None
-        await serve_commands(
-            frames_of(lambda: counter.frames.get("video", 0)),
-            latencies,
-            {"first_keyframe_ms": first_ms},
-        )
+
+        async def counts() -> dict[str, float]:
+            """Frames, and the video's RTP packets lost on the way (sequence gaps)."""
+            report = await pc.getStats()
+            inbound = [s for s in report.values() if s.type == "inbound-rtp" and s.kind == "video"]
+            lost = sum(int(s.packetsLost) for s in inbound)
+            return {"frames": counter.frames.get("video", 0), "packets_lost": lost}
+
+        await serve_commands(counts, latencies, {"first_keyframe_ms": first_ms})
         for task in readers:
             task.cancel()
         await pc.close()
@@ -393,8 +397,18 @@ def tell(processes: list[subprocess.Popen[str]], line: str) -> None:
         process.stdin.flush()
 
 
-def close(processes: list[subprocess.Popen[str]]) -> None:
-    """Tell every process to quit and wait for it (killing one that hangs)."""
+def collect(processes: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
+    """Each process's figures (its answer to ``stop``), then tell them to quit."""
+    figures = []
+    for process in processes:
+        assert process.stdout is not None
+        figures.append(json.loads(process.stdout.readline()))
+    tell(processes, "quit")
+    return figures
+
+
+def reap(processes: list[subprocess.Popen[str]]) -> None:
+    """Tell every process to quit (again) and wait for it, killing one that takes over 20 s."""
     for process in processes:
         with contextlib.suppress(OSError):  # one that already ended
             tell([process], "quit")
@@ -430,12 +444,9 @@ def run(
         time.sleep(duration)
         tell(children, "stop")
         window("stop")
-        figures = []
-        for child in children:
-            assert child.stdout is not None
-            figures.append(json.loads(child.stdout.readline()))
+        figures = collect(children)
     finally:
-        close(children)
+        reap(children)
     pub, seen = figures[0], figures[1:]
     sent = max(pub["frames"], 1)
     delivered = [v["frames"] / sent for v in seen]
@@ -458,6 +469,25 @@ async def serve(port: int) -> Any:
     from edged.server.settings import ServerSettings
 
     return await start_server(ServerSettings(apps={APP: SECRET}, port=port))
+
+
+def room_server_thread() -> tuple[str, asyncio.AbstractEventLoop, Callable[[], None]]:
+    """A room server on a free loopback port, its event loop on a thread of its own: its
+    URL, that loop (for engines the caller runs beside it) and the function that stops it."""
+    import socket
+    import threading
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    runner = loop.run_until_complete(serve(port))
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    def stop() -> None:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+
+    return f"ws://127.0.0.1:{port}/ws", loop, stop
 
 
 def role(args: argparse.Namespace) -> None:
@@ -494,16 +524,7 @@ def main() -> None:
     from edged.testing.netns import enter_test_namespace
 
     ns = enter_test_namespace()
-    import socket
-    import threading
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    runner = loop.run_until_complete(serve(port))
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    url = f"ws://127.0.0.1:{port}/ws"
+    url, _, stop_server = room_server_thread()
     import aiortc
     import av
 
@@ -524,7 +545,7 @@ def main() -> None:
         for mode, n in RUNS
         if f"{mode}_{n}" in wanted
     }
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    stop_server()
     report(results, duration, {"content": args.content, "stream_kbps": round(stream_kbps, 1)})
 
 

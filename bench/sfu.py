@@ -107,7 +107,7 @@ def late_joins(url: str, joins: int) -> list[float | None]:
             assert late.stdout is not None
             firsts.append(json.loads(late.stdout.readline())["first_keyframe_ms"])
     finally:
-        fanout.close(children)
+        fanout.reap(children)
     return firsts
 
 

@@ -39,7 +39,8 @@ them, and never printed."""
 
 DEVICES_DESCRIPTION = """\
 List the cameras (camera modules, USB cameras) and the sound cards (ALSA)
-this machine has, with the device names the configuration file accepts."""
+this machine has, with the device names the configuration file accepts, and the
+board it is with the video defaults that board gets (docs/configuration.md)."""
 
 SERVER_DESCRIPTION = """\
 Run the room server alone (what the edged-server systemd service starts;

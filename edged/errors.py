@@ -119,6 +119,7 @@ class ErrorCode(IntEnum):
     SPEAKER_NOT_FOUND = 1005020
     SPEAKER_OPEN_FAILED = 1005021
     SPEAKER_LOST = 1005022
+    ECHO_CANCELLER_UNAVAILABLE = 1005023
     MEDIA_FILE_NOT_FOUND = 1005030
     MEDIA_FILE_UNSUPPORTED = 1005031
     HARDWARE_ENCODER_UNAVAILABLE = 1005040
@@ -518,6 +519,11 @@ _TABLE: dict[ErrorCode, tuple[str, str]] = {
     E.SPEAKER_LOST: (
         "The ALSA playback device failed or disappeared.",
         "Nothing: edged retries with backoff; check the device.",
+    ),
+    E.ECHO_CANCELLER_UNAVAILABLE: (
+        "Echo cancellation is asked for but libspeexdsp is not installed; the microphone is "
+        "sent without it.",
+        "apt install libspeexdsp1, or set audio.echo_cancellation to off.",
     ),
     E.MEDIA_FILE_NOT_FOUND: (
         "The media file to play as a source does not exist.",

@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from alsa import pcms as alsa_pcms
 
 from edged.server.app import RoomServer
 from edged.server.settings import Limits, ServerSettings
@@ -126,3 +127,12 @@ async def janus(tmp_path: Path) -> AsyncIterator[Janus]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+def pcms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> alsa_pcms.AlsaPcms:
+    """The PCMs of tests/alsa/pcms.conf, for this test (alsa-lib rereads ALSA_CONFIG_PATH
+    on every open; a daemon the test starts inherits it)."""
+    installed = alsa_pcms.install(tmp_path)
+    monkeypatch.setenv("ALSA_CONFIG_PATH", alsa_pcms.config_path(installed))
+    return installed

@@ -9,13 +9,11 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from alsa import pcms as alsa_pcms
 from alsa.fake import FakeCard
 from alsa.pcms import MIC, MISSING, SILENT_MIC, SPEAKER, AlsaPcms, FifoTone, tone_share
 
@@ -34,14 +32,6 @@ from enginekit import make_engine
 
 RATE = 48_000
 FAST_RETRY = (0.05, 0.2)
-
-
-@pytest.fixture
-def pcms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AlsaPcms:
-    """The PCMs of pcms.conf, for this test (alsa-lib rereads ALSA_CONFIG_PATH on open)."""
-    installed = alsa_pcms.install(tmp_path)
-    monkeypatch.setenv("ALSA_CONFIG_PATH", alsa_pcms.config_path(installed))
-    return installed
 
 
 @pytest.fixture

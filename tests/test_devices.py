@@ -300,10 +300,10 @@ def test_table_and_json_name_every_device(
 def test_the_command_prints_what_this_machine_has(capsys: pytest.CaptureFixture[str]) -> None:
     assert devices_command(as_json=True) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"cameras", "sound"}
+    assert set(data) == {"cameras", "sound", "board"}
     assert devices_command(as_json=False) == 0
     table = capsys.readouterr().out
-    assert "CAMERA" in table and "SOUND" in table
+    assert "CAMERA" in table and "SOUND" in table and "BOARD" in table
     if not data["cameras"]:
         assert "(none)" in table
     assert devices.list_devices(picamera2=False).cameras == tuple(

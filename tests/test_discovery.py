@@ -172,6 +172,27 @@ PLATFORMS: dict[str, tuple[set[str], set[str]]] = {
         },
     ),
     "button": ({"command_topic"}, {"command_template", "device_class", "payload_press", "retain"}),
+    "number": (
+        {"command_topic"},
+        {
+            "state_topic",
+            "value_template",
+            "command_template",
+            "min",
+            "max",
+            "step",
+            "mode",
+            "unit_of_measurement",
+            "device_class",
+            "optimistic",
+            "retain",
+            "payload_reset",
+        },
+    ),
+    "select": (
+        {"command_topic", "options"},
+        {"state_topic", "value_template", "command_template", "optimistic", "retain"},
+    ),
     "camera": ({"topic"}, {"image_encoding"}),
     "event": ({"state_topic", "event_types"}, {"value_template", "device_class"}),
 }
@@ -243,8 +264,12 @@ TOPICS = Topics("edged", "cam-1")
 FULL_HEALTH = BoardHealth(cpu_temperature_c=47.2, throttled_flags=0x50005)
 
 
-def build(health: BoardHealth | None = FULL_HEALTH, **kw: Any) -> tuple[str, dict[str, Any]]:
-    return build_discovery(TOPICS, "cam-1", "Hall camera", "0.1.0", health=health, **kw)
+def build(
+    health: BoardHealth | None = FULL_HEALTH, audio: bool = True, **kw: Any
+) -> tuple[str, dict[str, Any]]:
+    return build_discovery(
+        TOPICS, "cam-1", "Hall camera", "0.1.0", health=health, audio=audio, **kw
+    )
 
 
 STATE = {
@@ -271,6 +296,13 @@ STATE = {
         "viewers": 2,
     },
     "players": {"s1": {"state": "PLAYING", "state_code": 2, "error_code": 0}},
+    "audio": {
+        "speaker_volume": 80,
+        "speaker_muted": False,
+        "mic_gain_db": 6.0,
+        "echo_mode": "half_duplex",
+        "echo_canceller": "speexdsp",
+    },
 }
 QUALITY = {
     "publisher": {
@@ -413,6 +445,10 @@ def test_the_entities_asked_for() -> None:
         "packet_loss": "sensor",
         "cpu_temperature": "sensor",
         "throttled": "binary_sensor",
+        "speaker_volume": "number",
+        "mic_gain": "number",
+        "speaker_mute": "switch",
+        "echo_mode": "select",
     }
     assert full["snapshot"]["topic"] == TOPICS.snapshot
     assert "image_encoding" not in full["snapshot"]  # raw JPEG bytes
@@ -474,6 +510,34 @@ def test_commands_are_accepted_by_the_daemon() -> None:
     assert full["publishing"]["state_off"] == "OFF"
 
 
+def test_intercom_entities_send_commands_the_daemon_accepts() -> None:
+    comps = components()
+    sent = [
+        render(comps["speaker_volume"]["command_template"], 55.0, raw=True),
+        render(comps["mic_gain"]["command_template"], "-6", raw=True),
+        render(comps["echo_mode"]["command_template"], "off", raw=True),
+        comps["speaker_mute"]["payload_on"],
+        comps["speaker_mute"]["payload_off"],
+    ]
+    parsed = [parse_command(text, SCHEMAS) for text in sent]
+    assert [(c.name, c.args.model_dump()) for c in parsed] == [
+        ("set_speaker_volume", {"volume": 55}),
+        ("set_mic_gain", {"gain_db": -6.0}),
+        ("set_echo_mode", {"mode": "off"}),
+        ("mute_speaker", {"muted": True}),
+        ("mute_speaker", {"muted": False}),
+    ]
+    for cid in ("speaker_volume", "mic_gain", "speaker_mute", "echo_mode"):
+        assert comps[cid]["entity_category"] == "config"
+    muted = {**STATE, "audio": {**STATE["audio"], "speaker_muted": True}}
+    assert render(comps["speaker_mute"]["value_template"], muted) == "ON"
+
+
+def test_intercom_entities_only_for_a_board_with_audio() -> None:
+    _, payload = build(audio=False)
+    assert not set(payload["cmps"]) & {"speaker_volume", "mic_gain", "speaker_mute", "echo_mode"}
+
+
 @pytest.mark.parametrize(
     ("health", "present"),
     [
@@ -532,11 +596,16 @@ def jinja_env() -> tuple[Any, Any]:
     return ImmutableSandboxedEnvironment(undefined=RecordingUndefined), RecordingUndefined
 
 
-def render(template: str, payload: Any) -> str:
+def render(template: str, payload: Any, *, raw: bool = False) -> str:
+    """``template`` rendered on a received ``payload`` (as JSON), or with ``raw``, as a
+    command template on an entity's own value."""
     env, undefined = jinja_env()
     undefined.used.clear()
-    text = json.dumps(payload)
-    out = env.from_string(template).render(value=text, value_json=json.loads(text)).strip()
+    if raw:
+        out = env.from_string(template).render(value=payload).strip()
+    else:
+        text = json.dumps(payload)
+        out = env.from_string(template).render(value=text, value_json=json.loads(text)).strip()
     assert not undefined.used, f"undefined used: {undefined.used}"
     return str(out)
 
@@ -570,7 +639,12 @@ def test_value_templates_on_the_daemon_payloads() -> None:
         "packet_loss": "1.23",
         "cpu_temperature": "47.2",
         "throttled": "ON",
+        "speaker_volume": "80",
+        "mic_gain": "6.0",
+        "speaker_mute": "OFF",
+        "echo_mode": "half_duplex",
     }
+    assert states["echo_mode"] in comps["echo_mode"]["options"]
     assert states["room_state"] in comps["room_state"]["options"]
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
+from ..media.board import fits_level_31
 from ..model import User
 from .sections import (
     AudioSection,
@@ -35,6 +36,7 @@ from .types import defaults_if_none
 
 if TYPE_CHECKING:
     from ..engine.config import AudioConfig, EngineProfile, PublishConfig, RoomConfig, VideoConfig
+    from ..media.board import Picture
     from ..server.settings import ServerSettings
 
 
@@ -212,17 +214,23 @@ class Config(Section):
             audio=self.audio_config(),
         )
 
-    def video_config(self) -> VideoConfig:
-        """The scenario's video settings with the keys set in ``video`` applied."""
+    def video_config(self, board: Picture | None = None) -> VideoConfig:
+        """The scenario's video settings, brought within what the ``board`` publishes
+        (its size when the scenario's is larger, the lower rate and bitrate), with the
+        keys set in ``video`` applied: a key set always wins."""
         from dataclasses import replace
 
         from ..engine.config import SCENARIO_VIDEO
 
+        base = SCENARIO_VIDEO[self.room.scenario]
+        if board is not None:
+            if base.width * base.height > board.width * board.height:
+                base = replace(base, width=board.width, height=board.height)
+            base = replace(base, fps=min(base.fps, board.fps))
+            base = replace(base, bitrate=min(base.bitrate, board.bitrate))
         keys = ("width", "height", "fps", "bitrate", "min_bitrate", "max_bitrate")
         given = {k: getattr(self.video, k) for k in (*keys, "keyframe_interval_s")}
-        return replace(
-            SCENARIO_VIDEO[self.room.scenario], **{k: v for k, v in given.items() if v is not None}
-        )
+        return replace(base, **{k: v for k, v in given.items() if v is not None})
 
     def audio_config(self) -> AudioConfig:
         from ..engine.config import AudioConfig
@@ -295,4 +303,10 @@ class Config(Section):
             )
         if self.mqtt.enabled and self.mqtt.tls and self.mqtt.tls.insecure:
             out.append("mqtt.tls.insecure: the broker's certificate is not verified")
+        v = self.video_config()
+        if not fits_level_31(v.width, v.height, v.fps):
+            out.append(
+                f"video: {v.width}x{v.height} at {v.fps:g} fps is beyond H.264 level 3.1, the"
+                " level edged negotiates (at most 1280x720 at 30 fps): the encoder shrinks it"
+            )
         return out

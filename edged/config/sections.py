@@ -43,6 +43,7 @@ from .types import (
     bit_rate,
     blank_if_none,
     defaults_if_none,
+    echo_mode,
     ice_url,
     ice_urls,
     off_is_none,
@@ -210,6 +211,15 @@ class AudioSection(Section):
     bitrate: Annotated[int, BeforeValidator(bit_rate), Field(ge=6_000, le=510_000)] = 32_000
     period_ms: Annotated[int, Field(ge=5, le=100)] = 20
     playback_buffer_ms: Annotated[int, Field(ge=20, le=5_000)] = 100
+    echo_cancellation: Annotated[
+        Literal["cancel", "half_duplex", "off"], BeforeValidator(echo_mode)
+    ] = "cancel"
+    echo_tail_ms: Annotated[int, Field(ge=50, le=1_000)] = 200
+    noise_suppression: bool = True
+    auto_gain: bool = False
+    speaker_volume: Annotated[int, Field(ge=0, le=100)] = 100
+    speaker_muted: bool = False
+    mic_gain_db: Annotated[float, Field(ge=-20, le=30)] = 0.0
 
 
 class MqttTls(Section):

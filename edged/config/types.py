@@ -51,6 +51,11 @@ def off_is_none(v: Any) -> Any:
     return "none" if v is False else v
 
 
+def echo_mode(v: Any) -> Any:
+    """YAML's ``on``/``true`` mean ``cancel``, ``off``/``false`` mean ``off``."""
+    return {True: "cancel", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+
 def bit_rate(v: Any) -> Any:
     if not isinstance(v, str):
         return v

@@ -4,7 +4,8 @@
 arguments (:mod:`edged.daemon.commands`) and the method of :class:`Actions` that runs it.
 :class:`Actions` changes the desired state and calls the engine; it sees only what it
 uses: the engine of the moment, the desired state, the supervisor (its lock, its wake-up
-and the actions that restore), the snapshots and the state snapshot.
+and the actions that restore), the snapshots, the state snapshot and the board's audio
+controls.
 """
 
 from __future__ import annotations
@@ -18,16 +19,21 @@ from typing import Any, Generic, TypeVar
 from ..engine.engine import Engine
 from ..engine.views import RoomInfo
 from ..errors import EdgedError, ErrorCode
+from ..media.alsa.echo import EchoMode
 from ..model import RoomState
 from ..tokens import room_token
+from .audio import DeviceAudio
 from .commands import (
     Args,
     Command,
+    EchoModeArgs,
     LoginRoomArgs,
+    MicGainArgs,
     MuteArgs,
     NoArgs,
     RenewTokenArgs,
     SetVideoConfigArgs,
+    SpeakerVolumeArgs,
     StartPlayingArgs,
     StartPublishingArgs,
     StopPlayingArgs,
@@ -49,6 +55,7 @@ class Actions:
     supervisor: Supervisor
     snapshots: Snapshots
     state: Callable[[], dict[str, Any]]  # the state snapshot, as on the state topic
+    audio: DeviceAudio
 
     async def run(self, command: Command) -> Any:
         """Run one command; the result goes in its response."""
@@ -122,6 +129,18 @@ class Actions:
         self.engine().mute_publish_video(args.muted)
         return {"muted": args.muted}
 
+    async def set_speaker_volume(self, args: SpeakerVolumeArgs) -> Any:
+        return self.audio.update(speaker_volume=args.volume)
+
+    async def mute_speaker(self, args: MuteArgs) -> Any:
+        return self.audio.update(speaker_muted=args.muted)
+
+    async def set_mic_gain(self, args: MicGainArgs) -> Any:
+        return self.audio.update(mic_gain_db=args.gain_db)
+
+    async def set_echo_mode(self, args: EchoModeArgs) -> Any:
+        return self.audio.update(echo_mode=EchoMode(args.mode))
+
     async def set_video_config(self, args: SetVideoConfigArgs) -> Any:
         engine = self.engine()
         update = args.model_dump(exclude_none=True)
@@ -174,6 +193,10 @@ COMMANDS: Mapping[str, CommandSpec[Any]] = MappingProxyType(
         "mute_publish_audio": _command(MuteArgs, Actions.mute_publish_audio),
         "mute_publish_video": _command(MuteArgs, Actions.mute_publish_video),
         "set_video_config": _command(SetVideoConfigArgs, Actions.set_video_config),
+        "set_speaker_volume": _command(SpeakerVolumeArgs, Actions.set_speaker_volume),
+        "mute_speaker": _command(MuteArgs, Actions.mute_speaker),
+        "set_mic_gain": _command(MicGainArgs, Actions.set_mic_gain),
+        "set_echo_mode": _command(EchoModeArgs, Actions.set_echo_mode),
         "renew_token": _command(RenewTokenArgs, Actions.renew_token),
         "snapshot": _command(NoArgs, Actions.snapshot),
         "get_state": _command(NoArgs, Actions.get_state),

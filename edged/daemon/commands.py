@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -63,6 +63,18 @@ class StopPlayingArgs(Args):
 
 class MuteArgs(Args):
     muted: bool = True
+
+
+class SpeakerVolumeArgs(Args):
+    volume: Annotated[int, Field(ge=0, le=100)]
+
+
+class MicGainArgs(Args):
+    gain_db: Annotated[float, Field(ge=-20, le=30)]
+
+
+class EchoModeArgs(Args):
+    mode: Literal["cancel", "half_duplex", "off"]
 
 
 class SetVideoConfigArgs(Args):

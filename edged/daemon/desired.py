@@ -37,6 +37,14 @@ class DesiredState:
             self.publish_config = dataclasses.replace(
                 self.publish_config, video=media.has_video, audio=media.has_audio
             )
+        if (
+            media is not None
+            and media.board is not None
+            and self.publish_config.p2p_max_viewers is None
+        ):
+            self.publish_config = dataclasses.replace(
+                self.publish_config, p2p_max_viewers=media.board.p2p_max_viewers
+            )
         self.play_all = config.auto.play == "all"
         self.wanted: set[str] = set() if self.play_all else set(config.auto.play)
         self.refused: set[str] = set()

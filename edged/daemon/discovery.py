@@ -33,6 +33,7 @@ import re
 from typing import Any
 
 from ..model import RoomState
+from .discovery_audio import audio_components
 from .health import BoardHealth
 from .topics import DEFAULT_DISCOVERY_PREFIX, Topics
 
@@ -288,14 +289,18 @@ def build_discovery(
     health: BoardHealth | None = None,
     model: str | None = None,
     support_url: str | None = None,
+    audio: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """The discovery topic and the device payload (publish it as JSON, retained, QoS 1).
 
     Every component's unique id is ``<device_id>_<key>``, ``<key>`` being its key in
     ``cmps``. CPU temperature and throttling (or under-voltage alone) appear only when
-    ``health`` shows the board reports them.
+    ``health`` shows the board reports them; the intercom's controls when ``audio``
+    (:mod:`.discovery_audio`).
     """
     components = _components(topics, health)
+    if audio:
+        components.update(audio_components(topics.state, topics.command))
     for key, comp in components.items():
         comp["uniq_id"] = f"{device_id}_{key}"
         comp["qos"] = QOS

@@ -30,10 +30,13 @@ from ..config.model import Config
 from ..engine.engine import Engine
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
+from ..media.alsa.pcm import alsa_available
+from ..media.board import board_defaults, detect_board
 from ..server.run import start_server
 from ..tokens import room_token
 from . import systemd
 from .actions import SCHEMAS, Actions
+from .audio import DeviceAudio, JsonDict
 from .desired import DesiredState
 from .discovery import build_discovery
 from .health import HealthReader
@@ -42,7 +45,7 @@ from .mqtt import ControlChannel, MqttSettings
 from .reports import Reports
 from .sinks import Snapshots, Speaker
 from .sources import MediaChoice, apply_sources
-from .state import JsonDict, StateTracker
+from .state import StateTracker
 from .supervisor import Supervisor
 from .topics import Topics, ha_status_topic
 
@@ -61,12 +64,17 @@ class Daemon:
             self.apps = dict(config.server_settings().apps)
         self.tracker = StateTracker(config.device.id, self._state_changed, self._event)
         self.tracker.user_id = config.room.user_id
+        self.audio = DeviceAudio(config.audio, self._audio_changed)
+        self.tracker.audio = self.audio.state()
         self.media: MediaChoice | None = None
+        self.board = board_defaults(detect_board())
+        for reason in self.board.reasons:
+            log.info("%s", reason)
         self.engine = self._make_engine()
         self.topics = Topics(config.mqtt.base_topic, config.device.id)
         self.channel: ControlChannel | None = None
         self.desired = DesiredState(config, self.media)
-        self.speaker = Speaker(lambda: self.config.audio)
+        self.speaker = Speaker(lambda: self.config.audio, self.audio.intercom)
         self.supervisor = Supervisor(lambda: self.engine, self.desired, self.player_sink)
         self.snapshots = Snapshots(lambda: self.engine, self._publish_snapshot)
         self.actions = Actions(
@@ -75,6 +83,7 @@ class Daemon:
             self.supervisor,
             self.snapshots,
             self.tracker.snapshot,
+            self.audio,
         )
         m = config.mqtt
         self.reports = Reports(
@@ -97,7 +106,7 @@ class Daemon:
 
     def _make_engine(self) -> Engine:
         profile = self.config.engine_profile(apps=self.apps)
-        self.media = apply_sources(profile, self.config)
+        self.media = apply_sources(profile, self.config, self.audio.intercom, self.board)
         return Engine(profile, self.tracker)
 
     async def _start_server(self) -> None:
@@ -155,6 +164,7 @@ class Daemon:
                     __version__,
                     m.discovery_prefix,
                     health=health,
+                    audio=alsa_available(),
                 )
             )
             if health.reports_temperature or health.reports_throttling:
@@ -212,6 +222,7 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.speaker.close()
+        self.audio.close()
         if self.server_runner is not None:
             await self.server_runner.cleanup()
         log_event(log, logging.INFO, "daemon_stopped")
@@ -239,6 +250,10 @@ class Daemon:
         if self.channel is not None:
             self.channel.publish_state(self.tracker.snapshot())
         systemd.status(self.status_line())
+
+    def _audio_changed(self, state: JsonDict) -> None:
+        self.tracker.audio = state
+        self._state_changed()
 
     def _event(self, event: JsonDict) -> None:
         if self.channel is None:
@@ -284,6 +299,8 @@ class Daemon:
         self.config = new
         if "logging" in changed:
             logging.getLogger().setLevel(new.logging.level)
+        if "audio" in changed:
+            self.audio.configure(new.audio)
         if changed & {"room", "auto", "video", "audio", "timers", "ice", "device"}:
             async with self.supervisor.lock:
                 await self.engine.destroy()

@@ -18,6 +18,7 @@ from ..media.sinks.snapshot import jpeg_from_frame
 
 if TYPE_CHECKING:
     from ..config.sections import AudioSection
+    from ..media.alsa.intercom import Intercom
     from ..media.alsa.playback import AlsaPlaybackSink
 
 log = logging.getLogger("edged.daemon")
@@ -25,10 +26,12 @@ log = logging.getLogger("edged.daemon")
 
 class Speaker:
     """Owns the shared speaker: every played stream mixed into one ALSA device, opened on
-    first use with the audio configuration of that moment (``audio``)."""
+    first use with the audio configuration of that moment (``audio``), its volume, mute
+    and echo reference through the board's ``intercom``."""
 
-    def __init__(self, audio: Callable[[], AudioSection]) -> None:
+    def __init__(self, audio: Callable[[], AudioSection], intercom: Intercom | None = None) -> None:
         self._audio = audio
+        self._intercom = intercom
         self._sink: AlsaPlaybackSink | None = None
 
     def input(self) -> Any:
@@ -42,7 +45,11 @@ class Speaker:
             from ..media.alsa.playback import AlsaPlaybackSink
 
             audio = self._audio()
-            self._sink = AlsaPlaybackSink(audio.playback_device, buffer_ms=audio.playback_buffer_ms)
+            self._sink = AlsaPlaybackSink(
+                audio.playback_device,
+                buffer_ms=audio.playback_buffer_ms,
+                intercom=self._intercom,
+            )
             log.info("playing received audio on ALSA device %s", audio.playback_device)
         return self._sink.input()
 

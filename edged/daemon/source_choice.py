@@ -18,7 +18,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -33,6 +33,9 @@ from ..media.sources.orientation import Orientation
 from ..media.sources.testpattern import TestPatternTrack
 from ..media.sources.tone import ToneTrack
 from ..media.sources.v4l2 import v4l2_video_source
+
+if TYPE_CHECKING:
+    from ..media.alsa.intercom import Intercom
 
 log = logging.getLogger(__name__)
 
@@ -179,15 +182,19 @@ def choose_audio_source(
     *,
     sound: Callable[[], tuple[SoundDevice, ...]] = sound_devices,
     alsa_usable: Callable[[], bool] | None = None,
+    intercom: Intercom | None = None,
 ) -> SourceChoice:
-    """The audio source ``audio`` asks for; for ``auto`` ALSA capture if there is any."""
+    """The audio source ``audio`` asks for; for ``auto`` ALSA capture if there is any (through
+    ``intercom``, when given)."""
     kind, device = audio.source, audio.capture_device
     if kind == "none":
         choice = SourceChoice("none", "", "audio.source is none", None)
     elif kind == "tone":
         choice = SourceChoice("tone", "", "audio.source is tone", _tone)
     elif kind == "alsa":
-        choice = SourceChoice("alsa", device, "audio.source is alsa", _alsa_factory(audio))
+        choice = SourceChoice(
+            "alsa", device, "audio.source is alsa", _alsa_factory(audio, intercom)
+        )
     else:
         capture = [d for d in sound() if d.capture]
         usable = alsa_usable if alsa_usable is not None else _alsa_importable
@@ -197,7 +204,7 @@ def choose_audio_source(
             choice = SourceChoice("none", "", "auto: pyalsaaudio is not installed", None)
         else:
             reason = f"auto: capture device {capture[0].alsa_name} ({capture[0].card_name})"
-            choice = SourceChoice("alsa", device, reason, _alsa_factory(audio))
+            choice = SourceChoice("alsa", device, reason, _alsa_factory(audio, intercom))
     log_event(
         log,
         logging.INFO,
@@ -222,12 +229,12 @@ def _alsa_importable() -> bool:
     return alsa_available()
 
 
-def _alsa_factory(audio: AudioSection) -> Factory:
+def _alsa_factory(audio: AudioSection, intercom: Intercom | None) -> Factory:
     def make(config: AudioConfig) -> MediaStreamTrack:
         from ..media.alsa.capture import alsa_audio_source
 
         track: MediaStreamTrack = alsa_audio_source(
-            config, audio.capture_device, period_ms=audio.period_ms
+            config, audio.capture_device, period_ms=audio.period_ms, intercom=intercom
         )
         return track
 

@@ -101,6 +101,8 @@ class StateTracker(EventHandler):
         self.viewers: dict[str, int] = {}
         self.publish_quality: dict[str, PublishQuality] = {}
         self.play_quality: dict[str, PlayQuality] = {}
+        self.audio: JsonDict = {}
+        """The board's audio controls (:class:`edged.daemon.audio.DeviceAudio`)."""
 
     def on_event(self, event: Event) -> None:
         changed = self._apply(event)
@@ -215,6 +217,7 @@ class StateTracker(EventHandler):
                 sid: {"state": st.name, "state_code": int(st), "error_code": code}
                 for sid, (st, code) in self.players.items()
             },
+            "audio": self.audio,
         }
 
     def quality(self) -> JsonDict:

@@ -215,7 +215,14 @@ def to_json(devices: Devices) -> dict[str, Any]:
 
 
 def devices_command(as_json: bool) -> int:
-    """``edged devices [--json]``: print what was found; the exit status (0)."""
+    """``edged devices [--json]``: print what was found, the board and the defaults it
+    gives (:mod:`edged.media.board`); the exit status (0)."""
+    from .board import board_defaults, board_json, board_text, detect_board
+
     devices = list_devices()
-    print(json.dumps(to_json(devices), indent=2) if as_json else format_table(devices))
+    board = board_defaults(detect_board())
+    if as_json:
+        print(json.dumps({**to_json(devices), "board": board_json(board)}, indent=2))
+    else:
+        print(f"{format_table(devices)}\n\n{board_text(board)}")
     return 0

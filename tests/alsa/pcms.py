@@ -6,6 +6,7 @@ from __future__ import annotations
 import array
 import contextlib
 import fcntl
+import math
 import os
 import termios
 import threading
@@ -23,6 +24,7 @@ TEMPLATE = Path(__file__).with_name("pcms.conf")
 SPEAKER = "edged_test_speaker"
 MIC = "edged_test_mic"
 SILENT_MIC = "edged_test_silent_mic"
+ECHO_SPEAKER = "edged_test_echo_speaker"
 MISSING = "edged_test_no_such_pcm"
 
 
@@ -44,6 +46,10 @@ class AlsaPcms:
     def mic_fifo(self) -> Path:
         return self.directory / "mic.fifo"
 
+    @property
+    def speaker_fifo(self) -> Path:
+        return self.directory / "speaker.fifo"
+
     def speaker_samples(self, channels: int) -> npt.NDArray[np.int16]:
         """What the speaker PCM has written so far, as ``(frames, channels)``."""
         data = self.speaker_file.read_bytes() if self.speaker_file.exists() else b""
@@ -56,6 +62,7 @@ def install(directory: Path) -> AlsaPcms:
     pcms = AlsaPcms(directory)
     pcms.config.write_text(TEMPLATE.read_text().replace("@DIR@", str(directory)))
     os.mkfifo(pcms.mic_fifo)
+    os.mkfifo(pcms.speaker_fifo)
     return pcms
 
 
@@ -90,9 +97,7 @@ class FifoTone:
         os.close(self._fd)
 
     def _unread(self) -> int:
-        pending = array.array("i", [0])
-        fcntl.ioctl(self._fd, termios.FIONREAD, pending)
-        return pending[0]
+        return unread(self._fd)
 
     def _run(self) -> None:
         generator = self.generator
@@ -109,6 +114,13 @@ class FifoTone:
                 self.frames_written += 1
 
 
+def unread(fd: int) -> int:
+    """Bytes written into a FIFO and not yet read."""
+    pending = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, pending)
+    return pending[0]
+
+
 def tone_share(samples: npt.NDArray[np.int16], rate: int, frequency: float) -> float:
     """The fraction of the signal's power within 10 Hz of ``frequency`` (channels averaged)."""
     values = samples.astype(np.float64)
@@ -121,3 +133,33 @@ def tone_share(samples: npt.NDArray[np.int16], rate: int, frequency: float) -> f
     if total <= 0:
         return 0.0
     return float(power[np.abs(freqs - frequency) <= 10.0].sum()) / total
+
+
+def level_db(samples: npt.NDArray[np.float64], frequency: float, rate: int = 48_000) -> float:
+    """Power within 15 Hz of ``frequency``, in dB of any fixed reference: compare two."""
+    values = np.asarray(samples, dtype=np.float64)
+    if values.ndim == 2:
+        values = values.mean(axis=1)
+    power = np.abs(np.fft.rfft(values * np.hanning(values.size))) ** 2
+    band = np.abs(np.fft.rfftfreq(values.size, 1 / rate) - frequency) <= 15.0
+    return 10 * math.log10(float(power[band].sum()) + 1e-12)
+
+
+def amplitude_db(samples: npt.NDArray[np.float64]) -> float:
+    """A lone tone's amplitude in dB of any fixed reference: the 90th percentile of the
+    magnitudes, which a short gap of silence (a stream running dry on a busy machine)
+    or a click does not move."""
+    values = np.abs(np.asarray(samples, dtype=np.float64))
+    if values.ndim == 2:
+        values = values.mean(axis=1)
+    return 20 * math.log10(float(np.percentile(values, 90)) + 1e-12)
+
+
+async def speaker_level(pcms: AlsaPcms, rate: int = 48_000) -> float:
+    """:func:`amplitude_db` of the next 0.4 s the file speaker writes (after 0.1 s more
+    that the device's and the stream's buffers may still hold from before)."""
+    from edged.testing.waiting import until
+
+    mark = len(pcms.speaker_samples(2))
+    await until(lambda: len(pcms.speaker_samples(2)) >= mark + rate // 2, 10)
+    return amplitude_db(pcms.speaker_samples(2)[mark + rate // 10 : mark + rate // 2])

@@ -13,6 +13,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ...errors import ErrorCode
 from ..device import DeviceCodes, ErrorCallback
+from .intercom import Intercom, queued_s
 from .pcm import RETRY, AlsaApi, Pcm, PcmFormat, PcmSettings, PcmStatus, PcmWorker
 
 MICROPHONE_CODES = DeviceCodes(
@@ -44,9 +45,11 @@ class _CaptureWorker(PcmWorker):
         alsa: AlsaApi | None,
         on_error: ErrorCallback | None,
         retry: tuple[float, float],
+        intercom: Intercom | None,
     ) -> None:
         super().__init__(settings, MICROPHONE_CODES, alsa=alsa, on_error=on_error, retry=retry)
         self._deliver = deliver
+        self.intercom = intercom
         self.xruns = 0
         self.pts = 0
         self._rate = settings.rate
@@ -67,6 +70,9 @@ class _CaptureWorker(PcmWorker):
         channels = fmt.audio_channels
         if channels != fmt.channels:
             samples = samples.reshape(-1, fmt.channels)[:, :channels]
+        if self.intercom is not None:
+            age = queued_s(pcm, fmt, playback=False)
+            samples = self.intercom.microphone(samples.reshape(-1, channels), fmt.rate, age)
         frame = av.AudioFrame.from_ndarray(
             samples.reshape(1, -1), format="s16", layout="stereo" if channels == 2 else "mono"
         )
@@ -84,8 +90,9 @@ class AlsaCaptureTrack(PcmStatus, MediaStreamTrack):
     Owns the device's reader (a :class:`PcmWorker` thread doing blocking reads, started
     by the first :meth:`recv`) and a small bounded queue of s16 frames: one frame per
     period, ``pts`` counting samples in ``1/rate``. When the consumer falls behind, the
-    oldest frame is dropped (``frames_dropped``). An xrun is counted (``xruns``) and
-    reading goes on. A failing device is reported (``error_code``
+    oldest frame is dropped (``frames_dropped``). With an :class:`Intercom`, every period
+    goes through it (echo cancellation, microphone gain) before it is queued.
+    An xrun is counted (``xruns``) and reading goes on. A failing device is reported (``error_code``
     MICROPHONE_LOST, ``lost``, ``on_error``) and reopened with backoff; no frames come
     while it is gone, and they flow again when it returns.
     """
@@ -105,10 +112,11 @@ class AlsaCaptureTrack(PcmStatus, MediaStreamTrack):
         on_error: ErrorCallback | None = None,
         alsa: AlsaApi | None = None,
         retry: tuple[float, float] = RETRY,
+        intercom: Intercom | None = None,
     ) -> None:
         super().__init__()
         settings = PcmSettings(device, rate, channels, period_ms, periods)
-        self._worker = _CaptureWorker(self.deliver, settings, alsa, on_error, retry)
+        self._worker = _CaptureWorker(self.deliver, settings, alsa, on_error, retry, intercom)
         self._queue: asyncio.Queue[av.AudioFrame | None] = asyncio.Queue(QUEUE_PERIODS)
         self.frames_captured = 0
         """Frames read from the device."""
@@ -160,11 +168,16 @@ class AlsaCaptureTrack(PcmStatus, MediaStreamTrack):
 
 
 def alsa_audio_source(
-    config: AudioFormat, device: str = "default", *, period_ms: float = 20.0
+    config: AudioFormat,
+    device: str = "default",
+    *,
+    period_ms: float = 20.0,
+    intercom: Intercom | None = None,
 ) -> MediaStreamTrack:
     """An :class:`AlsaCaptureTrack` for an ``EngineProfile.audio_source``.
 
-    ``config`` is the engine's ``AudioConfig`` (its ``sample_rate`` and ``channels``).
+    ``config`` is the engine's ``AudioConfig`` (its ``sample_rate`` and ``channels``);
+    ``intercom`` is the speaker's, for echo cancellation and the microphone's gain.
     Raises ``EdgedError(MICROPHONE_OPEN_FAILED)`` when pyalsaaudio is not installed.
     """
     return AlsaCaptureTrack(
@@ -172,4 +185,5 @@ def alsa_audio_source(
         rate=config.sample_rate,
         channels=config.channels,
         period_ms=period_ms,
+        intercom=intercom,
     )

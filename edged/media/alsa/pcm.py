@@ -134,6 +134,8 @@ class PcmFormat:
     rate: int
     channels: int
     period_frames: int
+    buffer_frames: int = 0
+    """The device buffer (0: not known)."""
 
     @property
     def period_s(self) -> float:
@@ -324,6 +326,7 @@ class PcmWorker(ReportsDeviceState):
             int(info.get("rate", s.rate)),
             int(info.get("channels", s.channels)),
             int(info.get("period_size", s.period_frames)),
+            int(info.get("buffer_size", s.period_frames * s.periods)),
         )
         self.opens += 1
         self.format = fmt

@@ -16,7 +16,17 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from ...errors import ErrorCode
 from ..device import DeviceCodes, ErrorCallback
 from ..frames import audio_resampler
-from .pcm import RETRY, AlsaApi, Pcm, PcmFormat, PcmSettings, PcmStatus, PcmWorker, is_xrun
+from .intercom import Intercom, queued_s
+from .pcm import (
+    RETRY,
+    AlsaApi,
+    Pcm,
+    PcmFormat,
+    PcmSettings,
+    PcmStatus,
+    PcmWorker,
+    is_xrun,
+)
 
 SPEAKER_CODES = DeviceCodes(
     ErrorCode.SPEAKER_NOT_FOUND, ErrorCode.SPEAKER_OPEN_FAILED, ErrorCode.SPEAKER_LOST
@@ -197,9 +207,11 @@ class _PlaybackWorker(PcmWorker):
         alsa: AlsaApi | None,
         on_error: ErrorCallback | None,
         retry: tuple[float, float],
+        intercom: Intercom | None,
     ) -> None:
         super().__init__(settings, SPEAKER_CODES, alsa=alsa, on_error=on_error, retry=retry)
         self.mixer = mixer
+        self.intercom = intercom
         self.underruns = 0
         self.periods_written = 0
 
@@ -208,6 +220,11 @@ class _PlaybackWorker(PcmWorker):
 
     def transfer(self, pcm: Pcm, fmt: PcmFormat) -> bool:
         data = self.mixer.mix(fmt.period_frames)
+        intercom = self.intercom
+        if intercom is not None:
+            mixed = np.frombuffer(data, dtype=np.int16).reshape(-1, fmt.audio_channels)
+            mixed = intercom.speaker(mixed)
+            data = mixed.tobytes()
         if fmt.channels != fmt.audio_channels:  # silence on the device's extra channels
             wide = np.zeros((fmt.period_frames, fmt.channels), dtype=np.int16)
             wide[:, : fmt.audio_channels] = np.frombuffer(data, dtype=np.int16).reshape(
@@ -223,6 +240,9 @@ class _PlaybackWorker(PcmWorker):
                 written = -errno.EPIPE
             if written >= 0:
                 self.periods_written += 1
+                if intercom is not None:
+                    ahead = queued_s(pcm, fmt, playback=True) - fmt.period_s
+                    intercom.played(mixed, fmt.rate, ahead)
                 return True
             self.underruns += 1
         return False
@@ -236,7 +256,9 @@ class AlsaPlaybackSink(PcmStatus):
     buffer per played stream, and one reader task per attached track that resamples its
     frames to the device's rate and channels. Video tracks are ignored. It is a player
     sink (``attach``, ``close``); several players share it through :meth:`input`, whose
-    ``close`` leaves the others playing. A failing device is reported (``error_code``
+    ``close`` leaves the others playing. With an :class:`Intercom`, each mixed period gets
+    its volume and mute, and what is written becomes the echo canceller's reference.
+    A failing device is reported (``error_code``
     SPEAKER_LOST, ``lost``, ``on_error``) and reopened with backoff.
     """
 
@@ -255,10 +277,11 @@ class AlsaPlaybackSink(PcmStatus):
         on_error: ErrorCallback | None = None,
         alsa: AlsaApi | None = None,
         retry: tuple[float, float] = RETRY,
+        intercom: Intercom | None = None,
     ) -> None:
         settings = PcmSettings(device, rate, channels, period_ms, periods)
         self.mixer = Mixer(rate, channels, settings.period_frames, buffer_ms, prebuffer_ms)
-        self._worker = _PlaybackWorker(self.mixer, settings, alsa, on_error, retry)
+        self._worker = _PlaybackWorker(self.mixer, settings, alsa, on_error, retry, intercom)
         self._readers: set[asyncio.Task[None]] = set()
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,3 +66,5 @@ class StandInBoard:
 
 
 BOARD = StandInBoard()
+if os.environ.get("EDGED_STANDIN_BOARD") == "pi5":  # a process of its own (bench/board.py)
+    BOARD.make_pi5()

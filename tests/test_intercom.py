@@ -1,0 +1,259 @@
+"""The intercom: echo cancellation, the echo modes, speaker volume and mute, microphone
+gain, through real alsa-lib on the tests' own PCMs, with the room of tests/alsa/room.py
+carrying what the speaker plays back into the microphone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Iterator
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from aiortc.mediastreams import MediaStreamTrack
+from alsa.pcms import (
+    ECHO_SPEAKER,
+    MIC,
+    SPEAKER,
+    AlsaPcms,
+    FifoTone,
+    amplitude_db,
+    level_db,
+    speaker_level,
+)
+from alsa.room import DelayedEcho, EchoRoom
+
+from edged.engine.config import AudioConfig, PublishConfig
+from edged.errors import EdgedError, ErrorCode
+from edged.media.alsa import speex
+from edged.media.alsa.capture import AlsaCaptureTrack, alsa_audio_source
+from edged.media.alsa.echo import EchoMode, EchoSettings, ReferenceLine
+from edged.media.alsa.intercom import AudioControls, Intercom
+from edged.media.alsa.playback import AlsaPlaybackSink
+from edged.media.sinks.analysis import audio_frame_samples
+from edged.media.sources.tone import ToneTrack
+from edged.model import User
+from edged.testing.waiting import until
+
+from conftest import RunningServer
+from enginekit import AnalysisSink, make_engine
+
+RATE = 48_000
+FAR_HZ = 440.0
+"""The far end: what the viewer publishes and the device's speaker plays."""
+NEAR_HZ = 1000.0
+"""The near end: someone talking in front of the device."""
+ECHO_DELAY = RATE * 30 // 1000
+ECHO_GAIN = 0.5
+NEAR_AMPLITUDE = 3277.0
+"""0.1 of full scale."""
+
+needs_speexdsp = pytest.mark.skipif(
+    not speex.speexdsp_available(), reason="libspeexdsp1 is not installed"
+)
+
+
+def near_end(start: int, count: int) -> npt.NDArray[np.float64]:
+    return NEAR_AMPLITUDE * np.sin(2 * np.pi * NEAR_HZ * np.arange(start, start + count) / RATE)
+
+
+@contextlib.contextmanager
+def echo_room(pcms: AlsaPcms) -> Iterator[EchoRoom]:
+    room = EchoRoom(pcms.speaker_fifo, pcms.mic_fifo, DelayedEcho(ECHO_DELAY, ECHO_GAIN), near_end)
+    try:
+        yield room
+    finally:
+        room.close()
+
+
+@contextlib.asynccontextmanager
+async def devices(
+    intercom: Intercom, speaker: str = ECHO_SPEAKER
+) -> AsyncIterator[tuple[AlsaPlaybackSink, AlsaCaptureTrack]]:
+    sink = AlsaPlaybackSink(speaker, intercom=intercom)
+    mic = AlsaCaptureTrack(MIC, intercom=intercom)
+    try:
+        yield sink, mic
+    finally:
+        mic.stop()
+        await sink.close()
+        assert await asyncio.to_thread(mic.join, 5)
+        intercom.close()
+
+
+async def listen(track: MediaStreamTrack, seconds: float) -> npt.NDArray[np.float64]:
+    """The next ``seconds`` of a track, as mono float."""
+    parts: list[npt.NDArray[np.float64]] = []
+    async with asyncio.timeout(10 + 2 * seconds):
+        while sum(p.size for p in parts) < seconds * RATE:
+            parts.append(audio_frame_samples(await track.recv()))
+    return np.concatenate(parts)
+
+
+# ---- echo cancellation, end to end ------------------------------------------------------
+
+
+@needs_speexdsp
+@pytest.mark.netns
+async def test_the_viewer_hears_the_near_end_and_not_its_own_echo(
+    srv: RunningServer, pcms: AlsaPcms
+) -> None:
+    # Noise suppression would take the near end's steady tone for noise: it is for
+    # speech, and this test is about the echo.
+    controls = AudioControls(echo_mode=EchoMode.OFF)
+    intercom = Intercom(controls, EchoSettings(noise_suppression=False))
+
+    def microphone(config: AudioConfig) -> MediaStreamTrack:
+        return alsa_audio_source(config, MIC, intercom=intercom)
+
+    device, _ = make_engine(srv, audio_source=microphone)
+    viewer, _ = make_engine(srv)  # publishes a 440 Hz tone: the far end's voice
+    speaker = AlsaPlaybackSink(ECHO_SPEAKER, intercom=intercom)
+    heard = AnalysisSink()
+
+    def decoded(seconds: float = 1.0) -> npt.NDArray[np.float64]:
+        audio = heard.audio
+        return audio.samples(seconds) if audio is not None else np.zeros(0)
+
+    with echo_room(pcms):
+        async with device, viewer:
+            await device.login_room("r", User("door"))
+            await viewer.login_room("r", User("guest"))
+            await device.start_publishing("door", PublishConfig(video=False))
+            await viewer.start_publishing("guest", PublishConfig(video=False))
+            await device.start_playing("guest", speaker)
+            await viewer.start_playing("door", heard)
+
+            def echo_heard() -> bool:
+                samples = decoded()
+                return samples.size == RATE and level_db(samples, FAR_HZ) > level_db(
+                    samples, NEAR_HZ
+                )
+
+            await until(echo_heard, 30, "the device's echo of the viewer's tone", interval=0.2)
+            echo_off, near_off = level_db(decoded(), FAR_HZ), level_db(decoded(), NEAR_HZ)
+
+            controls.echo_mode = EchoMode.CANCEL
+            await until(
+                lambda: level_db(decoded(), FAR_HZ) <= echo_off - 20,
+                30,
+                "the echo 20 dB down",
+                interval=0.2,
+            )
+            near_on = level_db(decoded(), NEAR_HZ)
+        await speaker.close()
+    assert abs(near_on - near_off) <= 1.0, (near_off, near_on)
+    assert intercom.unavailable is None
+
+
+# ---- the echo modes and the controls, at the devices ------------------------------------
+
+
+@needs_speexdsp
+async def test_half_duplex_ducks_the_microphone_while_the_speaker_plays(pcms: AlsaPcms) -> None:
+    intercom = Intercom(AudioControls(echo_mode=EchoMode.HALF_DUPLEX))
+    with echo_room(pcms):
+        async with devices(intercom) as (sink, mic):
+            playing = sink.input()
+            playing.attach(ToneTrack(FAR_HZ))
+            await listen(mic, 0.5)
+            while_playing = await listen(mic, 1.0)
+            await playing.close()
+            await until(lambda: sink.mixer.streams == 0, 5)
+            await listen(mic, 1.0)  # the ducking's hold and the buffers empty
+            while_quiet = await listen(mic, 1.0)
+    # 30 dB of ducking (EchoSettings.duck_db) on the near end, echo included.
+    assert level_db(while_quiet, NEAR_HZ) - level_db(while_playing, NEAR_HZ) >= 25
+
+
+async def test_speaker_volume_and_mute_scale_what_the_speaker_pcm_receives(
+    pcms: AlsaPcms,
+) -> None:
+    controls = AudioControls()
+    intercom = Intercom(controls)
+    sink = AlsaPlaybackSink(SPEAKER, intercom=intercom)
+
+    try:
+        sink.attach(ToneTrack(FAR_HZ))
+        await until(lambda: len(pcms.speaker_samples(2)) > RATE // 5, 10)
+        full = await speaker_level(pcms)
+        controls.speaker_volume = 50
+        half = await speaker_level(pcms)
+        controls.speaker_muted = True
+        muted = await speaker_level(pcms)
+        controls.speaker_muted = False
+        again = await speaker_level(pcms)
+    finally:
+        await sink.close()
+    assert abs(full - half - 20 * math.log10(2)) <= 0.3, (full, half)
+    assert full - muted >= 80
+    assert abs(again - half) <= 0.3
+
+
+async def test_microphone_gain_scales_what_is_captured(pcms: AlsaPcms) -> None:
+    controls = AudioControls(echo_mode=EchoMode.OFF)
+    intercom = Intercom(controls)
+    feeder = FifoTone(pcms.mic_fifo, NEAR_HZ)
+    track = AlsaCaptureTrack(MIC, intercom=intercom)
+    try:
+        await listen(track, 0.3)
+        plain = amplitude_db(await listen(track, 0.5))
+        controls.mic_gain_db = -12.0
+        await listen(track, 0.1)
+        quieter = amplitude_db(await listen(track, 0.5))
+    finally:
+        track.stop()
+        await asyncio.to_thread(track.join, 5)
+        feeder.close()
+    assert abs(plain - quieter - 12.0) <= 0.5, (plain, quieter)
+
+
+def test_without_libspeexdsp_the_microphone_goes_through_uncancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(speex, "_library", None)
+    monkeypatch.setattr(speex, "LIBRARY", "libspeexdsp-not-here.so.1")
+    monkeypatch.setattr(speex.ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(EdgedError) as caught:
+        speex.load_speexdsp()
+    assert caught.value.code == ErrorCode.ECHO_CANCELLER_UNAVAILABLE
+    intercom = Intercom()
+    tone = (NEAR_AMPLITUDE * np.sin(2 * np.pi * NEAR_HZ * np.arange(RATE) / RATE)).astype(np.int16)
+    out = np.concatenate(
+        [intercom.microphone(tone[i : i + 960], RATE, 0.0) for i in range(0, RATE, 960)]
+    )
+    assert intercom.unavailable is not None and "libspeexdsp1" in intercom.unavailable
+    # The same tone (resampled to the canceller's rate and back: a 40 ms lag).
+    assert abs(level_db(out[RATE // 10 :], NEAR_HZ) - level_db(tone[RATE // 10 :], NEAR_HZ)) < 1
+
+
+# ---- the reference line -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drift_ppm", [-100.0, 0.0, 100.0])
+def test_the_reference_line_follows_drifting_clocks(drift_ppm: float) -> None:
+    rate, frame = 16_000, 160
+    line = ReferenceLine(rate)
+    ramp = np.arange(rate * 200, dtype=np.int64)  # each sample says where it was played
+    played = taken = 0
+    errors: list[int] = []
+    for step in range(6000):  # one minute, 10 ms at a time
+        now = step * 0.01
+        line.played((ramp[played : played + frame] % 30_000).astype(np.int16), 0.03, now)
+        played += frame
+        # The microphone's clock runs drift_ppm faster: more samples per second.
+        count = (
+            frame
+            + round((step + 1) * frame * drift_ppm / 1e6)
+            - round(step * frame * drift_ppm / 1e6)
+        )
+        ref = line.take(count, taken, 0.0, now=now)
+        taken += count
+        if step > 300 and ref.any():
+            heard_at = int(ref[0])  # played index of the reference's first sample
+            expected = (played - frame) - round(0.03 * rate) + round(0.005 * rate)
+            errors.append((heard_at - expected) % 30_000)
+    spread = [e if e < 15_000 else e - 30_000 for e in errors]
+    assert max(abs(e) for e in spread) <= 0.004 * rate
