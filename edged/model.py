@@ -99,6 +99,24 @@ class Stream:
     has_audio: bool = True
 
 
+class WhipTargetState(StrEnum):
+    """Where a stream's external WHIP endpoint stands (edged.engine.whip_out)."""
+
+    CONNECTING = "connecting"
+    SENDING = "sending"
+    RETRYING = "retrying"
+
+
+@dataclass(frozen=True, slots=True)
+class WhipTargetInfo:
+    """One external WHIP endpoint of a stream: its state, last error (empty: none), attempts."""
+
+    url: str
+    state: WhipTargetState
+    error: str
+    attempts: int
+
+
 @dataclass(slots=True)
 class PublishQuality:
     """A publisher's quality report (totals over viewers, worst viewer's rtt and loss)."""
@@ -117,6 +135,7 @@ class PublishQuality:
     width: int = 0
     height: int = 0
     viewers: int = 0
+    targets: tuple[WhipTargetInfo, ...] = ()  # external WHIP endpoints it is also sent to
 
 
 @dataclass(slots=True)

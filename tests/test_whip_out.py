@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from edged.engine.config import PublishConfig, RoomConfig
-from edged.engine.events import RoomStreamUpdate
+from edged.engine.events import PublisherQualityUpdate, RoomStreamUpdate
 from edged.engine.whip_out import TargetState, WhipTarget
 from edged.model import PublisherState, UpdateType, User
 from edged.server.settings import SfuSettings
@@ -69,11 +69,16 @@ async def test_a_refusing_endpoint_is_retried_and_the_stream_goes_on(
 ) -> None:
     no_sfu = await server_factory()  # its WHIP ingest answers 503: it has no SFU
     target = WhipTarget(whip_url(no_sfu, "hall", "door"), mint(SECRET, APP, "door-board", 600))
-    board, _ = make_engine(srv)
+    board, rec = make_engine(srv)
     async with board:
         await board.login_room("home", User("board"))
         await board.start_publishing("cam", PublishConfig(targets=(target,)))
         await until(lambda: board.publishers["cam"].targets[0].attempts >= 3, 20)
+
+        def reported() -> list[str]:  # the quality reports carry it (and so MQTT)
+            return [t.error for e in rec.of(PublisherQualityUpdate) for t in e.quality.targets]
+
+        await until(lambda: any(error.startswith("HTTP 503") for error in reported()), 20)
         (sent,) = board.publishers["cam"].targets
         assert sent.state in (TargetState.RETRYING, TargetState.CONNECTING)
         assert sent.error.startswith("HTTP 503")

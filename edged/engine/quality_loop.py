@@ -87,6 +87,7 @@ class QualityLoop:
             target_fps=publisher.video_config.fps if fanout is not None else 0.0,
         )
         quality = meter.update(reports, counters)
+        quality.targets = tuple(sender.info() for sender in publisher.targets)
         self._emit(PublisherQualityUpdate(publisher.stream_id, quality))
 
     async def _player(self, player: Player) -> None:

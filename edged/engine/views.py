@@ -15,7 +15,7 @@ from typing import Any
 
 from ..media.sources.base import Capabilities
 from ..model import PlayerState, PublisherState, RoomState, User
-from .whip_out import TargetInfo
+from ..model import WhipTargetInfo as TargetInfo
 
 
 @dataclass(frozen=True, slots=True)

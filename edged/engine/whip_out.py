@@ -20,7 +20,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urljoin
 
@@ -29,6 +28,8 @@ from aiortc import RTCPeerConnection
 
 from ..backoff import Backoff
 from ..logs import log_event
+from ..model import WhipTargetInfo as TargetInfo
+from ..model import WhipTargetState as TargetState
 from ..protocol import SessionDescription
 from .peer import connection_ended, make_peer_connection, set_remote_description, watch_ice
 
@@ -46,22 +47,6 @@ class WhipTarget:
 
     def __repr__(self) -> str:  # never the token
         return f"WhipTarget({self.url!r})"
-
-
-class TargetState(StrEnum):
-    CONNECTING = "connecting"
-    SENDING = "sending"
-    RETRYING = "retrying"
-
-
-@dataclass(frozen=True, slots=True)
-class TargetInfo:
-    """Where one target stands: its state, the last error (empty: none) and the attempts."""
-
-    url: str
-    state: TargetState
-    error: str
-    attempts: int
 
 
 AddTracks = Callable[[RTCPeerConnection, str], list[Any]]
