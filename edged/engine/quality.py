@@ -14,7 +14,7 @@ import datetime
 import math
 import time
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..model import PlayQuality, PublishQuality, QualityLevel
@@ -294,6 +294,8 @@ def quality_to_dict(quality: PublishQuality | PlayQuality) -> dict[str, Any]:
             out[f.name] = round(value, 3) if math.isfinite(value) else None
         elif isinstance(value, dict):
             out[f.name] = {k: round(v, 3) for k, v in value.items() if math.isfinite(v)}
+        elif isinstance(value, tuple):  # the WHIP targets, their state by name as on MQTT
+            out[f.name] = [{**asdict(t), "state": t.state.name} for t in value]
         else:
             out[f.name] = value
     return out
