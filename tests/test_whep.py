@@ -260,3 +260,26 @@ async def test_the_answer_carries_turn_credentials_minted_for_the_player_as_link
     assert link.startswith('<turn:198.18.0.3:3478?transport=udp>; rel="ice-server"')
     assert ':tv"' in link and 'credential-type="password"' in link
     assert "shared-secret-of-turn" not in link
+
+
+async def test_when_the_stream_ends_the_whep_player_leaves_the_room(
+    srv: RunningServer, board: tuple[Engine, EventRecorder]
+) -> None:
+    engine, rec = board
+    played = await whep_play(srv, mint(SECRET, APP, "tv", 600))
+    try:
+        assert played.status == 201, played.body
+        await until(lambda: [v.user_id for v in engine.publishers["cam"].viewers] == ["tv"])
+        await engine.stop_publishing("cam")
+
+        def left() -> bool:
+            deleted = [e for e in rec.of(RoomUserUpdate) if e.update_type == UpdateType.DELETE]
+            return any(u.user_id == "tv" for e in deleted for u in e.users)
+
+        await until(left, 10)
+        base = srv.url.replace("ws://", "http://").removesuffix("/ws")
+        token = {"Authorization": f"Bearer {mint(SECRET, APP, 'tv', 600)}"}
+        async with srv.http.delete(base + played.headers["Location"], headers=token) as gone:
+            assert gone.status == 404  # the resource ended with the stream
+    finally:
+        await played.pc.close()

@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -61,6 +62,8 @@ class Viewer:
 
     resource_id: str
     etag: str
+    ended: Callable[[Viewer], None]
+    """Called (soon, not from within the room server's send) once its link closed."""
     session: Session | None = None
     link_id: str = ""
     answer: asyncio.Future[SessionDescription] = field(
@@ -76,8 +79,12 @@ class Viewer:
                 self.answer.set_result(relay.description)
         elif kind == "link_closed":
             closed = LinkClosed.model_validate_json(body)
-            if closed.link_id == self.link_id and not self.answer.done():
+            if closed.link_id != self.link_id:
+                return
+            if not self.answer.done():
                 self.answer.set_exception(EdgedError(ErrorCode.STREAM_NOT_FOUND, closed.reason))
+            else:  # the stream ended or its publisher left: so does this resource
+                asyncio.get_running_loop().call_soon(self.ended, self)
 
 
 def ice_links(servers: list[IceServer]) -> list[str]:
@@ -117,7 +124,7 @@ class WhepEndpoint:
                 **{"Retry-After": str(RETRY_AFTER_S)},
             )
         offer = SessionDescription(type="offer", sdp=await request.text())
-        viewer = Viewer(secrets.token_hex(8), etag=f'"{secrets.token_hex(8)}"')
+        viewer = Viewer(secrets.token_hex(8), f'"{secrets.token_hex(8)}"', self._end)
         logged_in = login_without_socket(self.rooms, request, app_id, room_id, viewer.on_push)
         if isinstance(logged_in, web.Response):
             return logged_in
