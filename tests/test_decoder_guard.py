@@ -7,8 +7,9 @@ guard the engine installs (edged.media.aiortc.receivers.guard_empty_frames) skip
 
 from __future__ import annotations
 
+import contextlib
+
 import av
-import pytest
 from aiortc import codecs, rtcrtpreceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -30,18 +31,20 @@ def access_units(count: int) -> list[bytes]:
 
 
 def decode_all(decoder: object, units: list[bytes]) -> int:
+    """Pictures decoded from ``units``; a refused one counts none (aiortc 1.16 raises
+    libavcodec's error, 1.11 logs it and returns nothing)."""
     decoded = 0
     for i, unit in enumerate(units):
-        decoded += len(decoder.decode(JitterFrame(unit, i * 3000)))  # type: ignore[attr-defined]
+        with contextlib.suppress(av.error.EOFError):
+            decoded += len(decoder.decode(JitterFrame(unit, i * 3000)))  # type: ignore[attr-defined]
     return decoded
 
 
 def test_an_empty_frame_in_the_middle_stops_aiortcs_own_decoder_for_good() -> None:
     units = access_units(10)
     plain = codecs.get_decoder(H264)  # aiortc's own, whatever the receivers use now
-    decode_all(plain, units[:5])
-    with pytest.raises(av.error.EOFError):
-        decode_all(plain, [b"", *units[5:]])
+    assert decode_all(plain, units[:5]) >= 1
+    assert decode_all(plain, [b"", *units[5:]]) == 0, "no picture after the empty frame"
 
 
 def test_the_guarded_decoder_skips_it_and_goes_on_decoding() -> None:
