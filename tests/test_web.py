@@ -29,12 +29,9 @@ from edged.testing.waiting import until
 from edged.tokens import verify
 
 from conftest import APP, SECRET, RunningServer, ServerFactory, free_port
+from pagekit import page_url
 
 pytest_plugins = ["pagekit"]  # fixture `chromium`
-
-
-def http_url(srv: RunningServer) -> str:
-    return srv.url.replace("ws://", "http://").removesuffix("/ws")
 
 
 # ---- the page and its API -----------------------------------------------------------
@@ -43,7 +40,7 @@ def http_url(srv: RunningServer) -> str:
 async def test_the_page_and_its_scripts_are_served_with_a_strict_policy(
     srv: RunningServer,
 ) -> None:
-    base = http_url(srv)
+    base = page_url(srv)
     async with srv.http.get(f"{base}/") as page:
         assert page.status == 200
         assert page.content_type == "text/html"
@@ -64,7 +61,7 @@ async def test_the_page_and_its_scripts_are_served_with_a_strict_policy(
 
 @pytest.mark.parametrize("path", ["/web/..%2Fwebapp.py", "/web/missing.js", "/web/.hidden.js"])
 async def test_nothing_but_the_page_files_is_served(srv: RunningServer, path: str) -> None:
-    async with srv.http.get(f"{http_url(srv)}{path}") as response:
+    async with srv.http.get(f"{page_url(srv)}{path}") as response:
         assert response.status == 404
 
 
@@ -73,7 +70,7 @@ async def test_config_names_the_apps_and_the_configured_ice_servers(
 ) -> None:
     turn = {"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "c"}
     srv = await server_factory(ice_servers=[turn])
-    async with srv.http.get(f"{http_url(srv)}/api/config") as response:
+    async with srv.http.get(f"{page_url(srv)}/api/config") as response:
         config = await response.json()
     assert config["apps"] == [APP]
     assert config["ice_servers"] == [turn]
@@ -82,7 +79,7 @@ async def test_config_names_the_apps_and_the_configured_ice_servers(
 
 
 async def test_every_error_code_is_explained_to_the_page(srv: RunningServer) -> None:
-    async with srv.http.get(f"{http_url(srv)}/api/errors") as response:
+    async with srv.http.get(f"{page_url(srv)}/api/errors") as response:
         table = {e["code"]: e for e in (await response.json())["errors"]}
     assert set(table) == {int(code) for code in ErrorCode}
     kicked = table[int(ErrorCode.KICKED_OUT)]
@@ -96,10 +93,10 @@ async def test_development_tokens_exist_only_in_development_mode(
 ) -> None:
     body = {"app_id": APP, "room_id": "lab", "user_id": "tester"}
     off = await server_factory()
-    async with off.http.post(f"{http_url(off)}/api/dev-token", json=body) as response:
+    async with off.http.post(f"{page_url(off)}/api/dev-token", json=body) as response:
         assert response.status == 404
     on = await server_factory(dev_mode=True)
-    async with on.http.post(f"{http_url(on)}/api/dev-token", json=body) as response:
+    async with on.http.post(f"{page_url(on)}/api/dev-token", json=body) as response:
         assert response.status == 200
         minted = await response.json()
     claims = verify(minted["token"], SECRET, app_id=APP, user_id="tester", room_id="lab")
@@ -125,7 +122,7 @@ async def test_development_tokens_need_valid_ids(
     server_factory: ServerFactory, body: object, status: int
 ) -> None:
     srv = await server_factory(dev_mode=True)
-    async with srv.http.post(f"{http_url(srv)}/api/dev-token", json=body) as response:
+    async with srv.http.post(f"{page_url(srv)}/api/dev-token", json=body) as response:
         assert response.status == status
         assert (await response.json())["error"]["code"] in (1000001, 1002037)
 

@@ -26,13 +26,14 @@ from edged.tokens import mint
 
 from conftest import APP, SECRET, RunningServer, ServerFactory
 from enginekit import make_engine
+from pagekit import page_url
 
 pytestmark = pytest.mark.netns
 pytest_plugins = ["pagekit"]  # fixture `chromium`
 
 
 def whep_url(srv: RunningServer, stream_id: str = "cam") -> str:
-    return srv.url.replace("ws://", "http://").removesuffix("/ws") + f"/whep/{APP}/{stream_id}"
+    return f"{page_url(srv)}/whep/{APP}/{stream_id}"
 
 
 @dataclass
@@ -70,6 +71,18 @@ async def whep_play(
     return played
 
 
+async def delete(srv: RunningServer, location: str, user: str) -> int:
+    """The status of ``DELETE`` on a resource, with a token of ``user``."""
+    token = {"Authorization": f"Bearer {mint(SECRET, APP, user, 600)}"}
+    async with srv.http.delete(page_url(srv) + location, headers=token) as response:
+        return response.status
+
+
+def left_the_room(rec: EventRecorder, user_id: str) -> bool:
+    deleted = [e for e in rec.of(RoomUserUpdate) if e.update_type == UpdateType.DELETE]
+    return any(u.user_id == user_id for e in deleted for u in e.users)
+
+
 @pytest.fixture
 async def board(srv: RunningServer) -> AsyncIterator[tuple[Engine, EventRecorder]]:
     engine, rec = make_engine(srv)
@@ -97,15 +110,10 @@ async def test_a_whep_player_decodes_the_stream_and_is_a_member_of_the_room(
         assert [v.user_id for v in engine.publishers["cam"].viewers] == ["tv"]
         added = [e for e in rec.of(RoomUserUpdate) if e.update_type == UpdateType.ADD]
         assert any(u.user_id == "tv" for e in added for u in e.users)
-        base = srv.url.replace("ws://", "http://").removesuffix("/ws")
-        token = {"Authorization": f"Bearer {mint(SECRET, APP, 'tv', 600)}"}
-        async with srv.http.delete(base + location, headers=token) as response:
-            assert response.status == 200
+        assert await delete(srv, location, "tv") == 200
         await until(lambda: not engine.publishers["cam"].viewers)
-        deleted = [e for e in rec.of(RoomUserUpdate) if e.update_type == UpdateType.DELETE]
-        assert any(u.user_id == "tv" for e in deleted for u in e.users)
-        async with srv.http.delete(base + location, headers=token) as response:
-            assert response.status == 404
+        assert left_the_room(rec, "tv")
+        assert await delete(srv, location, "tv") == 404
     finally:
         await played.pc.close()
 
@@ -162,8 +170,7 @@ async def test_a_trickle_patch_is_taken_for_its_own_resource_only_and_with_its_e
     played = await whep_play(srv, token)
     try:
         assert played.status == 201, played.body
-        base = srv.url.replace("ws://", "http://").removesuffix("/ws")
-        url = base + played.headers["Location"]
+        url = page_url(srv) + played.headers["Location"]
         candidate = "a=candidate:1 1 udp 2130706431 198.18.0.2 9 typ host"
         fragment = f"a=ice-ufrag:abcd\r\na=mid:0\r\n{candidate}\r\n"
         headers = {
@@ -235,8 +242,7 @@ async def test_chromium_plays_with_fetch_and_trickles_its_candidates_by_patch(
     srv: RunningServer, board: tuple[Engine, EventRecorder], chromium: Chromium
 ) -> None:
     page = await chromium.page(fake_media=False)
-    base = srv.url.replace("ws://", "http://").removesuffix("/ws")
-    await page.page.goto(base + "/healthz")  # a page of the server's: no edged JavaScript
+    await page.page.goto(page_url(srv) + "/healthz")  # a page of the server's: no edged JavaScript
     result = await page.evaluate(CHROMIUM_WHEP, [whep_url(srv), mint(SECRET, APP, "tab", 600)])
     assert result["status"] == 201
     assert result["frames"] >= 30 and result["width"] == 320
@@ -272,14 +278,8 @@ async def test_when_the_stream_ends_the_whep_player_leaves_the_room(
         await until(lambda: [v.user_id for v in engine.publishers["cam"].viewers] == ["tv"])
         await engine.stop_publishing("cam")
 
-        def left() -> bool:
-            deleted = [e for e in rec.of(RoomUserUpdate) if e.update_type == UpdateType.DELETE]
-            return any(u.user_id == "tv" for e in deleted for u in e.users)
-
-        await until(left, 10)
-        base = srv.url.replace("ws://", "http://").removesuffix("/ws")
-        token = {"Authorization": f"Bearer {mint(SECRET, APP, 'tv', 600)}"}
-        async with srv.http.delete(base + played.headers["Location"], headers=token) as gone:
-            assert gone.status == 404  # the resource ended with the stream
+        await until(lambda: left_the_room(rec, "tv"), 10)
+        # the resource ended with the stream
+        assert await delete(srv, played.headers["Location"], "tv") == 404
     finally:
         await played.pc.close()

@@ -28,6 +28,7 @@ from edged.tokens import mint
 from conftest import APP, JANUS_SECRET, SECRET, RunningServer, ServerFactory
 from enginekit import make_engine
 from janusd import requires_janus
+from pagekit import page_url
 
 pytestmark = pytest.mark.netns
 pytest_plugins = ["pagekit"]  # fixture `chromium`
@@ -75,17 +76,13 @@ STOP = """async () => {
 }"""
 
 
-def base_url(srv: RunningServer) -> str:
-    return srv.url.replace("ws://", "http://").removesuffix("/ws")
-
-
 def whip_url(srv: RunningServer, room: str = "r", stream: str = "tab-cam") -> str:
-    return f"{base_url(srv)}/whip/{APP}/{room}/{stream}"
+    return f"{page_url(srv)}/whip/{APP}/{room}/{stream}"
 
 
 async def whip_publish(chromium: Chromium, srv: RunningServer, user: str) -> tuple[Any, Any]:
     page = await chromium.page()
-    await page.page.goto(base_url(srv) + "/healthz")
+    await page.page.goto(page_url(srv) + "/healthz")
     result = await page.evaluate(CHROMIUM_WHIP, [whip_url(srv), mint(SECRET, APP, user, 600)])
     return page, result
 

@@ -21,12 +21,13 @@ from edged.tokens import mint
 from conftest import APP, JANUS_SECRET, SECRET, RunningServer, ServerFactory
 from enginekit import AnalysisSink, make_engine
 from janusd import requires_janus
+from pagekit import page_url
 
 pytestmark = pytest.mark.netns
 
 
 def whip_url(srv: RunningServer, room: str, stream: str) -> str:
-    return srv.url.replace("ws://", "http://").removesuffix("/ws") + f"/whip/{APP}/{room}/{stream}"
+    return f"{page_url(srv)}/whip/{APP}/{room}/{stream}"
 
 
 @requires_janus

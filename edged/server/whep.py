@@ -72,13 +72,14 @@ class Viewer:
 
     def on_push(self, body: str) -> None:
         """A message the room server sends this member: only its link's matter."""
-        kind = json.loads(body).get("type")
+        message = json.loads(body)  # parsed once; most are room news, ignored
+        kind = message.get("type")
         if kind == "signal":
-            relay = SignalRelay.model_validate_json(body)
+            relay = SignalRelay.model_validate(message)
             if relay.link_id == self.link_id and relay.description and not self.answer.done():
                 self.answer.set_result(relay.description)
         elif kind == "link_closed":
-            closed = LinkClosed.model_validate_json(body)
+            closed = LinkClosed.model_validate(message)
             if closed.link_id != self.link_id:
                 return
             if not self.answer.done():
