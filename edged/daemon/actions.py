@@ -38,10 +38,12 @@ from .commands import (
     StartPublishingArgs,
     StopPlayingArgs,
     StopPublishingArgs,
+    ViewTokenArgs,
 )
 from .desired import DesiredState
 from .sinks import Snapshots
 from .supervisor import Supervisor
+from .view_token import view_token as mint_view_token
 
 A = TypeVar("A", bound=Args)
 
@@ -162,6 +164,14 @@ class Actions:
         renewed = engine.room_info
         return {"token_expires_at": renewed.token_expires_at if renewed else None}
 
+    async def view_token(self, args: ViewTokenArgs) -> Any:
+        room = self._logged_in()
+        engine = self.engine()
+        stream_id = args.stream_id or self.desired.stream_id
+        if stream_id not in engine.publishers:
+            raise EdgedError(ErrorCode.NOT_PUBLISHING, f"not publishing {stream_id!r}")
+        return mint_view_token(engine.profile, room.room_id, stream_id, args.ttl_s)
+
     async def snapshot(self, args: NoArgs) -> Any:
         return {"bytes": await self.snapshots.take()}
 
@@ -198,6 +208,7 @@ COMMANDS: Mapping[str, CommandSpec[Any]] = MappingProxyType(
         "set_mic_gain": _command(MicGainArgs, Actions.set_mic_gain),
         "set_echo_mode": _command(EchoModeArgs, Actions.set_echo_mode),
         "renew_token": _command(RenewTokenArgs, Actions.renew_token),
+        "view_token": _command(ViewTokenArgs, Actions.view_token),
         "snapshot": _command(NoArgs, Actions.snapshot),
         "get_state": _command(NoArgs, Actions.get_state),
     }

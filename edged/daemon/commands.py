@@ -88,6 +88,13 @@ class RenewTokenArgs(Args):
     token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
 
 
+class ViewTokenArgs(Args):
+    """A play-only token for the device's stream (default: the one it publishes)."""
+
+    stream_id: StreamId | None = None
+    ttl_s: Annotated[float, Field(ge=10, le=3600)] = 300.0
+
+
 class Command(BaseModel):
     """A parsed command: its name, validated arguments and request id."""
 
