@@ -94,9 +94,15 @@ class Actions:
         return None
 
     async def start_publishing(self, args: StartPublishingArgs) -> Any:
-        self._logged_in()
+        """Publish; logged out, log in first (as ``login_room`` without arguments does):
+        Home Assistant's switch means "be seen", whatever the room's state. A login that
+        fails is the command's error, and the supervisor goes on trying both."""
         d = self.desired
         d.publish_as(args.stream_id, args.extra_info, args.max_viewers)
+        room = self.engine().room_info
+        if room is None or room.state == RoomState.DISCONNECTED:
+            d.login = True
+            await self.supervisor.login()
         if d.stream_id not in self.engine().publishers:
             await self.supervisor.publish()
         return {"stream_id": d.stream_id}
