@@ -29,6 +29,7 @@ from edged.daemon.discovery import (
     discovery_topic,
     removal_payload,
 )
+from edged.daemon.discovery_device import FALLBACK_MODEL, PROJECT_URL, DeviceInfo
 from edged.daemon.health import BoardHealth
 from edged.daemon.topics import Topics
 
@@ -376,10 +377,11 @@ def test_device_discovery_schema() -> None:
     assert device["identifiers"] == ["cam-1"]
     assert device["name"] == "Hall camera"
     assert device["manufacturer"] == "edged"
-    assert device["model"] == "edged"
+    assert device["model"] == FALLBACK_MODEL
     assert device["sw_version"] == "0.1.0"
+    assert "hw_version" not in device and "configuration_url" not in device
     assert set(origin) <= ORIGIN_KEYS
-    assert origin == {"name": "edged", "sw_version": "0.1.0"}
+    assert origin == {"name": "edged", "sw_version": "0.1.0", "support_url": PROJECT_URL}
     # availability_topic and availability are mutually exclusive
     assert "availability" not in full
     assert full["availability_topic"] == TOPICS.availability
@@ -389,9 +391,14 @@ def test_device_discovery_schema() -> None:
 
 
 def test_model_and_support_url() -> None:
-    _, payload = build(model="Raspberry Pi 4", support_url="https://example.org/edged")
-    assert payload["dev"]["mdl"] == "Raspberry Pi 4"
+    info = DeviceInfo("Raspberry Pi 4 Model B", "Rev 1.4", "http://door.local:8790")
+    _, payload = build(device=info, support_url="https://example.org/edged")
+    assert payload["dev"]["mdl"] == "Raspberry Pi 4 Model B"
+    assert payload["dev"]["hw"] == "Rev 1.4"
+    assert payload["dev"]["cu"] == "http://door.local:8790"
     assert payload["o"]["url"] == "https://example.org/edged"
+    _, payload = build(support_url=None)
+    assert "url" not in payload["o"]
 
 
 def test_components_have_platform_unique_id_and_required_options() -> None:
@@ -628,7 +635,7 @@ def test_value_templates_on_the_daemon_payloads() -> None:
         if "value_template" in comp
     }
     assert states == {
-        "room_state": "CONNECTED",
+        "room_state": "Connected",
         "users": "1",
         "streams": "1",
         "publishing": "ON",

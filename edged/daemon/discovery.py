@@ -19,7 +19,10 @@ Templates read exactly the daemon's payloads (``state``, ``quality``'s ``summary
 ``health``) and never dereference a missing key: each lookup goes through
 ``default(...)``, so a payload without a field yields ``None`` (Home Assistant's
 "unknown") instead of a template error. Lists (users, streams) are JSON attributes,
-never a state, because a state is capped at 255 characters.
+never a state, because a state is capped at 255 characters. The room state is an
+``enum`` sensor whose options are words ("Connected", :data:`ROOM_STATE_WORDS`): an
+MQTT entity has no translations, so Home Assistant shows an option exactly as sent,
+and automations offer the same words.
 
 Minimum Home Assistant: :data:`MIN_HA_VERSION`, the release that brought device-based
 discovery (``<prefix>/device/...`` with ``cmps``), the newest feature used here; the
@@ -34,6 +37,7 @@ from typing import Any
 
 from ..model import RoomState
 from .discovery_audio import audio_components
+from .discovery_device import PROJECT_URL, DeviceInfo
 from .health import BoardHealth
 from .topics import DEFAULT_DISCOVERY_PREFIX, Topics
 
@@ -54,7 +58,11 @@ _ROOM = "(value_json.room | default({}))"
 _PUB = "(value_json.publisher | default({}))"
 _SUMMARY = "(value_json.summary | default({}))"
 
-TPL_ROOM_STATE = "{{ " + _ROOM + ".state | default(none) }}"
+ROOM_STATE_WORDS = {s.name: s.name.capitalize() for s in RoomState}
+"""The room state as the sensor shows it: "Connected", not the enum's CONNECTED."""
+TPL_ROOM_STATE = (
+    "{{ " + json.dumps(ROOM_STATE_WORDS) + ".get(" + _ROOM + ".state | default(none)) }}"
+)
 TPL_ROOM_ATTRS = (
     "{% set r = " + _ROOM + " %}"
     "{{ {'room_id': r.room_id | default(none), 'reason': r.reason | default(none),"
@@ -76,7 +84,9 @@ TPL_PUBLISHER_ATTRS = (
 TPL_VIEWERS = "{{ " + _PUB + ".viewers | default(none) }}"
 TPL_VIDEO_KBPS = "{{ " + _SUMMARY + ".video_kbps | default(none) }}"
 TPL_SEND_FPS = "{{ " + _SUMMARY + ".send_fps | default(none) }}"
-TPL_RTT_MS = "{{ " + _SUMMARY + ".rtt_ms | default(none) }}"
+TPL_RTT_MS = (
+    "{% set r = " + _SUMMARY + ".rtt_ms | default(none) %}{{ none if r is none else r | round(1) }}"
+)
 TPL_PACKET_LOSS_PCT = (
     "{% set r = " + _SUMMARY + ".packet_loss_rate | default(none) %}"
     "{{ none if r is none else (r * 100) | round(2) }}"
@@ -135,13 +145,13 @@ def _components(topics: Topics, health: BoardHealth | None) -> dict[str, dict[st
             state,
             TPL_ROOM_STATE,
             dev_cla="enum",
-            options=[s.name for s in RoomState],
+            options=list(ROOM_STATE_WORDS.values()),
             json_attr_t=state,
             json_attr_tpl=TPL_ROOM_ATTRS,
             ic="mdi:door",
         ),
         "users": _sensor(
-            "Users",
+            "Other users in the room",
             state,
             TPL_USER_COUNT,
             json_attr_t=state,
@@ -150,7 +160,7 @@ def _components(topics: Topics, health: BoardHealth | None) -> dict[str, dict[st
             **measurement,
         ),
         "streams": _sensor(
-            "Streams",
+            "Streams from others",
             state,
             TPL_STREAM_COUNT,
             json_attr_t=state,
@@ -196,7 +206,7 @@ def _components(topics: Topics, health: BoardHealth | None) -> dict[str, dict[st
         "snapshot": {"p": "camera", "name": "Snapshot", "t": topics.snapshot},
         "user_events": {
             "p": "event",
-            "name": "Room users",
+            "name": "Users joining and leaving",
             "stat_t": topics.user_event,
             "event_types": list(USER_EVENT_TYPES),
             "ic": "mdi:account-switch",
@@ -287,8 +297,8 @@ def build_discovery(
     version: str,
     discovery_prefix: str = DEFAULT_DISCOVERY_PREFIX,
     health: BoardHealth | None = None,
-    model: str | None = None,
-    support_url: str | None = None,
+    device: DeviceInfo | None = None,
+    support_url: str | None = PROJECT_URL,
     audio: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """The discovery topic and the device payload (publish it as JSON, retained, QoS 1).
@@ -296,7 +306,8 @@ def build_discovery(
     Every component's unique id is ``<device_id>_<key>``, ``<key>`` being its key in
     ``cmps``. CPU temperature and throttling (or under-voltage alone) appear only when
     ``health`` shows the board reports them; the intercom's controls when ``audio``
-    (:mod:`.discovery_audio`).
+    (:mod:`.discovery_audio`). ``device`` is what the device page says the device is
+    and where its web page is (:mod:`.discovery_device`).
     """
     components = _components(topics, health)
     if audio:
@@ -307,14 +318,20 @@ def build_discovery(
     origin: dict[str, Any] = {"name": ORIGIN_NAME, "sw": version}
     if support_url:
         origin["url"] = support_url
+    info = device or DeviceInfo()
+    dev: dict[str, Any] = {
+        "ids": [device_id],
+        "name": device_name,
+        "mf": MANUFACTURER,
+        "mdl": info.model,
+        "sw": version,
+    }
+    if info.hw_version:
+        dev["hw"] = info.hw_version
+    if info.configuration_url:
+        dev["cu"] = info.configuration_url
     payload: dict[str, Any] = {
-        "dev": {
-            "ids": [device_id],
-            "name": device_name,
-            "mf": MANUFACTURER,
-            "mdl": model or "edged",
-            "sw": version,
-        },
+        "dev": dev,
         "o": origin,
         "avty_t": topics.availability,
         "pl_avail": PAYLOAD_AVAILABLE,

@@ -39,6 +39,7 @@ from .actions import SCHEMAS, Actions
 from .audio import DeviceAudio, JsonDict
 from .desired import DesiredState
 from .discovery import build_discovery
+from .discovery_device import device_info
 from .health import HealthReader
 from .memory import Trimmer
 from .mqtt import ControlChannel, MqttSettings
@@ -164,6 +165,7 @@ class Daemon:
                     __version__,
                     m.discovery_prefix,
                     health=health,
+                    device=device_info(self.config, self.board.board.model),
                     audio=alsa_available(),
                 )
             )
