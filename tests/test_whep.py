@@ -48,14 +48,20 @@ class Played:
 
 
 async def whep_play(
-    srv: RunningServer, token: str | None, *, query: bool = False, stream_id: str = "cam"
+    srv: RunningServer,
+    token: str | None,
+    *,
+    query: bool = False,
+    stream_id: str = "cam",
+    kinds: tuple[str, ...] = ("video", "audio"),
 ) -> Played:
-    """An aiortc peer asking for video and audio, as the WHEP draft says: one POST."""
+    """An aiortc peer asking for ``kinds`` (video and audio), as the WHEP draft says: one
+    POST."""
     pc = RTCPeerConnection()
     sink = AnalysisSink()
     pc.on("track", sink.attach)
-    pc.addTransceiver("video", direction="recvonly")
-    pc.addTransceiver("audio", direction="recvonly")
+    for kind in kinds:
+        pc.addTransceiver(kind, direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     url = whep_url(srv, stream_id)
     headers = {"Content-Type": "application/sdp"}
@@ -114,6 +120,22 @@ async def test_a_whep_player_decodes_the_stream_and_is_a_member_of_the_room(
         await until(lambda: not engine.publishers["cam"].viewers)
         assert left_the_room(rec, "tv")
         assert await delete(srv, location, "tv") == 404
+    finally:
+        await played.pc.close()
+
+
+async def test_a_player_asking_for_video_only_gets_video_only(
+    srv: RunningServer, board: tuple[Engine, EventRecorder]
+) -> None:
+    played = await whep_play(srv, mint(SECRET, APP, "tv", 600), kinds=("video",))
+    try:
+        assert played.status == 201, played.body
+        assert [line.split()[0] for line in played.body.splitlines() if line.startswith("m=")] == [
+            "m=video"
+        ]
+        sink = played.sink
+        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 30, 20)
+        assert sink.audio is None
     finally:
         await played.pc.close()
 

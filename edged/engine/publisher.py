@@ -189,10 +189,11 @@ class Publisher(StreamState[PublisherState]):
         if offer is not None and not await set_remote_description(pc, offer):
             await self.close_link(link_id)
             return
-        if self.video_fanout is not None:
-            link.tracks.append(self.video_fanout.add_to(pc, name=link_id))
-        if self.audio_fanout is not None:
-            link.tracks.append(self.audio_fanout.add_to(pc, name=link_id))
+        # An offer names the kinds it wants (a WHEP player may ask for video only).
+        offered = {t.kind for t in pc.getTransceivers()} if offer is not None else None
+        for kind, fanout in (("video", self.video_fanout), ("audio", self.audio_fanout)):
+            if fanout is not None and (offered is None or kind in offered):
+                link.tracks.append(fanout.add_to(pc, name=link_id))
         ice_failed = watch_ice(pc)
         await pc.setLocalDescription(await (pc.createAnswer() if offer else pc.createOffer()))
         if link_id not in self.links:
