@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from test_discovery import FULL_HEALTH, QUALITY, STATE, TOPICS, build, expand, render
 
 from edged import __version__
 from edged.config.model import Config
@@ -26,6 +25,8 @@ from edged.daemon.discovery_device import (
 from edged.daemon.health import BoardHealth
 from edged.media.board import detect_board
 from edged.model import RoomState
+
+from test_discovery import FULL_HEALTH, QUALITY, STATE, TOPICS, build, expand, render
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "device-tree"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "mqtt.md"

@@ -58,6 +58,7 @@ class Actions:
     snapshots: Snapshots
     state: Callable[[], dict[str, Any]]  # the state snapshot, as on the state topic
     audio: DeviceAudio
+    page_url: str | None = None  # the embedded server's page, when the network reaches it
 
     async def run(self, command: Command) -> Any:
         """Run one command; the result goes in its response."""
@@ -176,7 +177,9 @@ class Actions:
         stream_id = args.stream_id or self.desired.stream_id
         if stream_id not in engine.publishers:
             raise EdgedError(ErrorCode.NOT_PUBLISHING, f"not publishing {stream_id!r}")
-        return mint_view_token(engine.profile, room.room_id, stream_id, args.ttl_s)
+        return mint_view_token(
+            engine.profile, room.room_id, stream_id, args.ttl_s, page_url=self.page_url
+        )
 
     async def snapshot(self, args: NoArgs) -> Any:
         return {"bytes": await self.snapshots.take()}

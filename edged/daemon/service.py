@@ -39,7 +39,7 @@ from .actions import SCHEMAS, Actions
 from .audio import DeviceAudio, JsonDict
 from .desired import DesiredState
 from .discovery import build_discovery
-from .discovery_device import device_info
+from .discovery_device import device_info, web_page_url
 from .health import HealthReader
 from .memory import Trimmer
 from .mqtt import ControlChannel, MqttSettings
@@ -85,6 +85,7 @@ class Daemon:
             self.snapshots,
             self.tracker.snapshot,
             self.audio,
+            web_page_url(config),
         )
         m = config.mqtt
         self.reports = Reports(

@@ -24,17 +24,26 @@ VIEWER_PREFIX = "viewer-"
 
 
 def whep_url(server_url: str, app_id: str, stream_id: str) -> str:
-    """The WHEP endpoint of ``stream_id`` on the room server at ``server_url``
-    (``ws://HOST:PORT/ws`` → ``http://HOST:PORT/whep/APP/STREAM``)."""
+    """The WHEP endpoint of ``stream_id`` on the room server at ``server_url``, its
+    signaling URL or its page (``ws://HOST:PORT/ws`` or ``http://HOST:PORT`` →
+    ``http://HOST:PORT/whep/APP/STREAM``)."""
     parts = urlsplit(server_url)
-    scheme = "https" if parts.scheme == "wss" else "http"
+    scheme = "https" if parts.scheme in ("wss", "https") else "http"
     return f"{scheme}://{parts.netloc}/whep/{quote(app_id, safe='')}/{quote(stream_id, safe='')}"
 
 
 def view_token(
-    profile: EngineProfile, room_id: str, stream_id: str, ttl_s: float, now: float | None = None
+    profile: EngineProfile,
+    room_id: str,
+    stream_id: str,
+    ttl_s: float,
+    page_url: str | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
-    """The command's result: ``url``, ``token``, ``user_id`` and ``expires_at``."""
+    """The command's result: ``url``, ``token``, ``user_id`` and ``expires_at``.
+
+    The URL is on the embedded server's page address when it serves one to the network
+    (``page_url``), else on the server the device logs into."""
     if not profile.app_secret:
         raise EdgedError(
             ErrorCode.CREDENTIALS_MISSING, "this device has no app secret to mint a viewer token"
@@ -51,7 +60,7 @@ def view_token(
         now=issued,
     )
     return {
-        "url": whep_url(profile.server_url, profile.app_id, stream_id),
+        "url": whep_url(page_url or profile.server_url, profile.app_id, stream_id),
         "token": token,
         "user_id": user_id,
         "expires_at": issued + ttl_s,
