@@ -1,4 +1,5 @@
-"""A real Mosquitto broker on a free port of 127.0.0.1, started and stopped by tests."""
+"""A real Mosquitto broker on a free port of 127.0.0.1, started and stopped by tests
+(of this suite and of the Home Assistant harness in tests/ha, which has no aiomqtt)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import contextlib
 import shutil
 import socket
 from pathlib import Path
-
-import aiomqtt
+from typing import TYPE_CHECKING
 
 from edged.testing.waiting import until
+
+if TYPE_CHECKING:
+    import aiomqtt
 
 
 def free_port() -> int:
@@ -55,4 +58,6 @@ class Broker:
             self.proc = None
 
     def client(self, **kw: object) -> aiomqtt.Client:
+        import aiomqtt
+
         return aiomqtt.Client("127.0.0.1", self.port, **kw)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from broker import Broker
 from protoclient import ProtoClient
 
 pytest.register_assert_rewrite("pagekit")  # a plugin whose helpers tests also import
+collect_ignore = ["ha"]  # Home Assistant's harness, in its own venv: test_home_assistant.py
 
 APP = "testapp"
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
