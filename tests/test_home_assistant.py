@@ -44,3 +44,15 @@ def test_the_integration_in_home_assistants_own_harness() -> None:
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else "no output"
     assert run.returncode == 0, f"Home Assistant's harness: {summary}"
     assert " passed" in summary and "skipped" not in summary, summary
+
+
+def test_the_integration_type_checks_against_home_assistant() -> None:
+    mypy = HA_PYTEST.parent / "mypy"
+    run = subprocess.run(
+        [str(mypy), "--strict", "--no-incremental", "custom_components/edged"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from homeassistant.components.camera import (
-    Camera,
-    CameraEntityFeature,
-    WebRTCAnswer,
-    WebRTCError,
-    WebRTCSendMessage,
-)
+from homeassistant.components.camera import Camera, CameraEntityFeature
+from homeassistant.components.camera.webrtc import WebRTCAnswer, WebRTCError, WebRTCSendMessage
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
