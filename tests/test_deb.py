@@ -210,6 +210,7 @@ ADMIN_DOCS = [
     "quality.md",
     "scaling.md",
     "whep.md",
+    "home-assistant.md",
 ]
 
 
