@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from browser import Chromium
 
 from edged.engine.config import RoomConfig
@@ -54,14 +54,19 @@ async def whep_play(
     query: bool = False,
     stream_id: str = "cam",
     kinds: tuple[str, ...] = ("video", "audio"),
+    microphone: MediaStreamTrack | None = None,
 ) -> Played:
     """An aiortc peer asking for ``kinds`` (video and audio), as the WHEP draft says: one
-    POST."""
+    POST. With a ``microphone``, its audio is ``sendrecv`` and sends that track (a player
+    talking back, as Home Assistant's does)."""
     pc = RTCPeerConnection()
     sink = AnalysisSink()
     pc.on("track", sink.attach)
     for kind in kinds:
-        pc.addTransceiver(kind, direction="recvonly")
+        if kind == "audio" and microphone is not None:
+            pc.addTransceiver(microphone, direction="sendrecv")
+        else:
+            pc.addTransceiver(kind, direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     url = whep_url(srv, stream_id)
     headers = {"Content-Type": "application/sdp"}

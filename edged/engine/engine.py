@@ -26,6 +26,7 @@ from .preview import Preview
 from .publisher import Publisher
 from .quality_loop import QualityLoop
 from .room import RoomSession
+from .talkback import TalkbackSinks
 from .views import PlayerInfo, PublisherInfo, RoomInfo, SnapshotSource
 
 log = logging.getLogger("edged.engine")
@@ -38,9 +39,20 @@ def _check_id(value: str, max_len: int, code: ErrorCode) -> None:
 
 
 class Engine:
-    """Owns one room session at a time, its publishers and players, and the event handlers."""
+    """Owns one room session at a time, its publishers and players, and the event handlers.
 
-    def __init__(self, profile: EngineProfile, handler: EventHandler | None = None) -> None:
+    ``talkback`` (also settable later, for links opened afterwards) gives, for a viewer's
+    user id, the sink of the audio that viewer sends on a link it offered (a WHEP
+    player's microphone, :mod:`edged.engine.talkback`); None declines it.
+    """
+
+    def __init__(
+        self,
+        profile: EngineProfile,
+        handler: EventHandler | None = None,
+        *,
+        talkback: TalkbackSinks | None = None,
+    ) -> None:
         _check_id(profile.app_id, 64, ErrorCode.APP_ID_INVALID)
         wrap_sender_report_counters()  # aiortc's sender reports past 4 GiB; once per process
         guard_empty_frames()  # a padding-only packet must not stop a decoder for good
@@ -54,6 +66,7 @@ class Engine:
         self._destroyed = False
         self._muted = {"audio": False, "video": False}
         self.preview: Preview | None = None
+        self.talkback = talkback
 
     def add_event_handler(self, handler: EventHandler) -> None:
         """Attach a handler; do it before ``login_room`` so that no event is lost."""
@@ -117,6 +130,7 @@ class Engine:
             room.send_signal,
             self._emit,
             room.ice_servers,
+            self._talkback_sink,
         )
         room.publishers[stream_id] = publisher
         publisher.set_state(PublisherState.PUBLISH_REQUESTING)
@@ -162,6 +176,9 @@ class Engine:
         self.video_config = config
         for publisher in self._room.publishers.values() if self._room else ():
             publisher.set_bitrate(config.bitrate)
+
+    def _talkback_sink(self, user_id: str) -> MediaSink | None:
+        return self.talkback(user_id) if self.talkback is not None else None
 
     # ---- preview -------------------------------------------------------------------
 

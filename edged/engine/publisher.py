@@ -36,8 +36,10 @@ from .peer import (
     set_remote_description,
     watch_ice,
 )
+from .player import MediaSink
 from .rejected import accept_rejected
 from .stream_state import StreamState
+from .talkback import TalkbackSinks, receive_talkback
 from .views import PublisherInfo, SnapshotSource, VideoSendCounts, ViewerInfo
 from .whip_out import WhipSender
 
@@ -55,6 +57,8 @@ class ViewerLink:
     pc: RTCPeerConnection
     tracks: list[Any] = field(default_factory=list)
     relayed: bool = False
+    talkback: MediaSink | None = None
+    """Where the audio the viewer sends goes (edged.engine.talkback), if anywhere."""
 
 
 class Publisher(StreamState[PublisherState]):
@@ -70,8 +74,10 @@ class Publisher(StreamState[PublisherState]):
         send_signal: SendSignal,
         emit: Emit,
         ice_servers: Callable[[], list[dict[str, Any]]] | None = None,
+        talkback: TalkbackSinks | None = None,
     ) -> None:
         self.stream_id = stream_id
+        self._talkback = talkback
         self._ice_servers = ice_servers or (lambda: profile.ice_servers)
         self.config = config
         self.profile = profile
@@ -173,7 +179,8 @@ class Publisher(StreamState[PublisherState]):
         offer: SessionDescription | None = None,
     ) -> None:
         """A viewer (or the room's SFU) plays the stream: offer it our media on a new peer
-        connection, or answer the ``offer`` of a viewer that makes its own (WHEP)."""
+        connection, or answer the ``offer`` of a viewer that makes its own (WHEP), taking
+        the audio it sends if a talkback sink wants it (edged.engine.talkback)."""
         pc = make_peer_connection(self._ice_servers())
         link = ViewerLink(link_id, user.user_id, pc, relayed=relayed)
         self.links[link_id] = link
@@ -194,6 +201,10 @@ class Publisher(StreamState[PublisherState]):
         for kind, fanout in (("video", self.video_fanout), ("audio", self.audio_fanout)):
             if fanout is not None and (offered is None or kind in offered):
                 link.tracks.append(fanout.add_to(pc, name=link_id))
+        if offer is not None:  # what the viewer sends: its microphone, or declined
+            link.talkback = receive_talkback(pc, user.user_id, self._talkback)
+            if link.talkback is not None:
+                log_event(log, logging.INFO, "viewer_talkback", stream=self.stream_id, link=link_id)
         ice_failed = watch_ice(pc)
         await pc.setLocalDescription(await (pc.createAnswer() if offer else pc.createOffer()))
         if link_id not in self.links:
@@ -253,6 +264,8 @@ class Publisher(StreamState[PublisherState]):
             track.stop()
         with contextlib.suppress(Exception):
             await link.pc.close()
+        if link.talkback is not None:
+            await link.talkback.close()
 
     def _relay_back(self) -> None:
         if self.error_code == ErrorCode.PUBLISH_RELAY_LOST:
