@@ -1,13 +1,16 @@
 """Talking back through WHEP: the audio a player sends (its microphone, ``sendrecv`` as
-Home Assistant's player offers it) reaches the publishing engine's talkback sink; without
-a sink the answer declines it."""
+Home Assistant's player offers it) reaches the publishing engine's talkback sink, and on
+the daemon its speaker; without a sink the answer declines it."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import yaml
+from alsa.pcms import SPEAKER, AlsaPcms, speaker_level, tone_share
 
 from edged.engine.config import PublishConfig
 from edged.engine.talkback import TalkbackSinks
@@ -17,7 +20,9 @@ from edged.model import User
 from edged.testing.waiting import until
 from edged.tokens import mint
 
+from broker import Broker
 from conftest import APP, SECRET, RunningServer
+from daemonkit import DEVICE, DaemonProcess, command, publishing, state_where, write_config
 from enginekit import make_engine
 from test_whep import Played, delete, whep_play
 
@@ -126,3 +131,74 @@ async def test_without_a_talkback_sink_the_answer_declines_the_players_audio(
         await stream_plays(played)
         microphone = played.pc.getTransceivers()[0]
         assert (microphone.kind, microphone.currentDirection) == ("audio", "recvonly")
+
+
+# ---- the daemon: a viewer's microphone on the speaker ---------------------------------
+
+
+def daemon_config(tmp_path: Path, srv: RunningServer, broker: Broker, talkback: bool) -> Path:
+    config = tmp_path / "edged.yaml"
+    write_config(config, srv, broker)
+    document = yaml.safe_load(config.read_text())
+    document["audio"].update(playback_device=SPEAKER, talkback=talkback)
+    config.write_text(yaml.safe_dump(document))
+    return config
+
+
+@pytest.fixture
+async def daemon(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    srv: RunningServer,
+    broker: Broker,
+    pcms: AlsaPcms,
+) -> AsyncIterator[DaemonProcess]:
+    """`edged run` publishing, its speaker the tests' file PCM; ``audio.talkback`` from
+    the test's parameter (on by default)."""
+    config = daemon_config(tmp_path, srv, broker, getattr(request, "param", True))
+    process = DaemonProcess(config, tmp_path)
+    try:
+        async with broker.client() as mqtt:
+            await mqtt.subscribe(f"edged/{DEVICE}/state", qos=1)
+            await process.start()
+            await state_where(mqtt, publishing, 30)
+        yield process
+    finally:
+        await process.close()
+
+
+async def test_the_daemon_plays_a_whep_viewers_microphone_on_its_speaker(
+    daemon: DaemonProcess, srv: RunningServer, broker: Broker, pcms: AlsaPcms
+) -> None:
+    played = await talk(srv, f"{DEVICE}-cam")
+    try:
+        assert played.status == 201, played.body
+        assert directions(played.body)["audio"] == "sendrecv"
+        await until(lambda: len(pcms.speaker_samples(2)) > 96_000, 30, "the speaker plays")
+        mark = len(pcms.speaker_samples(2))
+        await until(lambda: len(pcms.speaker_samples(2)) >= mark + 48_000, 10)
+        heard = pcms.speaker_samples(2)[mark : mark + 48_000]
+        assert tone_share(heard, 48_000, VOICE_HZ) > 0.8
+        await stream_plays(played)
+        loud = await speaker_level(pcms)
+        async with broker.client() as mqtt:  # the speaker's mute applies to it too
+            await mqtt.subscribe(f"edged/{DEVICE}/command/response", qos=1)
+            assert (await command(mqtt, "mute_speaker"))["result"]["speaker_muted"] is True
+        assert loud - await speaker_level(pcms) >= 60
+    finally:
+        await played.pc.close()
+
+
+@pytest.mark.parametrize("daemon", [False], indirect=True, ids=["talkback_off"])
+async def test_with_talkback_off_the_daemon_does_not_play_the_viewers_audio(
+    daemon: DaemonProcess, srv: RunningServer, pcms: AlsaPcms
+) -> None:
+    played = await talk(srv, f"{DEVICE}-cam")
+    try:
+        assert played.status == 201, played.body
+        assert directions(played.body)["audio"] == "sendonly"
+        await stream_plays(played)  # for a second and more: talkback would be heard by now
+        heard = pcms.speaker_samples(2)
+        assert len(heard) == 0 or tone_share(heard, 48_000, VOICE_HZ) < 0.01
+    finally:
+        await played.pc.close()

@@ -220,6 +220,7 @@ class AudioSection(Section):
     speaker_volume: Annotated[int, Field(ge=0, le=100)] = 100
     speaker_muted: bool = False
     mic_gain_db: Annotated[float, Field(ge=-20, le=30)] = 0.0
+    talkback: bool = True
 
 
 class MqttTls(Section):

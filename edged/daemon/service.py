@@ -109,7 +109,7 @@ class Daemon:
     def _make_engine(self) -> Engine:
         profile = self.config.engine_profile(apps=self.apps)
         self.media = apply_sources(profile, self.config, self.audio.intercom, self.board)
-        return Engine(profile, self.tracker)
+        return Engine(profile, self.tracker, talkback=self.talkback_sink)
 
     async def _start_server(self) -> None:
         if not self.config.embedded_server:
@@ -321,6 +321,11 @@ class Daemon:
     def player_sink(self, stream_id: str) -> Any:
         """Where a played stream goes: the speaker when the board has one, else nowhere."""
         return self.speaker.input()
+
+    def talkback_sink(self, user_id: str) -> Any:
+        """Where a WHEP viewer's microphone goes: the speaker, mixed with the played
+        streams, unless ``audio.talkback`` is off (the viewer's audio is then declined)."""
+        return self.speaker.input() if self.config.audio.talkback else None
 
     def _publish_snapshot(self, jpeg: bytes) -> None:
         if self.channel is not None:
