@@ -196,9 +196,12 @@ class Publisher(StreamState[PublisherState]):
         if offer is not None and not await set_remote_description(pc, offer):
             await self.close_link(link_id)
             return
-        # An offer names the kinds it wants (a WHEP player may ask for video only).
+        # An offer names the kinds it wants (a WHEP player may ask for video only). Ours
+        # puts audio first: its first section is the BUNDLE group's tag, and a viewer that
+        # rejects the video (stock Firefox: no H.264) must keep the transport with it, or
+        # Firefox never gathers and the sound is lost too.
         offered = {t.kind for t in pc.getTransceivers()} if offer is not None else None
-        for kind, fanout in (("video", self.video_fanout), ("audio", self.audio_fanout)):
+        for kind, fanout in (("audio", self.audio_fanout), ("video", self.video_fanout)):
             if fanout is not None and (offered is None or kind in offered):
                 link.tracks.append(fanout.add_to(pc, name=link_id))
         if offer is not None:  # what the viewer sends: its microphone, or declined
