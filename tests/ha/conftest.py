@@ -22,6 +22,7 @@ from unittest.mock import AsyncMock, patch
 import pytest
 import pytest_socket
 import yaml
+from alsa import pcms as alsa_pcms
 from homeassistant.components import mqtt
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -71,6 +72,8 @@ class Daemon:
     """One `edged run` of device ``door1``: embedded room server, MQTT, test pattern."""
 
     def __init__(self, workdir: Path, broker: Broker) -> None:
+        # Its speaker is the tests' file PCM (tests/alsa): what it plays lands in a file.
+        self.pcms = alsa_pcms.install(workdir)
         self.workdir = workdir
         self.port = free_port()
         self.config = workdir / "edged.yaml"
@@ -84,7 +87,7 @@ class Daemon:
                     "server": {"host": "127.0.0.1", "port": self.port, "apps_file": "apps.yaml"},
                     "auto": {"publish": {"stream_id": f"{DEVICE}-cam"}},
                     "video": {"source": "testpattern", "width": 320, "height": 240},
-                    "audio": {"source": "tone"},
+                    "audio": {"source": "tone", "playback_device": alsa_pcms.SPEAKER},
                     "mqtt": {"host": "127.0.0.1", "port": broker.port, "snapshot_interval_s": 0},
                     "timers": {"retry_min_s": 0.1, "retry_max_s": 0.5},
                     "logging": {"journald": False},
@@ -100,7 +103,13 @@ class Daemon:
     async def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                str(EDGED), "run", "--config", str(self.config), stdout=log, stderr=log
+                str(EDGED),
+                "run",
+                "--config",
+                str(self.config),
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "ALSA_CONFIG_PATH": alsa_pcms.config_path(self.pcms)},
             )
 
         def listening() -> bool:

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from alsa.pcms import tone_share
 from homeassistant.components import mqtt
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
@@ -24,6 +25,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from edged.media.sinks.analysis import AnalysisSink
+from edged.media.sources.tone import ToneTrack
 from edged.testing.waiting import until
 from edged.tokens import mint
 
@@ -68,12 +70,16 @@ async def add_device(hass: HomeAssistant) -> MockConfigEntry:
     return entry
 
 
-async def watch(hass: HomeAssistant, ws: Any) -> Viewer:
-    """Make the offer as the frontend does: recvonly video and audio, candidates
-    trickled one by one after the offer."""
+async def watch(hass: HomeAssistant, ws: Any, microphone: MediaStreamTrack | None = None) -> Viewer:
+    """Make the offer as the frontend does: audio (recvonly, or sendrecv with the
+    ``microphone`` when its talk button is on), then video recvonly; candidates trickled
+    one by one after the offer."""
     viewer = Viewer()
     viewer.pc.on("track", viewer.sink.attach)
-    viewer.pc.addTransceiver("audio", direction="recvonly")  # the frontend's order
+    if microphone is None:
+        viewer.pc.addTransceiver("audio", direction="recvonly")
+    else:
+        viewer.pc.addTransceiver(microphone, direction="sendrecv")
     viewer.pc.addTransceiver("video", direction="recvonly")
     await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
     sdp = viewer.pc.localDescription.sdp
@@ -162,6 +168,33 @@ async def test_the_dashboard_plays_the_device_live_and_two_viewers_at_once(
     going = second.decoded()
     await until(lambda: second.decoded() >= going + 10, 20, "the second view going on")
     for viewer in (first, second):
+        await viewer.pc.close()
+        await viewer.sink.close()
+
+
+async def test_talking_from_the_dashboard_plays_on_the_devices_speaker(
+    hass: HomeAssistant,
+    daemon: Daemon,
+    ha_mqtt: MockConfigEntry,
+    device_state: DeviceState,
+    hass_ws_client: WebSocketGenerator,
+) -> None:
+    """The frontend's microphone (a 660 Hz tone) through the integration to the device,
+    which plays it on its speaker while the dashboard goes on seeing and hearing it."""
+    await add_device(hass)
+    await device_state.until(lambda s: s["publisher"]["state"] == "PUBLISHING", "publishing")
+    ws = await hass_ws_client(hass)
+    viewer = await watch(hass, ws, microphone=ToneTrack(660.0))
+    speaker = daemon.pcms
+    try:
+        await until(lambda: viewer.decoded() >= 30, 30, "30 frames while talking")
+        await until(lambda: len(speaker.speaker_samples(2)) > 96_000, 30, "the speaker plays")
+        mark = len(speaker.speaker_samples(2))
+        await until(lambda: len(speaker.speaker_samples(2)) >= mark + 48_000, 10)
+        heard = speaker.speaker_samples(2)[mark : mark + 48_000]
+        assert tone_share(heard, 48_000, 660.0) > 0.5, "the dashboard's voice is not heard"
+        assert viewer.sink.audio is not None and viewer.sink.audio.tone_present(440.0)
+    finally:
         await viewer.pc.close()
         await viewer.sink.close()
 
