@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from browser import Chromium
 
 from edged.engine.config import RoomConfig
@@ -55,10 +55,12 @@ async def whep_play(
     stream_id: str = "cam",
     kinds: tuple[str, ...] = ("video", "audio"),
     microphone: MediaStreamTrack | None = None,
+    video_codec: str | None = None,
 ) -> Played:
     """An aiortc peer asking for ``kinds`` (video and audio), as the WHEP draft says: one
     POST. With a ``microphone``, its audio is ``sendrecv`` and sends that track (a player
-    talking back, as Home Assistant's does)."""
+    talking back, as Home Assistant's does). With ``video_codec`` (``"video/VP8"``), the
+    only video codec offered."""
     pc = RTCPeerConnection()
     sink = AnalysisSink()
     pc.on("track", sink.attach)
@@ -66,7 +68,12 @@ async def whep_play(
         if kind == "audio" and microphone is not None:
             pc.addTransceiver(microphone, direction="sendrecv")
         else:
-            pc.addTransceiver(kind, direction="recvonly")
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            if kind == "video" and video_codec is not None:  # offer only that codec
+                codecs = RTCRtpReceiver.getCapabilities("video").codecs
+                transceiver.setCodecPreferences(
+                    [c for c in codecs if c.mimeType in (video_codec, "video/rtx")]
+                )
     await pc.setLocalDescription(await pc.createOffer())
     url = whep_url(srv, stream_id)
     headers = {"Content-Type": "application/sdp"}

@@ -19,8 +19,10 @@ from aiortc import RTCPeerConnection
 from ..backoff import Backoff
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
+from ..media.aiortc.codec_choice import negotiable
 from ..media.encoders.libx264 import H264Settings
-from ..media.send.fanout import EncodedAudioFanout, EncodedVideoFanout
+from ..media.send.fanout import EncodedAudioFanout, EncodedFanout, EncodedVideoFanout
+from ..media.send.vp8 import Vp8Fanout
 from ..media.sources.base import NOTHING
 from ..media.sources.tap import SourceTap
 from ..model import NO_RELAYED_PLAYER, SFU_REFUSED, SFU_UNAVAILABLE, PublisherState
@@ -91,6 +93,7 @@ class Publisher(StreamState[PublisherState]):
         self.audio_tap: SourceTap | None = None
         self.video_fanout: EncodedVideoFanout | None = None
         self.audio_fanout: EncodedAudioFanout | None = None
+        self.vp8_fanout: Vp8Fanout | None = None  # made for the first viewer without H.264
         self.links: dict[str, ViewerLink] = {}
         self.targets: list[WhipSender] = []
         self._first_frame = asyncio.Event()
@@ -201,7 +204,7 @@ class Publisher(StreamState[PublisherState]):
         # rejects the video (stock Firefox: no H.264) must keep the transport with it, or
         # Firefox never gathers and the sound is lost too.
         offered = {t.kind for t in pc.getTransceivers()} if offer is not None else None
-        for kind, fanout in (("audio", self.audio_fanout), ("video", self.video_fanout)):
+        for kind, fanout in (("audio", self.audio_fanout), ("video", self._video_for(pc))):
             if fanout is not None and (offered is None or kind in offered):
                 link.tracks.append(fanout.add_to(pc, name=link_id))
         if offer is not None:  # what the viewer sends: its microphone, or declined
@@ -302,6 +305,7 @@ class Publisher(StreamState[PublisherState]):
         if tap is None or fanout is None:
             return None
         stats = fanout.stats()
+        vp8 = self.vp8_fanout.stats() if self.vp8_fanout is not None else None
         return VideoSendCounts(
             frames_captured=tap.frames,
             frames_encoded=stats.frames_encoded,
@@ -311,6 +315,9 @@ class Publisher(StreamState[PublisherState]):
             black_frames_sent=tap.packet_mute.black_sent,
             encoders_created=stats.encoders_created,
             bitrate=stats.remb_bitrate,
+            vp8_encoders_created=vp8.encoders_created if vp8 else 0,
+            vp8_frames_encoded=vp8.frames_encoded if vp8 else 0,
+            vp8_viewers=len(vp8.viewers) if vp8 else 0,
         )
 
     def snapshot_source(self) -> SnapshotSource | None:
@@ -323,6 +330,19 @@ class Publisher(StreamState[PublisherState]):
             return None
         return SnapshotSource(tap.last_frame, capture)
 
+    def _video_for(self, pc: RTCPeerConnection) -> EncodedFanout | None:
+        """The fan-out a link's video comes from: H.264, unless the viewer made an offer
+        without it but with VP8 (stock Firefox), served by one VP8 encode for all such."""
+        fanout = self.video_fanout
+        video = next((t for t in pc.getTransceivers() if t.kind == "video"), None)
+        if fanout is None or video is None or pc.remoteDescription is None:
+            return fanout
+        if negotiable(video, fanout.mime_type) or not negotiable(video, Vp8Fanout.mime_type):
+            return fanout
+        if self.vp8_fanout is None:
+            self.vp8_fanout = Vp8Fanout(fanout)
+        return self.vp8_fanout
+
     async def close(self) -> None:
         """Close every link and release the sources and encoders."""
         for sender in self.targets:
@@ -330,11 +350,11 @@ class Publisher(StreamState[PublisherState]):
         self.targets.clear()
         for link_id in list(self.links):
             await self.close_link(link_id)
-        for fanout in (self.video_fanout, self.audio_fanout):
+        for fanout in (self.vp8_fanout, self.video_fanout, self.audio_fanout):
             if fanout is not None:
                 await fanout.close()
         for tap in (self.video_tap, self.audio_tap):
             if tap is not None:
                 tap.stop()
-        self.video_fanout = self.audio_fanout = None
+        self.video_fanout = self.audio_fanout = self.vp8_fanout = None
         self.video_tap = self.audio_tap = None

@@ -36,7 +36,9 @@ class VideoSendCounts:
     viewer, are not sent); ``black_frames_sent`` the black pictures a muted pass-through
     source sent; ``encoders_created`` is 1 for a source of raw frames, 0 when the source's
     own H.264 passes through. ``bitrate`` is what the viewers' (or the SFU's) REMB last
-    set the encoder to, in bits/s; None until one did.
+    set the encoder to, in bits/s; None until one did. ``vp8_*``: the second encode for
+    viewers without H.264 (edged.media.send.vp8): at most one encoder, its frames, and
+    how many viewers it serves.
     """
 
     frames_captured: int
@@ -47,6 +49,9 @@ class VideoSendCounts:
     black_frames_sent: int
     encoders_created: int
     bitrate: int | None = None
+    vp8_encoders_created: int = 0
+    vp8_frames_encoded: int = 0
+    vp8_viewers: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,3 +52,9 @@ def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> None:
         for c in negotiated
         if c in kept or (c.name.lower() == "rtx" and c.parameters.get("apt") in payload_types)
     ]
+
+
+def negotiable(transceiver: RTCRtpTransceiver, mime_type: str) -> bool:
+    """Whether the remote offer a transceiver was made from offers ``mime_type``."""
+    offered: list[RTCRtpCodecParameters] = transceiver._codecs
+    return any(c.mimeType.lower() == mime_type.lower() for c in offered)

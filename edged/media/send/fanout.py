@@ -81,6 +81,8 @@ class EncodedFanout:
     mime_type = ""
     time_base: fractions.Fraction = VIDEO_TIME_BASE
     viewer_class: type[ViewerTrack] = ViewerVideoTrack
+    is_keyframe: Callable[[bytes], bool] = staticmethod(is_keyframe)
+    """Whether a viewer may start at an encoded frame (H.264: an IDR or an SPS)."""
 
     def __init__(
         self,
@@ -111,6 +113,8 @@ class EncodedFanout:
         self.keyframes_out = 0
         self.encoders_created = 0
         self.keyframe_requests: dict[str, int] = {}
+        self.taps: list[Callable[[Any], None]] = []
+        """Given every item the source yields, viewers or not (the VP8 fan-out's input)."""
 
     @property
     def viewers(self) -> frozenset[ViewerTrack]:
@@ -237,6 +241,8 @@ class EncodedFanout:
                 else:
                     item = await anext(self.source)
                 self.frames_in += 1
+                for tap in self.taps:
+                    tap(item)
                 if not self._viewers:
                     self.frames_idle += 1
                 elif isinstance(item, av.Packet):
@@ -267,7 +273,7 @@ class EncodedFanout:
         return packet
 
     def _publish(self, packet: av.Packet[Any]) -> None:
-        keyframe = not self.viewer_class.gated or is_keyframe(bytes(packet))
+        keyframe = not self.viewer_class.gated or self.is_keyframe(bytes(packet))
         self.packets_out += 1
         self.keyframes_out += keyframe
         viewers = list(self._viewers)
