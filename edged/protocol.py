@@ -134,6 +134,7 @@ class SetStreamExtraInfo(_Request):
 class Play(_Request):
     type: Literal["play"] = "play"
     stream_id: StreamId
+    description: SessionDescription | None = None  # the viewer's own offer (never relayed)
 
 
 class StopPlay(_Request):

@@ -291,9 +291,12 @@ class RoomServer:
 
     def _on_play(self, conn: Connection, msg: Play) -> None:
         session = self._session(conn)
-        link = self.rooms.play(session, msg.stream_id)
+        offer = msg.description
+        if offer is not None and offer.type != "offer":
+            raise EdgedError(ErrorCode.INVALID_PARAMETER, "play's description must be an offer")
+        link = self.rooms.play(session, msg.stream_id, relay=offer is None)
         self._reply(session, msg, {"link_id": link.link_id, "relayed": link.via_sfu})
-        self.rooms.open_link(link)
+        self.rooms.open_link(link, offer)
 
     def _on_stop_play(self, conn: Connection, msg: StopPlay) -> None:
         session = self._session(conn)

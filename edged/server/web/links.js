@@ -198,14 +198,46 @@ export class PublishLink extends Link {
   }
 }
 
-/** The page's end of a played stream: the publisher offers, the page answers. */
+/**
+ * The page's end of a played stream: the publisher offers, the page answers; or, in a
+ * browser without H.264 (stock Firefox), the page offers what it can decode (VP8) with
+ * its `play` request and the publisher answers (docs/protocol.md, viewer-offered links).
+ */
 export class PlayLink extends Link {
   constructor(options) {
     super(options);
     this.pc.ontrack = (event) => this._emit("track", { track: event.track });
   }
 
+  /** The page's own offer (sound first, then video it can decode), for `play`. */
+  async makeOffer() {
+    this.pc.addTransceiver("audio", { direction: "recvonly" });
+    const video = this.pc.addTransceiver("video", { direction: "recvonly" });
+    const codecs = RTCRtpReceiver.getCapabilities?.("video")?.codecs;
+    if (codecs && typeof video.setCodecPreferences === "function") {
+      try {
+        video.setCodecPreferences(codecs); // exactly what this browser says it decodes
+      } catch {
+        // a browser that checks the list differently offers its defaults
+      }
+    }
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    const { type, sdp } = this.pc.localDescription;
+    return { type, sdp };
+  }
+
+  /** The `play` reply named the link: candidates gathered so far go out on it. */
+  offered(linkId) {
+    this.linkId = linkId;
+    this._descriptionSent = true;
+    for (const message of this._early.splice(0)) this._sendCandidate(message);
+  }
+
   async _onDescription(description) {
+    if (description.type === "answer") {
+      if (this.pc.signalingState === "have-local-offer") await this._setRemoteDescription(description);
+      return;
+    }
     if (description.type !== "offer") return;
     await this._setRemoteDescription(description);
     for (const transceiver of this.pc.getTransceivers()) {

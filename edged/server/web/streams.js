@@ -2,7 +2,7 @@
 // the former, one PlayLink for each of the latter, with their states and quality meters.
 // A Call (call.js) owns them and hands them the server's messages.
 
-import { PlayLink, PublishLink } from "./links.js";
+import { PlayLink, PublishLink, canReceiveH264 } from "./links.js";
 import { PlayerMeter, PublisherMeter } from "./quality.js";
 import { PlayerState, PublisherState } from "./states.js";
 
@@ -45,9 +45,15 @@ export class Player {
     if (this.stopped || this.linkId !== null || this._requesting) return;
     this._requesting = true;
     try {
-      const result = await this.call.client.request({ type: "play", stream_id: this.streamId });
+      const message = { type: "play", stream_id: this.streamId };
+      // Without H.264 the page makes the offer (VP8), which the publisher answers.
+      const offering = canReceiveH264() ? null : this._newLink();
+      if (offering !== null) message.description = await offering.makeOffer();
+      const result = await this.call.client.request(message);
       if (!this.stopped && this.linkId === null) this.linkId = result.link_id;
+      if (offering !== null && offering === this.link) offering.offered(result.link_id);
     } catch (err) {
+      if (this.link !== null && this.link.linkId === null) this._closeLink();
       if (err.code === VIEWER_LIMIT_REACHED || err.code === PLAYER_COUNT_EXCEEDED) {
         this.stopped = true;
         this.setState(PlayerState.NO_PLAY, err.code);
@@ -71,7 +77,7 @@ export class Player {
   _newLink() {
     this._closeLink();
     const link = new PlayLink({
-      linkId: this.linkId,
+      linkId: this.linkId, // null while the page's own offer waits for its play reply
       streamId: this.streamId,
       iceServers: this.call.iceServers,
       sendSignal: (m) => this.call.client?.send(m),
@@ -87,6 +93,7 @@ export class Player {
     link.addEventListener("codec-missing", ({ detail }) => {
       this.call._emit("player_codec_missing", { streamId: this.streamId, ...detail });
     });
+    return link;
   }
 
   _onTrack(track) {
