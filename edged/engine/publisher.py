@@ -318,6 +318,7 @@ class Publisher(StreamState[PublisherState]):
             vp8_encoders_created=vp8.encoders_created if vp8 else 0,
             vp8_frames_encoded=vp8.frames_encoded if vp8 else 0,
             vp8_viewers=len(vp8.viewers) if vp8 else 0,
+            profile_levels=tuple(sorted(fanout.profile_levels)),
         )
 
     def snapshot_source(self) -> SnapshotSource | None:

@@ -52,6 +52,8 @@ class VideoSendCounts:
     vp8_encoders_created: int = 0
     vp8_frames_encoded: int = 0
     vp8_viewers: int = 0
+    profile_levels: tuple[str, ...] = ()
+    """The H.264 profile-level-ids its SPS said (viewers negotiate ``42e01f``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,54 @@ def sps_profile_level(data: bytes) -> str | None:
     return None
 
 
+NEGOTIATED_PROFILE_LEVEL = "42e01f"
+"""What edged's publishers offer: constrained baseline, level 3.1 (aiortc's H.264)."""
+BASELINE_PROFILES = ("Baseline", "Constrained Baseline")
+"""FFmpeg's names of the profiles a constrained-baseline decoder takes (with no B-frames)."""
+
+
+_DECODES = {
+    "constrained baseline": {"constrained baseline"},
+    "baseline": {"constrained baseline", "baseline"},
+    "main": {"constrained baseline", "main"},
+    "high": {"constrained baseline", "main", "high"},
+}
+"""Which streams (by profile) a decoder of each profile takes (RFC 6184, 8.1)."""
+
+
+def profile_of(profile_level_id: str) -> tuple[str, int] | None:
+    """The profile (as :data:`_DECODES` names them) and level_idc of a profile-level-id,
+    constrained baseline as RFC 6184 defines it (profile 66 with constraint_set1, 77 with
+    constraint_set0, 88 with both); None for what edged's viewers never take."""
+    try:
+        profile, constraints, level = bytes.fromhex(profile_level_id)
+    except ValueError:
+        return None
+    if (
+        (profile == 66 and constraints & 0x40)
+        or (profile == 77 and constraints & 0x80)
+        or (profile == 88 and constraints & 0xC0 == 0xC0)
+    ):
+        return "constrained baseline", level
+    names = {66: "baseline", 77: "main", 100: "high"}
+    return (names[profile], level) if profile in names else None
+
+
+def covers(negotiated: str, sent: str) -> bool:
+    """Whether a viewer that negotiated ``negotiated`` decodes a stream whose SPS says
+    ``sent``: a profile its decoder takes, at its level or below."""
+    decoder, stream = profile_of(negotiated), profile_of(sent)
+    if decoder is None or stream is None:
+        return False
+    return stream[0] in _DECODES[decoder[0]] and stream[1] <= decoder[1]
+
+
+def covered_by_negotiated(profile_level_id: str) -> bool:
+    """Whether every viewer takes a stream whose SPS says ``profile_level_id``: what edged
+    offers, constrained baseline at level 3.1 (``42e01f``), covers it."""
+    return covers(NEGOTIATED_PROFILE_LEVEL, profile_level_id)
+
+
 def fit_level_31(width: int, height: int, framerate: int = 30) -> tuple[int, int]:
     """The largest even size with the same aspect ratio that level 3.1 allows.
 

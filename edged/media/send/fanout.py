@@ -32,7 +32,13 @@ from ..aiortc.sender_hook import hook_sender
 from ..encoders.base import PacketEncoder
 from ..encoders.libx264 import H264Encoder, H264Settings
 from ..encoders.opus import OPUS_TIME_BASE, OpusEncoder
-from ..h264 import VIDEO_TIME_BASE, is_keyframe
+from ..h264 import (
+    NEGOTIATED_PROFILE_LEVEL,
+    VIDEO_TIME_BASE,
+    covered_by_negotiated,
+    is_keyframe,
+    sps_profile_level,
+)
 from ..sources.base import SourceTrack
 from .keyframes import KeyframeLimiter
 from .rtp_frames import FramePacker
@@ -274,6 +280,8 @@ class EncodedFanout:
 
     def _publish(self, packet: av.Packet[Any]) -> None:
         keyframe = not self.viewer_class.gated or self.is_keyframe(bytes(packet))
+        if keyframe and self.viewer_class.gated:
+            self._on_keyframe(packet)
         self.packets_out += 1
         self.keyframes_out += keyframe
         viewers = list(self._viewers)
@@ -286,6 +294,9 @@ class EncodedFanout:
                 return
         for viewer in viewers:
             viewer.push(packet, keyframe, frame)
+
+    def _on_keyframe(self, packet: av.Packet[Any]) -> None:
+        """A keyframe goes out (what the H.264 fan-out checks against the SDP)."""
 
     def _frame_packer(self) -> FramePacker:
         if self._packer is None:
@@ -317,6 +328,8 @@ class EncodedVideoFanout(EncodedFanout):
         direct_send: bool = True,
     ) -> None:
         self.settings = settings or H264Settings()
+        self.profile_levels: set[str] = set()
+        """The profile-level-ids of the SPS sent (``42e01f`` is what viewers negotiate)."""
         super().__init__(
             source,
             lambda: H264Encoder(self.settings),
@@ -325,6 +338,19 @@ class EncodedVideoFanout(EncodedFanout):
             adapt_bitrate,
             direct_send,
         )
+
+    def _on_keyframe(self, packet: av.Packet[Any]) -> None:
+        profile_level = sps_profile_level(bytes(packet))
+        if profile_level is None or profile_level in self.profile_levels:
+            return
+        self.profile_levels.add(profile_level)
+        if not covered_by_negotiated(profile_level):  # a source passed through unchecked
+            logger.warning(
+                "video goes out as H.264 %s, beyond the %s viewers negotiated: "
+                "a viewer may show no picture",
+                profile_level,
+                NEGOTIATED_PROFILE_LEVEL,
+            )
 
 
 class EncodedAudioFanout(EncodedFanout):

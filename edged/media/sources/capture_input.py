@@ -13,7 +13,7 @@ from typing import Any
 
 import av
 
-from ..h264 import fit_level_31
+from ..h264 import BASELINE_PROFILES, fit_level_31
 
 INPUT_FORMATS = {"mjpeg": "mjpeg", "yuyv": "yuyv422", "yuyv422": "yuyv422", "h264": "h264"}
 """Configured input formats and FFmpeg's V4L2 names for them ("auto": the driver's)."""
@@ -64,14 +64,18 @@ Opener = Callable[[CaptureInput], Any]
 def passthrough_refusal(stream: Any) -> str | None:
     """Why an H.264 stream cannot go to viewers untouched (None: it can).
 
-    WebRTC viewers expect no B-frames (aiortc negotiates constrained baseline) and, at
-    level 3.1, at most 1280x720 at 30 fps.
+    WebRTC viewers negotiate constrained baseline at level 3.1 (``42e01f``): no B-frames, a
+    baseline profile, and at most 1280x720 at 30 fps.
     """
     ctx = stream.codec_context
     if ctx.name != "h264":
         return f"the video is {ctx.name}, not H.264"
     if ctx.has_b_frames:
         return f"the H.264 ({ctx.profile}) has B-frames"
+    if ctx.profile not in BASELINE_PROFILES:
+        # Viewers negotiate constrained baseline: a main or high profile stream sent as
+        # such would be a lie in the SDP (a black picture in a baseline-only decoder).
+        return f"the H.264 is {ctx.profile} profile, viewers negotiate constrained baseline"
     # PyAV's rates are Fractions up to 18, its own AVRational (no __round__) from 19 on.
     rate = float(stream.average_rate or stream.guessed_rate or 30)
     if fit_level_31(ctx.width, ctx.height, round(rate)) != (ctx.width, ctx.height):
