@@ -300,3 +300,57 @@ def test_an_echo_through_drifting_clocks_is_cancelled(
     echo_db = 10 * math.log10(float(np.sum(heard[late] ** 2)) / float(np.sum(residual**2)))
     assert echo_db >= 20, (echo_db, intercom.drift.ppm)
     assert abs(intercom.drift.ppm - drift_ppm) < 10, intercom.drift.ppm
+
+
+# ---- a silent speaker ------------------------------------------------------------------
+
+
+@needs_speexdsp
+def test_the_filter_rests_while_the_speaker_is_silent_and_cancels_at_once_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Six seconds of far-end sound (the filter converges), one of silence while the near
+    end talks, then sound again: through the silence the filter and the estimates rest
+    (the microphone goes through the preprocessor alone, the near end untouched), and
+    the first 300 ms of sound after it are cancelled as well as the last before it."""
+    period = 960
+    clock = [0.0]
+    monkeypatch.setattr(echo_module.time, "monotonic", lambda: clock[0])
+    rng = np.random.default_rng(9)
+    loud, quiet = 6 * RATE, RATE
+    bursts = np.repeat(rng.uniform(0.2, 1.0, (loud + RATE) // (RATE // 5)), RATE // 5) ** 2
+    noise = np.convolve(rng.standard_normal(loud + RATE), np.ones(4) / 4, "same")
+    sound = np.round(4000 * bursts * noise)
+    played = np.concatenate([sound[:loud], np.zeros(quiet), sound[loud:]]).astype(np.int16)
+    delay = RATE * 60 // 1000
+    heard = 0.5 * np.concatenate([np.zeros(delay), played[:-delay].astype(np.float64)])
+    talk = slice(loud + RATE // 4, loud + quiet)  # the near end, once the echo has died
+    heard[talk] += near_end(talk.start, talk.stop - talk.start)
+    mic = np.round(heard).astype(np.int16)
+    intercom = Intercom(
+        AudioControls(echo_mode=EchoMode.CANCEL), EchoSettings(noise_suppression=False)
+    )
+    out, rested = [], []
+    for start in range(0, len(played) - period + 1, period):
+        clock[0] = start / RATE
+        intercom.played(played[start : start + period].reshape(-1, 1), RATE, 0.02)
+        out.append(intercom.microphone(mic[start : start + period].reshape(-1, 1), RATE, 0.0))
+        rested.append(intercom.frames_rested)
+    intercom.close()
+    cancelled = np.concatenate(out).ravel().astype(np.float64)
+    lag = 2 * period  # the path's own delay (resampling down and up)
+
+    def echo_db(span: slice) -> float:
+        residual = cancelled[span.start + lag : span.stop + lag]
+        return 10 * math.log10(float(np.sum(heard[span] ** 2)) / float(np.sum(residual**2)))
+
+    before = echo_db(slice(loud - RATE * 3 // 10, loud))
+    after = echo_db(slice(loud + quiet + delay, loud + quiet + delay + RATE * 3 // 10))
+    assert before >= 20 and after >= before - 3, (before, after)
+    # Resting from the tail's end (200 ms, with the path's lags) to the sound's return.
+    periods_rested = np.diff(rested)[loud // period : (loud + quiet) // period]
+    assert np.count_nonzero(periods_rested) >= 0.6 * quiet / period, periods_rested
+    assert rested[-1] == rested[(loud + quiet + delay) // period]  # not since
+    near = cancelled[talk.start + lag + RATE // 4 : talk.stop + lag]
+    near_in = heard[talk.start + RATE // 4 : talk.stop]
+    assert abs(level_db(near, NEAR_HZ) - level_db(near_in, NEAR_HZ)) <= 1.0
