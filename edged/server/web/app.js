@@ -8,9 +8,10 @@ import {
   PlayerState, PublisherState, RoomReason, RoomState, UpdateType, nameOf,
 } from "./states.js";
 import { TimeCodeSource } from "./timecode.js";
+import { TalkButton, TalkMode, microphoneLive, playbackVolume } from "./talk.js";
 import { View } from "./ui.js";
 
-const FIELDS = ["server", "app", "room", "user", "name", "token", "stream", "source"];
+const FIELDS = ["server", "app", "room", "user", "name", "token", "stream", "source", "talk"];
 const ID = /^[A-Za-z0-9_.-]+$/;
 const STORAGE_KEY = "edged.join";
 
@@ -46,6 +47,7 @@ class App {
         id, document.getElementById(id),
       ]),
     );
+    this.talk = new TalkButton(document.getElementById("talk-button"), document.getElementById("talk-state"));
   }
 
   async init() {
@@ -60,6 +62,8 @@ class App {
     this.buttons.unpublish.addEventListener("click", () => this.unpublish());
     this.buttons["copy-link"].addEventListener("click", () => this.copyLink());
     this.inputs.source.addEventListener("change", () => this.switchSource());
+    this.inputs.talk.addEventListener("change", () => this._talkModeChanged());
+    this.talk.addEventListener("change", () => this._applyTalk());
     // Closing the tab: tell the server at once, so the others see us leave now rather
     // than after the heartbeat timeout.
     window.addEventListener("pagehide", () => this.call?.client?.send({ type: "logout" }));
@@ -85,6 +89,7 @@ class App {
     if (!this.inputs.server.value) this.inputs.server.value = this._defaultServer();
     if (!this.inputs.stream.value) this.inputs.stream.value = this._defaultStreamId();
     else this.inputs.stream.dataset.edited = "1";
+    if (!Object.values(TalkMode).includes(this.inputs.talk.value)) this.inputs.talk.value = TalkMode.OPEN;
     if (query.has("token")) {
       // Keep the token in this tab only, not in the address bar or its history.
       this._save();
@@ -141,6 +146,8 @@ class App {
     this.buttons.camera.disabled = publishing;
     for (const field of ["server", "app", "room", "user", "name", "token"]) this.inputs[field].disabled = inRoom;
     this.inputs.stream.disabled = publishing;
+    const withMicrophone = publishing && this.call.publisher.media.getAudioTracks().length > 0;
+    this.talk.setShown(withMicrophone && this.inputs.talk.value === TalkMode.HOLD);
   }
 
   _check(values) {
@@ -233,6 +240,7 @@ class App {
       this.view.showMessage(`camera/microphone: ${err.message}`);
       return false;
     }
+    this._applyTalk();
     this.view.preview.srcObject = this.local.media;
     this.view.preview.parentElement.dataset.live = this.local.kind;
     this.view.preview.play().catch(() => {});
@@ -250,6 +258,26 @@ class App {
     }
     await this.call?.replaceMedia(this.local.media);
     old.stop();
+    this._buttons();
+  }
+
+  // ---- talk modes (talk.js) ----------------------------------------------------------
+
+  _talkModeChanged() {
+    this._save();
+    this.talk.stop();
+    this._applyTalk();
+    this._buttons();
+    const hold = this.inputs.talk.value === TalkMode.HOLD;
+    this.view.log(hold ? "hold to talk: the microphone sends silence until the button is held" : "open microphone");
+  }
+
+  /** Open or silence the microphone's tracks, and turn played sound down while talking. */
+  _applyTalk() {
+    const mode = this.inputs.talk.value;
+    const live = microphoneLive(mode, this.talk.talking);
+    for (const track of this.local?.media.getAudioTracks() ?? []) track.enabled = live;
+    this.view.setVolume(playbackVolume(mode, this.talk.talking));
   }
 
   async publish() {

@@ -95,6 +95,12 @@ export class Tile {
     this.quality.textContent = text;
   }
 
+  /** Play at `volume` (0 … 1): turned down while the person holds to talk. */
+  setVolume(volume) {
+    this.video.volume = volume;
+    this.root.dataset.ducked = volume < 1 ? "1" : "";
+  }
+
   _showLatency() {
     const s = this.reader.summary();
     if (s === null) return;
@@ -124,6 +130,7 @@ export class View {
     this.logList = $("log");
     this.preview = $("preview");
     this.tiles = new Map();
+    this.volume = 1;
     this.showRoom({ state: RoomState.DISCONNECTED, reason: RoomReason.LOGOUT, code: 0 });
     this.showPublisher(PublisherState.NO_PUBLISH, 0);
   }
@@ -183,11 +190,18 @@ export class View {
     let tile = this.tiles.get(streamId);
     if (tile === undefined) {
       tile = new Tile(streamId, stream);
+      tile.setVolume(this.volume);
       this.tiles.set(streamId, tile);
       this.tilesBox.append(tile.root);
     }
     this.tilesBox.dataset.count = String(this.tiles.size);
     return tile;
+  }
+
+  /** The volume of every played stream, and of those played later. */
+  setVolume(volume) {
+    this.volume = volume;
+    for (const tile of this.tiles.values()) tile.setVolume(volume);
   }
 
   removeTile(streamId) {
