@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import types
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from edged.engine.events import EventRecorder, PlayerStateUpdate
 from edged.errors import ErrorCode
 from edged.model import PlayerState, User
+from edged.server import turn as turn_module
 from edged.server.turn import TurnSettings, credential_expiry, turn_credentials
 from edged.testing.coturn import RELAY_PORTS, TURN_ADDRESS, Coturn, installed
 from edged.testing.faults import NetworkFaults
@@ -96,11 +98,20 @@ async def test_peers_with_no_path_to_each_other_call_through_turn(
     assert coturn.allocations() >= 1
 
 
+@pytest.mark.parametrize("refused", ["another secret", "expired"])
 async def test_credentials_coturn_refuses_leave_the_viewer_without_a_picture_and_saying_so(
-    server_factory: ServerFactory, coturn: Coturn
+    server_factory: ServerFactory,
+    coturn: Coturn,
+    monkeypatch: pytest.MonkeyPatch,
+    refused: str,
 ) -> None:
-    wrong = "not-the-shared-secret"
-    async with call_with_turn_as_the_only_path(server_factory, coturn, wrong) as (rec, sink):
+    """Credentials minted with another secret, or minted two days ago (the room server's
+    TURN clock set back: their lifetime ended a day ago), are refused by coturn."""
+    secret = "not-the-shared-secret" if refused == "another secret" else TURN_SECRET
+    if refused == "expired":
+        two_days_ago = types.SimpleNamespace(time=lambda: time.time() - 2 * 86400)
+        monkeypatch.setattr(turn_module, "time", two_days_ago)
+    async with call_with_turn_as_the_only_path(server_factory, coturn, secret) as (rec, sink):
         # The checks give up after aioice's retransmissions (about 40 s).
         await until(lambda: turn_unavailable in states(rec), 90)
     assert states(rec)[0] == (PlayerState.PLAY_REQUESTING, 0)
