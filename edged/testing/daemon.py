@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 from .waiting import until
 
 
 async def start_listening(
-    argv: list[str], log: Path, address: str, port: int, timeout: float = 30.0
+    argv: list[str],
+    log: Path,
+    address: str,
+    port: int,
+    timeout: float = 30.0,
+    env: Mapping[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
-    """Start ``argv`` (its output appended to ``log``) and return once something accepts
-    TCP connections on ``address:port``; fail at once if the program exits first."""
+    """Start ``argv`` (its output appended to ``log``, ``env`` its environment if given)
+    and return once something accepts TCP connections on ``address:port``; fail at once
+    if the program exits first."""
     with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=out)
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=out, env=env)
 
     def listening() -> bool:
         if proc.returncode is not None:

@@ -9,11 +9,8 @@ process is Home Assistant's (.venv-ha), with aiortc only for the frontend's stan
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from homeassistant.components import mqtt
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from edged.testing.daemon import start_listening, stop_process
 from edged.testing.waiting import until
 
 from broker import Broker, free_port
@@ -58,14 +56,6 @@ def mock_network() -> Iterator[None]:
     (10.10.10.10), which would leave the frontend's peer without a candidate: here the
     adapters are the real ones of the harness's namespace."""
     yield
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    b = Broker(tmp_path)
-    await b.start()
-    yield b
-    await b.stop()
 
 
 class Daemon:
@@ -101,36 +91,25 @@ class Daemon:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                str(EDGED),
-                "run",
-                "--config",
-                str(self.config),
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "ALSA_CONFIG_PATH": alsa_pcms.config_path(self.pcms)},
-            )
-
-        def listening() -> bool:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.1),
-            ):
-                return True
-            return False
-
-        await until(listening, 30, f"edged's room server on port {self.port}")
+        self.proc = await start_listening(
+            [str(EDGED), "run", "--config", str(self.config)],
+            self.log,
+            "127.0.0.1",
+            self.port,
+            env={**os.environ, "ALSA_CONFIG_PATH": alsa_pcms.config_path(self.pcms)},
+        )
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        await stop_process(self.proc, 20)
         self.proc = None
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    b = Broker(tmp_path)
+    await b.start()
+    yield b
+    await b.stop()
 
 
 @pytest.fixture
