@@ -80,9 +80,8 @@ class DriftEstimator:
         """Windows that moved the ratio."""
         self._window = round(WINDOW_S * rate / DECIMATE)
         self._hop = round(HOP_S * rate)
-        self._mic: collections.deque[Samples] = collections.deque()
-        self._ref: collections.deque[Samples] = collections.deque()
-        """The frames of the window, as they came (decimated only when measured)."""
+        self._mic = np.zeros(self._window)
+        self._ref = np.zeros(self._window)
         self._filled = 0
         self._since = 0
         self._index = 0
@@ -105,13 +104,13 @@ class DriftEstimator:
         if self._next is not None and abs(position - self._next) > BREAK:
             self._restart()
         self._next = position + count * self.ratio
-        self._mic.append(captured)
-        self._ref.append(reference)
+        step = count // DECIMATE
+        self._mic[:-step] = self._mic[step:]
+        self._ref[:-step] = self._ref[step:]
+        self._mic[-step:] = captured.reshape(-1, DECIMATE).sum(axis=1)
+        self._ref[-step:] = reference.reshape(-1, DECIMATE).sum(axis=1)
         self._reads.append((self._index, position))
-        self._filled += count // DECIMATE
-        while self._filled - len(self._mic[0]) // DECIMATE >= self._window:
-            self._filled -= len(self._mic.popleft()) // DECIMATE
-            self._ref.popleft()
+        self._filled += step
         self._index += count
         self._since += count
         start = self._index - self._window * DECIMATE
@@ -132,8 +131,6 @@ class DriftEstimator:
         return position + (index - first) * self.ratio
 
     def _restart(self) -> None:
-        self._mic.clear()
-        self._ref.clear()
         self._filled = 0
         self._since = 0
         self._template = None
@@ -141,12 +138,11 @@ class DriftEstimator:
         self._segment += 1
 
     def _measure(self, centre: int, position: float) -> None:
-        mic, ref = (_decimated(chunks, self._window) for chunks in (self._mic, self._ref))
-        level = float(np.sqrt(np.mean(ref**2))) / DECIMATE
+        level = float(np.sqrt(np.mean(self._ref**2))) / DECIMATE
         if level < MIN_LEVEL:
             return
         spectrum: Spectrum = (
-            np.fft.rfft(mic * self._taper) * np.conj(np.fft.rfft(ref * self._taper))
+            np.fft.rfft(self._mic * self._taper) * np.conj(np.fft.rfft(self._ref * self._taper))
         )[self._band]
         if self._template is None:
             self._template = spectrum
@@ -186,13 +182,6 @@ class DriftEstimator:
     def ppm(self) -> float:
         """The microphone's clock against the speaker's, in ppm (positive: faster)."""
         return (1 / self.ratio - 1) * 1e6
-
-
-def _decimated(chunks: collections.deque[Samples], size: int) -> Floats:
-    """The last ``size`` sums of ``DECIMATE`` samples of ``chunks``."""
-    samples = np.concatenate(chunks)[-size * DECIMATE :]
-    sums: Floats = samples.reshape(-1, DECIMATE).sum(axis=1, dtype=np.float64)
-    return sums
 
 
 def _moved(spectrum: Spectrum, template: Spectrum, omega: Floats) -> float | None:

@@ -27,7 +27,7 @@ from .delay import DelayEstimator
 from .drift import DriftEstimator
 from .echo import FRAME_MS, EchoCanceller, EchoMode, EchoSettings, ReferenceLine, Samples
 from .pcm import Pcm, PcmFormat
-from .rates import TAPS_PER_PHASE, Converter
+from .rates import Converter
 
 log = logging.getLogger("edged.media.alsa.intercom")
 
@@ -71,8 +71,6 @@ class _Resampled:
         self.rate = rate
         self._convert: Converter | None = None
         self._queue = np.zeros(0, dtype=np.int16)
-        self.silent = False
-        """The last samples pushed were all zeros (as long as ``push_silence`` needs)."""
 
     def push(self, samples: Samples, rate: int) -> None:
         convert = self._convert
@@ -81,27 +79,6 @@ class _Resampled:
         converted = convert(samples)
         queue = self._queue
         self._queue = np.concatenate([queue, converted]) if len(queue) else converted
-
-    def push_silence(self, count: int, rate: int) -> bool:
-        """``count`` zeros at ``rate`` after zeros, without converting them when the
-        result is known: a whole-number decimation whose kept input is all zeros (the
-        last push was silence at least as long) gives exactly ``count // factor`` zeros.
-        False when it must be converted."""
-        convert = self._convert
-        factor, left = divmod(rate, self.rate)
-        if (
-            not self.silent
-            or left
-            or count % factor
-            or count < 4 * TAPS_PER_PHASE * factor
-            or convert is None
-            or convert.rate != rate
-        ):
-            return False
-        zeros = np.zeros(count // factor, dtype=np.int16)
-        queue = self._queue
-        self._queue = np.concatenate([queue, zeros]) if len(queue) else zeros
-        return True
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -197,10 +174,7 @@ class Intercom:
         ref = self._ref_in
         if ref is None:
             ref = self._ref_in = _Resampled(CANCEL_RATE)
-        silent = not samples.any()
-        if not (silent and ref.push_silence(len(samples), rate)):
-            ref.push(_mono(samples), rate)
-        ref.silent = silent and len(samples) * CANCEL_RATE >= 4 * TAPS_PER_PHASE * rate
+        ref.push(_mono(samples), rate)
         ready = ref.pop(len(ref))
         if len(ready):
             # The resampled chunk ends where the written one ends.
@@ -322,8 +296,10 @@ class _MicPath:
     def _silent(self, reference: Samples) -> bool:
         """Whether the speaker has been silent for the filter's whole tail before these
         frames and through them: nothing it played can be in the microphone."""
-        loud = int(reference.max()) > SILENT_PEAK or int(reference.min()) < -SILENT_PEAK
-        self._quiet = 0 if loud else self._quiet + len(reference)
+        loud = np.flatnonzero(np.abs(reference.astype(np.int32)) > SILENT_PEAK)
+        self._quiet = (
+            len(reference) - 1 - int(loud[-1]) if len(loud) else self._quiet + len(reference)
+        )
         tail = round(self._intercom.settings.tail_ms * CANCEL_RATE / 1000)
         return self._quiet >= tail + len(reference)
 
