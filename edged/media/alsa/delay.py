@@ -5,21 +5,13 @@ ALSA's reported delays line the reference up with the microphone to within the
 buffering it knows of; a USB card's own buffers, a Bluetooth speaker or a long cable
 add delay it does not know. :class:`DelayEstimator` correlates the last second of both
 every quarter second (generalised cross-correlation with a partial phase transform, at
-4 kHz; every eighth of a second until the first move, every second once five windows in
-a row agree) and, once two in a row agree on a clear peak, says how far the reference
-must move (to the earlier of the two: an echo must never come before its reference).
-The first move also takes one very clear peak alone; later ones want five windows in a
-row to agree.
-
-The reference of a window is read again from the reference line at each estimate, as
-the line reads now: while the devices' timestamps settle (the line jumps two or three
-times in the first half second), the microphone's window is kept whole and every
-estimate sees its reference in one alignment, rather than starting over at each jump.
+4 kHz; every eighth of a second until the first move) and, once two in a row agree on a
+clear peak, says how far the reference must move (to the earlier of the two: an echo
+must never come before its reference). The first move also takes one very clear peak
+alone; later ones want five windows in a row to agree.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -29,9 +21,7 @@ from .echo import LEAD_MS, Samples
 WINDOW_S = 1.0
 """Audio correlated at a time (at most)..."""
 HOP_S = 0.25
-"""... every this often..."""
-STEADY_HOP_S = 1.0
-"""... and this often once ``AGREE_AFTER`` windows in a row agree (the delay is known)."""
+"""... every this often."""
 DECIMATE = 4
 """The correlation runs at a quarter of the canceller's rate."""
 MAX_LAG_S = 0.5
@@ -68,9 +58,7 @@ moves the reference."""
 class DelayEstimator:
     """Owns one window of microphone and reference samples and the last delay found.
 
-    :meth:`observe` takes each run of microphone frames as the canceller gets it, and
-    a function that reads the reference of the last ``n`` of them as the line reads now
-    (:meth:`~.echo.ReferenceLine.recent`); :attr:`shift` is the
+    :meth:`observe` takes each frame pair as the canceller gets it; :attr:`shift` is the
     total move (in samples, at ``rate``) that the reference line should apply, and
     :attr:`estimates` counts the windows that gave a clear delay. The reference moves only
     when the echo comes before it or late in the filter's reach; a delay within it is the
@@ -89,34 +77,28 @@ class DelayEstimator:
         """The last window's strongest correlation over the mean of all lags."""
         self._window = round(WINDOW_S * rate)
         self._mic: list[Samples] = []
+        self._ref: list[Samples] = []
         self._size = 0
         self._since = 0
         self._hop = round(HOP_S * rate)
-        self._steady_hop = round(STEADY_HOP_S * rate)
         self._previous: int | None = None
         self._agreeing = 0
         """Windows in a row that agreed with the one before."""
         self.moves = 0
 
-    @property
-    def hop(self) -> int:
-        """Microphone samples between two estimates, now."""
-        if self._agreeing >= AGREE_AFTER:
-            return self._steady_hop
-        return self._hop if self.moves else self._hop // 2
-
-    def observe(self, captured: Samples, reference: Callable[[int], Samples | None]) -> None:
+    def observe(self, captured: Samples, reference: Samples) -> None:
         self._mic.append(captured)
+        self._ref.append(reference)
         self._size += len(captured)
         self._since += len(captured)
-        if self._since < self.hop:
+        if self._since < (self._hop if self.moves else self._hop // 2):
             return
         self._since = 0
+        mic, ref = np.concatenate(self._mic), np.concatenate(self._ref)
         while self._size - len(self._mic[0]) >= self._window:  # keep the newest window
             self._size -= len(self._mic.pop(0))
-        mic = np.concatenate(self._mic)[-self._window :]
-        ref = reference(len(mic))
-        lag = None if ref is None else self._lag(mic, ref)
+            self._ref.pop(0)
+        lag = self._lag(mic[-self._window :], ref[-self._window :])
         if lag is None:
             self._previous = None
             self._agreeing = 0
@@ -137,18 +119,13 @@ class DelayEstimator:
         if sure and (early or lag > self.move_after):
             self.shift = max(-self._window // 10, min(self._window, self.shift + off))
             self.moves += 1
-            self.rebase()
-
-    def rebase(self) -> None:
-        """The reference jumped or moved: the delays found before are not comparable
-        with the next (the microphone's window is kept, its reference read again)."""
-        self._previous = None
-        self._agreeing = 0
+            self.restart()  # the windows hold the reference from before the move
 
     def restart(self) -> None:
-        """Forget the microphone's window: frames went by unobserved (the speaker was
-        silent), so it no longer runs back from the newest frame without a gap."""
-        self._mic, self._size, self._since = [], 0, 0
+        """Forget the windows (the reference jumped): the next ones start afresh."""
+        self._previous = None
+        self._agreeing = 0
+        self._mic, self._ref, self._size, self._since = [], [], 0, 0
 
     def _lag(self, mic: Samples, ref: Samples) -> int | None:
         """The echo's delay behind ``ref`` in ``mic``, in samples, or None if unclear."""

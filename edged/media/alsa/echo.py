@@ -89,12 +89,6 @@ class EchoCanceller(Protocol):
 
     def process(self, captured: Samples, reference: Samples) -> Samples: ...
 
-    def suppress(self, captured: Samples) -> Samples:
-        """The frame without the filter (the speaker has been silent longer than its
-        tail): noise suppression and gain control only; the next :meth:`process` takes
-        up where the filter left."""
-        ...
-
     def reset(self) -> None: ...
 
     def close(self) -> None: ...
@@ -180,15 +174,6 @@ class ReferenceLine:
             self._cursor = cursor + frames * self.ratio
             self.position = cursor
             return self._read_at(cursor, frames)
-
-    def recent(self, frames: int) -> Samples | None:
-        """The reference for the microphone's last ``frames`` samples taken, read again
-        as the line reads now (after any jump or step since they were taken); None right
-        after :meth:`realign`."""
-        with self._lock:
-            if self._cursor is None:
-                return None
-            return self._read_at(self._cursor - frames * self.ratio, frames)
 
     def realign(self) -> None:
         """Jump to where the timestamps say on the next read, rather than step there (the

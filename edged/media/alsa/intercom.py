@@ -7,10 +7,7 @@ volume and mute applied, the result kept as the reference) and the microphone's 
 thread every captured period (:meth:`Intercom.microphone`: echo removed or ducked, gain
 applied). The canceller runs at 16 kHz mono, 10 ms frames (speech needs no more, and it
 costs a third of 48 kHz); the microphone is resampled down to it and back
-(:mod:`.rates`). While the speaker has been silent for longer than the filter's tail
-there is no echo to remove: the filter and the delay and drift estimates rest, and the
-microphone goes through the preprocessor alone (noise suppression); the first frame of
-sound is cancelled again by the filter as it was left.
+(:mod:`.rates`).
 """
 
 from __future__ import annotations
@@ -37,8 +34,6 @@ DUCK_THRESHOLD = 100.0
 """Reference RMS (s16) above which the speaker counts as playing sound (about -50 dBFS)."""
 DUCK_HOLD_FRAMES = 30
 """Frames the microphone stays ducked after the speaker falls quiet (the room's echo tail)."""
-SILENT_PEAK = 10
-"""Reference peak (s16) at or below which the speaker counts as silent (-70 dBFS)."""
 
 CancellerFactory = collections.abc.Callable[[int, EchoSettings], EchoCanceller]
 
@@ -155,10 +150,6 @@ class Intercom:
         self.unavailable: str | None = None
         """Why the canceller could not be made (the microphone then goes through as is)."""
         self._stale = False
-        self.frames_cancelled = 0
-        """10 ms frames that went through the canceller's filter..."""
-        self.frames_rested = 0
-        """... and through its preprocessor alone (the speaker silent)."""
         self._ref_in: _Resampled | None = None
         self._mic: _MicPath | None = None
 
@@ -234,9 +225,6 @@ class _MicPath:
         self._duck = 0
         self._jumps = 0
         """The reference line's jumps seen."""
-        self._quiet = 0
-        """Reference samples in a row, up to the newest, at or below ``SILENT_PEAK``."""
-        self._resting = False
 
     def process(self, samples: Samples, delay_s: float) -> Samples:
         frame = CANCEL_RATE * FRAME_MS // 1000
@@ -270,20 +258,16 @@ class _MicPath:
         canceller = intercom.canceller()
         if canceller is None:
             return captured
-        if self._silent(reference):
-            return self._rest(canceller, captured)
-        self._resting = False
         shift = intercom.delay.shift
-        if intercom.line.jumps != self._jumps:  # the reference jumped: the delays found
-            self._jumps = intercom.line.jumps  # so far are in another alignment
-            intercom.delay.rebase()
-        intercom.delay.observe(captured, intercom.line.recent)
+        if intercom.line.jumps != self._jumps:  # the reference jumped: the windows are stale
+            self._jumps = intercom.line.jumps
+            intercom.delay.restart()
+        intercom.delay.observe(captured, reference)
         if intercom.delay.shift != shift:  # the echo path moved: learn it afresh
             intercom.line.realign()
             canceller.reset()
         intercom.drift.observe(captured, reference, position)
         intercom.line.ratio = intercom.drift.ratio
-        intercom.frames_cancelled += len(captured) // frame
         if len(captured) == frame:
             return canceller.process(captured, reference)
         out = np.empty_like(captured)
@@ -291,31 +275,6 @@ class _MicPath:
             out[i : i + frame] = canceller.process(
                 captured[i : i + frame], reference[i : i + frame]
             )
-        return out
-
-    def _silent(self, reference: Samples) -> bool:
-        """Whether the speaker has been silent for the filter's whole tail before these
-        frames and through them: nothing it played can be in the microphone."""
-        loud = np.flatnonzero(np.abs(reference.astype(np.int32)) > SILENT_PEAK)
-        self._quiet = (
-            len(reference) - 1 - int(loud[-1]) if len(loud) else self._quiet + len(reference)
-        )
-        tail = round(self._intercom.settings.tail_ms * CANCEL_RATE / 1000)
-        return self._quiet >= tail + len(reference)
-
-    def _rest(self, canceller: EchoCanceller, captured: Samples) -> Samples:
-        """The preprocessor alone; the estimates' windows, which would have a gap, start
-        again when sound comes back."""
-        if not self._resting:
-            self._resting = True
-            self._intercom.delay.restart()
-        frame = CANCEL_RATE * FRAME_MS // 1000
-        self._intercom.frames_rested += len(captured) // frame
-        if len(captured) == frame:
-            return canceller.suppress(captured)
-        out = np.empty_like(captured)
-        for i in range(0, len(captured), frame):
-            out[i : i + frame] = canceller.suppress(captured[i : i + frame])
         return out
 
     def _ducked(self, captured: Samples, reference: Samples) -> Samples:

@@ -120,7 +120,7 @@ class SpeexCanceller:
             self.close()
             raise EdgedError(ErrorCode.ECHO_CANCELLER_UNAVAILABLE, "speexdsp refused its state")
         self._echo_ctl(SPEEX_ECHO_SET_SAMPLING_RATE, rate)
-        self._link(True)
+        self._pre_ctl(SPEEX_PREPROCESS_SET_ECHO_STATE, None, pointer=self._echo)
         self._pre_ctl(SPEEX_PREPROCESS_SET_DENOISE, int(settings.noise_suppression))
         self._pre_ctl(SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, -abs(settings.noise_suppress_db))
         self._pre_ctl(SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, -abs(settings.echo_suppress_db))
@@ -141,36 +141,20 @@ class SpeexCanceller:
         number = ctypes.c_int(value)
         self._lib.speex_echo_ctl(self._echo, request, ctypes.byref(number))
 
-    def _link(self, linked: bool) -> None:
-        """The preprocessor's residual echo suppression follows the filter, or not."""
-        echo = self._echo if linked else None
-        self._lib.speex_preprocess_ctl(self._pre, SPEEX_PREPROCESS_SET_ECHO_STATE, echo)
-        self._linked = linked
-
-    def _pre_ctl(self, request: int, value: int) -> None:
-        number = ctypes.c_int(value)
+    def _pre_ctl(self, request: int, value: int | None, *, pointer: Any = None) -> None:
+        if pointer is not None:
+            self._lib.speex_preprocess_ctl(self._pre, request, pointer)
+            return
+        number = ctypes.c_int(value or 0)
         self._lib.speex_preprocess_ctl(self._pre, request, ctypes.byref(number))
 
     def process(self, captured: Samples, reference: Samples) -> Samples:
         """One 10 ms frame of the microphone with the echo of ``reference`` removed."""
-        if not self._linked:
-            self._link(True)
         self._rec[:] = captured
         self._play[:] = reference
         rec, play, out = self._pointers
         self._lib.speex_echo_cancellation(self._echo, rec, play, out)
         self._lib.speex_preprocess_run(self._pre, out)
-        return self._out.copy()
-
-    def suppress(self, captured: Samples) -> Samples:
-        """One 10 ms frame through the preprocessor alone (noise suppression, gain
-        control): for a speaker silent longer than the filter's tail, whose echo is gone.
-        The filter is left as it was, its last frames silence, ready for the next
-        :meth:`process`; the residual echo suppression is unlinked until then."""
-        if self._linked:
-            self._link(False)
-        self._out[:] = captured
-        self._lib.speex_preprocess_run(self._pre, self._pointers[2])
         return self._out.copy()
 
     def reset(self) -> None:
