@@ -259,9 +259,10 @@ class _MicPath:
         if canceller is None:
             return captured
         shift = intercom.delay.shift
-        if intercom.line.jumps != self._jumps:  # the reference jumped: the windows are stale
+        if intercom.line.jumps != self._jumps:  # the reference jumped: all of it is stale
             self._jumps = intercom.line.jumps
             intercom.delay.restart()
+            canceller.reset()
         intercom.delay.observe(captured, reference)
         if intercom.delay.shift != shift:  # the echo path moved: learn it afresh
             intercom.line.realign()
