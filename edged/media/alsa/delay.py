@@ -5,10 +5,8 @@ ALSA's reported delays line the reference up with the microphone to within the
 buffering it knows of; a USB card's own buffers, a Bluetooth speaker or a long cable
 add delay it does not know. :class:`DelayEstimator` correlates the last second of both
 every quarter second (generalised cross-correlation with a partial phase transform, at
-4 kHz; every eighth of a second until the first move) and, once two in a row agree on a
-clear peak, says how far the reference must move (to the earlier of the two: an echo
-must never come before its reference). The first move also takes one very clear peak
-alone; later ones want five windows in a row to agree.
+4 kHz) and, once two in a row agree on a clear peak, says how far the reference must
+move (to the earlier of the two: an echo must never come before its reference).
 """
 
 from __future__ import annotations
@@ -42,14 +40,6 @@ WEIGHTING = 0.7
 """How far the cross-spectrum is whitened (1 is PHAT): a little less is steadier in noise."""
 AGREE_MS = 6.0
 """Two windows agree when their delays are this close."""
-CLEAR_PEAK = 25.0
-"""Before the first move, one window with a peak this clear moves the reference (two
-that agree otherwise)..."""
-AGREE_AFTER = 4
-"""... and after it, this many windows in a row that agree with the one before: the
-windows overlap, so two of them agreeing is weak evidence, and a wrong move (in double
-talk, say) costs the filter all it learned.
-"""
 EARLY_MOVE_MS = 2.0
 """An echo that comes this much before its reference (the filter cannot model it)
 moves the reference."""
@@ -82,16 +72,13 @@ class DelayEstimator:
         self._since = 0
         self._hop = round(HOP_S * rate)
         self._previous: int | None = None
-        self._agreeing = 0
-        """Windows in a row that agreed with the one before."""
-        self.moves = 0
 
     def observe(self, captured: Samples, reference: Samples) -> None:
         self._mic.append(captured)
         self._ref.append(reference)
         self._size += len(captured)
         self._since += len(captured)
-        if self._since < (self._hop if self.moves else self._hop // 2):
+        if self._since < self._hop:
             return
         self._since = 0
         mic, ref = np.concatenate(self._mic), np.concatenate(self._ref)
@@ -101,31 +88,19 @@ class DelayEstimator:
         lag = self._lag(mic[-self._window :], ref[-self._window :])
         if lag is None:
             self._previous = None
-            self._agreeing = 0
             return
         self.estimates += 1
         previous, self._previous = self._previous, lag
         agreed = previous is not None and abs(lag - previous) <= AGREE_MS * self.rate / 1000
-        self._agreeing = self._agreeing + 1 if agreed else 0
         self.last_delay_ms = 1000 * lag / self.rate
         if agreed and previous is not None:
             lag = min(lag, previous)
         off = lag - round(LEAD_MS * self.rate / 1000)
         early = lag < -EARLY_MOVE_MS * self.rate / 1000
-        if self.moves:  # a filter has learned this path: overlapping windows are not enough
-            sure = self._agreeing >= AGREE_AFTER
-        else:  # nothing learned yet: the sooner the better
-            sure = agreed or self.last_peak >= CLEAR_PEAK
-        if sure and (early or lag > self.move_after):
+        if agreed and (early or lag > self.move_after):
             self.shift = max(-self._window // 10, min(self._window, self.shift + off))
-            self.moves += 1
-            self.restart()  # the windows hold the reference from before the move
-
-    def restart(self) -> None:
-        """Forget the windows (the reference jumped): the next ones start afresh."""
-        self._previous = None
-        self._agreeing = 0
-        self._mic, self._ref, self._size, self._since = [], [], 0, 0
+            self._previous = None
+            self._mic, self._ref, self._size = [], [], 0  # of the reference before the move
 
     def _lag(self, mic: Samples, ref: Samples) -> int | None:
         """The echo's delay behind ``ref`` in ``mic``, in samples, or None if unclear."""

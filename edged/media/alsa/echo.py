@@ -175,13 +175,6 @@ class ReferenceLine:
             self.position = cursor
             return self._read_at(cursor, frames)
 
-    def realign(self) -> None:
-        """Jump to where the timestamps say on the next read, rather than step there (the
-        echo's delay was found to have moved: the canceller starts over anyway)."""
-        with self._lock:
-            self._cursor = None
-            self._stepping = False
-
     def _wanted(self, index: int) -> int | None:
         played, captured = self._played.origin, self._captured.origin
         if played is None or captured is None:

@@ -223,8 +223,6 @@ class _MicPath:
         self._up.prime(2 * rate * FRAME_MS // 1000)
         self._index = 0
         self._duck = 0
-        self._jumps = 0
-        """The reference line's jumps seen."""
 
     def process(self, samples: Samples, delay_s: float) -> Samples:
         frame = CANCEL_RATE * FRAME_MS // 1000
@@ -259,13 +257,8 @@ class _MicPath:
         if canceller is None:
             return captured
         shift = intercom.delay.shift
-        if intercom.line.jumps != self._jumps:  # the reference jumped: all of it is stale
-            self._jumps = intercom.line.jumps
-            intercom.delay.restart()
-            canceller.reset()
         intercom.delay.observe(captured, reference)
         if intercom.delay.shift != shift:  # the echo path moved: learn it afresh
-            intercom.line.realign()
             canceller.reset()
         intercom.drift.observe(captured, reference, position)
         intercom.line.ratio = intercom.drift.ratio
