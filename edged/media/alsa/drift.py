@@ -69,8 +69,8 @@ class DriftEstimator:
     points of the fit; :attr:`ratio` is the reference's samples per microphone sample
     (1 until the fit has enough points).
 
-    :meth:`observe` takes each run of frames as the canceller gets it, with ``position``:
-    where in the reference stream the line read its first sample.
+    :meth:`observe` takes each frame as the canceller gets it, with ``position``: where
+    in the reference stream the line read its first sample.
     """
 
     def __init__(self, rate: int) -> None:
@@ -88,9 +88,8 @@ class DriftEstimator:
         """Microphone samples seen."""
         self._next: float | None = None
         """Where the next frame's reading should start, if nothing jumps."""
-        self._reads: collections.deque[tuple[int, float]] = collections.deque()
-        """Each chunk in the window: its first microphone sample, and where the line read
-        its reference from."""
+        self._centres: collections.deque[float] = collections.deque()
+        """The read position of each frame in the window (for the window's centre)."""
         freqs = np.fft.rfftfreq(self._window, DECIMATE / rate)
         self._band = (freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1])
         self._omega = 2 * np.pi * freqs[self._band] / rate  # radians per sample at ``rate``
@@ -109,41 +108,31 @@ class DriftEstimator:
         self._ref[:-step] = self._ref[step:]
         self._mic[-step:] = captured.reshape(-1, DECIMATE).sum(axis=1)
         self._ref[-step:] = reference.reshape(-1, DECIMATE).sum(axis=1)
-        self._reads.append((self._index, position))
+        self._centres.append(position)
         self._filled += step
         self._index += count
         self._since += count
-        start = self._index - self._window * DECIMATE
-        while len(self._reads) > 1 and self._reads[1][0] <= start:
-            self._reads.popleft()
+        if len(self._centres) > self._window // step:
+            self._centres.popleft()
         if self._filled >= self._window and self._since >= self._hop:
             self._since = 0
-            centre = self._index - self._window * DECIMATE // 2
-            self._measure(centre, self._read_at(centre))
-
-    def _read_at(self, index: int) -> float:
-        """Where the line read the microphone's sample ``index`` from."""
-        first, position = self._reads[0]
-        for read in self._reads:
-            if read[0] > index:
-                break
-            first, position = read
-        return position + (index - first) * self.ratio
+            self._measure(self._index - count * (len(self._centres) // 2))
 
     def _restart(self) -> None:
         self._filled = 0
         self._since = 0
         self._template = None
-        self._reads.clear()
+        self._centres.clear()
         self._segment += 1
 
-    def _measure(self, centre: int, position: float) -> None:
+    def _measure(self, centre: int) -> None:
         level = float(np.sqrt(np.mean(self._ref**2))) / DECIMATE
         if level < MIN_LEVEL:
             return
         spectrum: Spectrum = (
             np.fft.rfft(self._mic * self._taper) * np.conj(np.fft.rfft(self._ref * self._taper))
         )[self._band]
+        position = self._centres[len(self._centres) // 2]
         if self._template is None:
             self._template = spectrum
             self._fit(centre, position)

@@ -71,9 +71,7 @@ class _Resampled:
         convert = self._convert
         if convert is None or convert.rate != rate:
             convert = self._convert = Converter(rate, self.rate)
-        converted = convert(samples)
-        queue = self._queue
-        self._queue = np.concatenate([queue, converted]) if len(queue) else converted
+        self._queue = np.concatenate([self._queue, convert(samples)])
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -227,32 +225,28 @@ class _MicPath:
     def process(self, samples: Samples, delay_s: float) -> Samples:
         frame = CANCEL_RATE * FRAME_MS // 1000
         self._down.push(samples, self.rate)
-        count = len(self._down) // frame * frame
-        if count:  # every whole frame at once: one reference read, one estimate update
-            intercom = self._intercom
+        intercom = self._intercom
+        treated: list[Samples] = []
+        while len(self._down) >= frame:
             age = delay_s + len(self._down) / CANCEL_RATE
-            captured = self._down.pop(count)
+            captured = self._down.pop(frame)
             line = intercom.line
-            reference = line.take(count, self._index, age, intercom.delay.shift)
-            self._index += count
-            self._up.push(self._treat(captured, reference, line.position), CANCEL_RATE)
+            reference = line.take(frame, self._index, age, intercom.delay.shift)
+            self._index += frame
+            treated.append(self._treat(captured, reference, line.position))
+        if treated:
+            self._up.push(np.concatenate(treated), CANCEL_RATE)
         if len(self._up) < len(samples):
             self._up.prime(len(samples) - len(self._up))
         return self._up.pop(len(samples))
 
     def _treat(self, captured: Samples, reference: Samples, position: float) -> Samples:
-        """Whole frames of the microphone with their reference, through the echo mode."""
         intercom = self._intercom
         mode = intercom.controls.echo_mode
+        if mode is EchoMode.HALF_DUPLEX:
+            return self._ducked(captured, reference)
         if mode is EchoMode.OFF:
             return captured
-        frame = CANCEL_RATE * FRAME_MS // 1000
-        if mode is EchoMode.HALF_DUPLEX:
-            ducked = [
-                self._ducked(captured[i : i + frame], reference[i : i + frame])
-                for i in range(0, len(captured), frame)
-            ]
-            return np.concatenate(ducked)
         canceller = intercom.canceller()
         if canceller is None:
             return captured
@@ -262,14 +256,7 @@ class _MicPath:
             canceller.reset()
         intercom.drift.observe(captured, reference, position)
         intercom.line.ratio = intercom.drift.ratio
-        if len(captured) == frame:
-            return canceller.process(captured, reference)
-        out = np.empty_like(captured)
-        for i in range(0, len(captured), frame):
-            out[i : i + frame] = canceller.process(
-                captured[i : i + frame], reference[i : i + frame]
-            )
-        return out
+        return canceller.process(captured, reference)
 
     def _ducked(self, captured: Samples, reference: Samples) -> Samples:
         loud = math.sqrt(float(np.mean(reference.astype(np.float32) ** 2))) > DUCK_THRESHOLD

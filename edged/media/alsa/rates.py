@@ -12,6 +12,7 @@ from __future__ import annotations
 import av
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import as_strided
 
 from ..frames import audio_resampler
 
@@ -35,39 +36,17 @@ def lowpass(factor: int) -> Floats:
 
 
 def _windows(data: Floats, width: int) -> Floats:
-    """Every run of ``width`` consecutive samples of ``data`` (contiguous), as rows: a
-    view, made by the array constructor (a tenth of ``as_strided``'s cost)."""
-    step = data.itemsize
-    rows: Floats = np.ndarray((len(data) - width + 1, width), np.float32, data, 0, (step, step))
+    """Every run of ``width`` consecutive samples of ``data``, as rows (a view)."""
+    step = data.strides[0]
+    rows: Floats = as_strided(
+        data, shape=(len(data) - width + 1, width), strides=(step, step), writeable=False
+    )
     return rows
 
 
 def _to_s16(values: Floats) -> Samples:
-    """Rounded and clipped to s16 (``values`` is scratch: overwritten)."""
-    np.rint(values, out=values)
-    np.clip(values, -32768, 32767, out=values)
-    out: Samples = values.astype(np.int16)
+    out: Samples = np.clip(np.rint(values), -32768, 32767).astype(np.int16)
     return out
-
-
-class _Input:
-    """The input a filter still needs from earlier calls, and room for the next call's:
-    one float32 buffer, reused while the calls keep their size."""
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self._buffer = np.zeros(keep, dtype=np.float32)
-
-    def load(self, samples: Samples) -> Floats:
-        """The kept input followed by ``samples``, as float32 (valid until the next call)."""
-        size = self.keep + len(samples)
-        if len(self._buffer) != size:
-            kept = self._buffer[len(self._buffer) - self.keep :]
-            self._buffer = np.concatenate([kept, np.zeros(len(samples), dtype=np.float32)])
-        else:
-            self._buffer[: self.keep] = self._buffer[len(samples) :]
-        self._buffer[self.keep :] = samples
-        return self._buffer
 
 
 class Decimator:
@@ -77,11 +56,12 @@ class Decimator:
     def __init__(self, factor: int) -> None:
         self.factor = factor
         self._taps = lowpass(factor)[::-1].copy()
-        self._input = _Input(len(self._taps) - 1)
+        self._history = np.zeros(len(self._taps) - 1, dtype=np.float32)
         self._phase = 0
 
     def __call__(self, samples: Samples) -> Samples:
-        data = self._input.load(samples)
+        data = np.concatenate([self._history, samples.astype(np.float32)])
+        self._history = data[len(data) - len(self._history) :]
         windows = _windows(data, len(self._taps))[self._phase :: self.factor]
         self._phase = (self._phase - len(samples)) % self.factor
         return _to_s16(windows @ self._taps)
@@ -96,10 +76,11 @@ class Interpolator:
         taps = lowpass(factor) * factor
         # phases[j, p]: tap j of phase p, for the input ``j`` samples back.
         self._phases = taps.reshape(-1, factor)[::-1].copy()
-        self._input = _Input(len(self._phases) - 1)
+        self._history = np.zeros(len(self._phases) - 1, dtype=np.float32)
 
     def __call__(self, samples: Samples) -> Samples:
-        data = self._input.load(samples)
+        data = np.concatenate([self._history, samples.astype(np.float32)])
+        self._history = data[len(data) - len(self._history) :]
         windows = _windows(data, len(self._phases))
         return _to_s16((windows @ self._phases).ravel())
 
