@@ -8,10 +8,7 @@ drift), adds the near-end signal and writes the sum into the microphone's FIFO. 
 room is the sound card's clock: it takes one period from the speaker and gives one to
 the microphone per period of the monotonic clock, and the speaker's FIFO holds about
 one period, so the speaker's writes block like a card's. Like a microphone nobody
-reads, the room drops what would wait behind ``backlog`` unread periods. With
-``mic_clock_ppm``, the microphone has a clock of its own, that much faster than the
-speaker's: a thread of its own writes its periods on that clock, steadily, as a card
-whose crystal differs would (the echo path then gives that many more samples).
+reads, the room drops what would wait behind ``backlog`` unread periods.
 """
 
 from __future__ import annotations
@@ -79,7 +76,6 @@ class EchoRoom:
         period: int = 960,
         backlog: int = 3,
         keep: bool = False,
-        mic_clock_ppm: float = 0.0,
     ) -> None:
         self.echo_path = echo
         self.near = near
@@ -101,19 +97,12 @@ class EchoRoom:
         fcntl.fcntl(self._speaker, F_SETPIPE_SZ, os.sysconf("SC_PAGE_SIZE"))
         self._mic = os.open(mic_fifo, os.O_RDWR | os.O_NONBLOCK)
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._mic_interval = period / rate / (1 + mic_clock_ppm / 1e6)
-        self._threads = [threading.Thread(target=self._run, name="echo-room", daemon=True)]
-        if mic_clock_ppm:
-            writer = threading.Thread(target=self._write_run, name="echo-room-mic", daemon=True)
-            self._threads.append(writer)
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._run, name="echo-room", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(5)
+        self._thread.join(5)
         os.close(self._speaker)
         os.close(self._mic)
 
@@ -141,27 +130,9 @@ class EchoRoom:
             echo = self.echo_path(played.astype(np.float64).mean(axis=1))
             near = self.near(self._made, len(echo)) if self.near else 0 * echo
             self._made += len(echo)
-            with self._lock:
-                self._echo_due = np.concatenate([self._echo_due, echo])
-                self._near_due = np.concatenate([self._near_due, near])
-                while len(self._threads) == 1 and len(self._echo_due) >= self.period:
-                    self._write_period()  # whole periods, as a card reads
-
-    def _write_run(self) -> None:
-        """The microphone's own clock: a period every ``_mic_interval``, from the first
-        one the room has; one that is not ready yet is written as soon as it is."""
-        pacer: Pacer | None = None
-        while not self._stop.is_set():
-            with self._lock:
-                ready = len(self._echo_due) >= self.period
-            if not ready:
-                self._stop.wait(0.002)
-                continue
-            pacer = pacer or Pacer(self._mic_interval, catch_up=2)
-            wait = pacer.claim()[1]
-            if wait:
-                self._stop.wait(wait)
-            with self._lock:
+            self._echo_due = np.concatenate([self._echo_due, echo])
+            self._near_due = np.concatenate([self._near_due, near])
+            while len(self._echo_due) >= self.period:  # whole periods, as a card reads
                 self._write_period()
 
     def _write_period(self) -> None:
