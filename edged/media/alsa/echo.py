@@ -11,17 +11,13 @@ writes (the mix of every played stream, after volume and mute: exactly what the 
 plays) and the delay ALSA reports for it, and read by the microphone's reader thread
 with the capture delay. It keeps one continuous reference stream and a read position in
 it; the position follows where the two devices' timestamps say it should be, stepping
-one sample at a time when they disagree, and jumping only when it is far off (at start,
-after an underrun or a reopened device). Between those moves the position advances by
-:attr:`ReferenceLine.ratio` reference samples per microphone sample (set from the echo
-by :mod:`.drift`), reading by linear interpolation: the clocks' drift is followed
-smoothly, not in steps the canceller has to learn again.
+one sample at a time when the clocks drift apart, and jumping only when it is far off
+(at start, after an underrun or a reopened device).
 """
 
 from __future__ import annotations
 
 import enum
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -132,13 +128,8 @@ class ReferenceLine:
         """Reference samples written since the start (the index after the newest)."""
         self._played = _Clock()
         self._captured = _Clock()
-        self._cursor: float | None = None
+        self._cursor: int | None = None
         self._stepping = False
-        self.ratio = 1.0
-        """Reference samples read per microphone sample (the clocks' drift)."""
-        self.position = 0.0
-        """Where the last :meth:`take` started reading (reference samples since the start)."""
-        self._offsets = np.arange(HISTORY_S * rate, dtype=np.float64)
         self.steps = 0
         """One-sample moves of the read position (clock drift)."""
         self.jumps = 0
@@ -171,9 +162,8 @@ class ReferenceLine:
             if wanted is not None:
                 wanted -= shift
             cursor = self._follow(wanted)
-            self._cursor = cursor + frames * self.ratio
-            self.position = cursor
-            return self._read_at(cursor, frames)
+            self._cursor = cursor + frames
+            return self._read(cursor, frames)
 
     def _wanted(self, index: int) -> int | None:
         played, captured = self._played.origin, self._captured.origin
@@ -181,35 +171,25 @@ class ReferenceLine:
             return None
         return index + round((captured - played + LEAD_MS / 1000) * self.rate)
 
-    def _follow(self, wanted: int | None) -> float:
+    def _follow(self, wanted: int | None) -> int:
         cursor = self._cursor
         if wanted is None:
-            return cursor if cursor is not None else float(self._written)
+            return cursor if cursor is not None else self._written
         if cursor is None:
             self.jumps += 1
-            return float(wanted)
+            return wanted
         error = wanted - cursor
         if abs(error) > JUMP_AFTER_MS * self.rate / 1000:
             self.jumps += 1
-            return float(wanted)
+            return wanted
         if abs(error) > STEP_AFTER_MS * self.rate / 1000:
             self._stepping = True
         elif abs(error) <= STEP_UNTIL_MS * self.rate / 1000:
             self._stepping = False
-        if not self._stepping or abs(error) < 0.5:
+        if not self._stepping or not error:
             return cursor
         self.steps += 1
         return cursor + (1 if error > 0 else -1)
-
-    def _read_at(self, start: float, frames: int) -> Samples:
-        if self.ratio == 1.0 and start.is_integer():
-            return self._read(int(start), frames)
-        first = math.floor(start)
-        where = self._offsets[:frames] * self.ratio + (start - first)
-        span = int(where[-1]) + 2
-        raw = self._read(first, span)
-        read: Samples = np.rint(np.interp(where, self._offsets[:span], raw)).astype(np.int16)
-        return read
 
     def _read(self, start: int, frames: int) -> Samples:
         out = np.zeros(frames, dtype=np.int16)

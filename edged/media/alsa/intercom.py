@@ -21,7 +21,6 @@ import numpy as np
 
 from ...errors import EdgedError
 from .delay import DelayEstimator
-from .drift import DriftEstimator
 from .echo import FRAME_MS, EchoCanceller, EchoMode, EchoSettings, ReferenceLine, Samples
 from .pcm import Pcm, PcmFormat
 from .rates import Converter
@@ -142,7 +141,6 @@ class Intercom:
         self.line = ReferenceLine(CANCEL_RATE)
         # An echo later than half the filter's tail leaves the room too few taps: it moves.
         self.delay = DelayEstimator(CANCEL_RATE, self.settings.tail_ms / 2000)
-        self.drift = DriftEstimator(CANCEL_RATE)
         self._factory = canceller
         self._canceller: EchoCanceller | None = None
         self.unavailable: str | None = None
@@ -230,17 +228,16 @@ class _MicPath:
         while len(self._down) >= frame:
             age = delay_s + len(self._down) / CANCEL_RATE
             captured = self._down.pop(frame)
-            line = intercom.line
-            reference = line.take(frame, self._index, age, intercom.delay.shift)
+            reference = intercom.line.take(frame, self._index, age, intercom.delay.shift)
             self._index += frame
-            treated.append(self._treat(captured, reference, line.position))
+            treated.append(self._treat(captured, reference))
         if treated:
             self._up.push(np.concatenate(treated), CANCEL_RATE)
         if len(self._up) < len(samples):
             self._up.prime(len(samples) - len(self._up))
         return self._up.pop(len(samples))
 
-    def _treat(self, captured: Samples, reference: Samples, position: float) -> Samples:
+    def _treat(self, captured: Samples, reference: Samples) -> Samples:
         intercom = self._intercom
         mode = intercom.controls.echo_mode
         if mode is EchoMode.HALF_DUPLEX:
@@ -254,8 +251,6 @@ class _MicPath:
         intercom.delay.observe(captured, reference)
         if intercom.delay.shift != shift:  # the echo path moved: learn it afresh
             canceller.reset()
-        intercom.drift.observe(captured, reference, position)
-        intercom.line.ratio = intercom.drift.ratio
         return canceller.process(captured, reference)
 
     def _ducked(self, captured: Samples, reference: Samples) -> Samples:
