@@ -97,6 +97,7 @@ async def listen(track: MediaStreamTrack, seconds: float) -> npt.NDArray[np.floa
 
 @needs_speexdsp
 @pytest.mark.netns
+@pytest.mark.timeout(240)
 async def test_the_viewer_hears_the_near_end_and_not_its_own_echo(
     srv: RunningServer, pcms: AlsaPcms
 ) -> None:
@@ -136,9 +137,11 @@ async def test_the_viewer_hears_the_near_end_and_not_its_own_echo(
             echo_off, near_off = level_db(decoded(), FAR_HZ), level_db(decoded(), NEAR_HZ)
 
             controls.echo_mode = EchoMode.CANCEL
+            # An adaptive filter converges slowly on a pure tone, and more slowly still on
+            # a loaded machine (speech converges in about 3 s: bench/aec.py): wait long.
             await until(
                 lambda: level_db(decoded(), FAR_HZ) <= echo_off - 20,
-                30,
+                90,
                 "the echo 20 dB down",
                 interval=0.2,
             )
