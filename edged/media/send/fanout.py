@@ -279,9 +279,12 @@ class EncodedFanout:
         return packet
 
     def _publish(self, packet: av.Packet[Any]) -> None:
-        keyframe = not self.viewer_class.gated or self.is_keyframe(bytes(packet))
-        if keyframe and self.viewer_class.gated:
-            self._on_keyframe(packet)
+        keyframe = True
+        if self.viewer_class.gated:
+            data = bytes(packet)  # once: the keyframe test and the SPS check both read it
+            keyframe = self.is_keyframe(data)
+            if keyframe:
+                self._on_keyframe(data)
         self.packets_out += 1
         self.keyframes_out += keyframe
         viewers = list(self._viewers)
@@ -295,8 +298,8 @@ class EncodedFanout:
         for viewer in viewers:
             viewer.push(packet, keyframe, frame)
 
-    def _on_keyframe(self, packet: av.Packet[Any]) -> None:
-        """A keyframe goes out (what the H.264 fan-out checks against the SDP)."""
+    def _on_keyframe(self, data: bytes) -> None:
+        """A keyframe (its bytes) goes out (what the H.264 fan-out checks against the SDP)."""
 
     def _frame_packer(self) -> FramePacker:
         if self._packer is None:
@@ -339,8 +342,8 @@ class EncodedVideoFanout(EncodedFanout):
             direct_send,
         )
 
-    def _on_keyframe(self, packet: av.Packet[Any]) -> None:
-        profile_level = sps_profile_level(bytes(packet))
+    def _on_keyframe(self, data: bytes) -> None:
+        profile_level = sps_profile_level(data)
         if profile_level is None or profile_level in self.profile_levels:
             return
         self.profile_levels.add(profile_level)
