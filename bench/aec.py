@@ -16,7 +16,7 @@ Timeline (mic samples): far end only (ERLE after 3 s, convergence), then near en
 (near-end attenuation), then both (double talk: the near end's SNR against everything
 else, residual echo and codec error included).
 
-    python bench/aec.py [--quick] [--candidates speexdsp,off]
+    python bench/aec.py [--quick] [--candidates webrtc,speexdsp,off]
 
 ``off`` is the same path with the canceller off: the echo as it is.
 
@@ -24,7 +24,9 @@ Keys of the last line: erle_db, erle_db_delay200, erle_db_drift,
 nearend_attenuation_db, doubletalk_nearend_snr_db, aec_cpu_share (CPU-s of the
 intercom, both threads, per s of audio; aec_cpu_share_back_to_back: the same code fed
 back to back in one thread), converge_s (far-end time until 500 ms of
-ERLE >= 20 dB), for the shipped canceller; and the same under each candidate's name.
+ERLE >= 20 dB), for the canceller ``audio.echo_canceller: auto`` picks here (``shipped``);
+and the same under each candidate's name. ``webrtc`` needs PipeWire's plugin
+(libspa-0.2-modules, AEC3 on Debian 13).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from alsa.room import EchoRoom  # noqa: E402
 
 from edged.media.alsa.capture import AlsaCaptureTrack  # noqa: E402
 from edged.media.alsa.echo import EchoMode, EchoSettings  # noqa: E402
-from edged.media.alsa.intercom import AudioControls, Intercom  # noqa: E402
+from edged.media.alsa.intercom import CANCELLERS, AudioControls, Intercom, chosen_canceller  # noqa: E402
 from edged.media.alsa.playback import AlsaPlaybackSink  # noqa: E402
 from edged.media.clock import Pacer  # noqa: E402
 from edged.media.encoders.opus import OpusEncoder  # noqa: E402
@@ -260,7 +262,8 @@ async def run_once(
             keep=True,
         )
         mode = EchoMode.OFF if candidate == "off" else EchoMode.CANCEL
-        intercom = Intercom(AudioControls(echo_mode=mode), EchoSettings())
+        factory = CANCELLERS.get(candidate, CANCELLERS["speexdsp"])
+        intercom = Intercom(AudioControls(echo_mode=mode), EchoSettings(), canceller=factory)
         meter = CpuMeter(intercom)
         sink = AlsaPlaybackSink(alsa_pcms.ECHO_SPEAKER, intercom=intercom)
         mic = AlsaCaptureTrack(alsa_pcms.MIC, intercom=intercom)
@@ -373,7 +376,7 @@ SCENARIOS = {"": (100.0, 0.0), "_delay200": (200.0, 0.0), "_drift": (100.0, 100.
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs")
-    parser.add_argument("--candidates", default="speexdsp,off")
+    parser.add_argument("--candidates", default="webrtc,speexdsp,off")
     args = parser.parse_args()
     timeline = Timeline(args.quick)
     results: dict[str, dict[str, Any]] = {}
@@ -392,6 +395,9 @@ async def main() -> None:
         f" {'DT SNR dB':>14} {'CPU s/s':>8} {'drops':>5}"
     )
     for candidate in args.candidates.split(","):
+        if candidate != "off" and chosen_canceller(candidate) != candidate:
+            print(f"{candidate:<10} not installed here: skipped")
+            continue
         flat: dict[str, Any] = {}
         scenarios = {"": SCENARIOS[""]} if candidate == "off" else SCENARIOS
         for suffix, (delay_ms, drift_ppm) in scenarios.items():
@@ -409,7 +415,8 @@ async def main() -> None:
             else:
                 flat.update({k: r[k] for k in r if k != "dropped"})
         results[candidate] = flat
-    shipped = results.get("speexdsp", {})
+    default = chosen_canceller("auto") or "speexdsp"
+    shipped = results.get(default, {})
     keys = (
         "erle_db",
         "erle_db_delay200",
@@ -423,7 +430,7 @@ async def main() -> None:
     cpu = back_to_back_cpu(timeline)
     print(f"intercom with the canceller, back to back in one thread: {cpu} CPU-s/s")
     summary["aec_cpu_share_back_to_back"] = cpu
-    print(json.dumps({**summary, "shipped": "speexdsp", "codec_alone": ceiling, **results}))
+    print(json.dumps({**summary, "shipped": default, "codec_alone": ceiling, **results}))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import yaml
 from alsa.pcms import SPEAKER, AlsaPcms, speaker_level
 
 from edged.engine.config import PublishConfig
+from edged.media.alsa.webrtc import aec3_available
 from edged.model import User
 from edged.testing.waiting import until
 
@@ -52,6 +53,8 @@ async def test_audio_commands_change_the_speaker_and_the_state(
         await daemon.start()
         state = await state_where(mqtt, lambda s: s["room"]["state"] == "CONNECTED")
         assert state["audio"]["speaker_volume"] == 80 and state["audio"]["echo_mode"] == "cancel"
+        # audio.echo_canceller "auto": WebRTC's AEC3 where its plugin is installed.
+        assert state["audio"]["echo_canceller"] == ("webrtc" if aec3_available() else "speexdsp")
         await guest.login_room("porch", User("guest"))
         await guest.start_publishing("guest-voice", PublishConfig(video=False))
         assert (await command(mqtt, "start_playing", stream_id="guest-voice"))["ok"]

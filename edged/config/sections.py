@@ -214,6 +214,7 @@ class AudioSection(Section):
     echo_cancellation: Annotated[
         Literal["cancel", "half_duplex", "off"], BeforeValidator(echo_mode)
     ] = "cancel"
+    echo_canceller: Literal["auto", "webrtc", "speexdsp"] = "auto"
     echo_tail_ms: Annotated[int, Field(ge=50, le=1_000)] = 200
     noise_suppression: bool = True
     auto_gain: bool = False

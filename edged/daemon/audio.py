@@ -15,8 +15,7 @@ from typing import Any
 
 from ..config.sections import AudioSection
 from ..media.alsa.echo import EchoMode, EchoSettings
-from ..media.alsa.intercom import AudioControls, Intercom
-from ..media.alsa.speex import speexdsp_available
+from ..media.alsa.intercom import AudioControls, Intercom, chosen_canceller
 
 JsonDict = dict[str, Any]
 
@@ -24,6 +23,7 @@ JsonDict = dict[str, Any]
 def echo_settings(audio: AudioSection) -> EchoSettings:
     """The canceller's set-up from the ``audio`` section."""
     return EchoSettings(
+        library=audio.echo_canceller,
         tail_ms=audio.echo_tail_ms,
         noise_suppression=audio.noise_suppression,
         auto_gain=audio.auto_gain,
@@ -45,7 +45,7 @@ class DeviceAudio:
 
     def __init__(self, audio: AudioSection, changed: Callable[[JsonDict], None]) -> None:
         self.intercom = Intercom(audio_controls(audio), echo_settings(audio))
-        self.canceller = "speexdsp" if speexdsp_available() else None
+        self.canceller = chosen_canceller(audio.echo_canceller)
         """The echo canceller's library, None when it is not installed."""
         self._changed = changed
 
@@ -56,6 +56,7 @@ class DeviceAudio:
     def configure(self, audio: AudioSection) -> None:
         """A reloaded ``audio`` section: its controls and canceller settings apply now."""
         fresh = audio_controls(audio)
+        self.canceller = chosen_canceller(audio.echo_canceller)
         self.update(
             speaker_volume=fresh.speaker_volume,
             speaker_muted=fresh.speaker_muted,

@@ -65,6 +65,9 @@ class EchoMode(enum.StrEnum):
 class EchoSettings:
     """How the canceller is set up (``audio.echo_*`` in the configuration)."""
 
+    library: str = "auto"
+    """The canceller: ``webrtc`` (AEC3), ``speexdsp``, or ``auto`` (AEC3 where installed,
+    else speexdsp)."""
     tail_ms: float = 200.0
     """Echo path the adaptive filter covers: room reverberation plus unreported delay."""
     noise_suppression: bool = True

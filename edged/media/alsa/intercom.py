@@ -58,6 +58,38 @@ def _speex(rate: int, settings: EchoSettings) -> EchoCanceller:
     return SpeexCanceller(rate, settings)
 
 
+def _webrtc(rate: int, settings: EchoSettings) -> EchoCanceller:
+    from .webrtc import WebrtcCanceller
+
+    return WebrtcCanceller(rate, settings)
+
+
+CANCELLERS: dict[str, CancellerFactory] = {"speexdsp": _speex, "webrtc": _webrtc}
+"""The echo cancellers by name (``audio.echo_canceller``)."""
+
+
+def chosen_canceller(library: str) -> str | None:
+    """The canceller ``library`` names (``auto``: WebRTC's AEC3 where its plugin is installed,
+    else speexdsp); None when that library is not installed."""
+    from .speex import speexdsp_available
+    from .webrtc import aec3_available, webrtc_available
+
+    if library == "webrtc":
+        return "webrtc" if webrtc_available() else None
+    if library == "auto" and aec3_available():
+        return "webrtc"
+    return "speexdsp" if speexdsp_available() else None
+
+
+def _chosen(rate: int, settings: EchoSettings) -> EchoCanceller:
+    name = chosen_canceller(settings.library)
+    if name is None:
+        return CANCELLERS[settings.library if settings.library in CANCELLERS else "speexdsp"](
+            rate, settings
+        )  # raises the missing library's error
+    return CANCELLERS[name](rate, settings)
+
+
 class _Resampled:
     """A mono s16 stream converted to ``rate`` into a sample queue."""
 
@@ -134,7 +166,7 @@ class Intercom:
         controls: AudioControls | None = None,
         settings: EchoSettings | None = None,
         *,
-        canceller: CancellerFactory = _speex,
+        canceller: CancellerFactory = _chosen,
     ) -> None:
         self.controls = controls if controls is not None else AudioControls()
         self.settings = settings if settings is not None else EchoSettings()
