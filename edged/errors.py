@@ -60,6 +60,7 @@ class ErrorCode(IntEnum):
     ALREADY_LOGGED_IN = 1002032
     AUTHENTICATION_FAILED = 1002033
     ROOM_FULL = 1002034
+    ROOM_STATE_UNAVAILABLE = 1002035
     APP_UNKNOWN = 1002037
     TOKEN_APP_MISMATCH = 1002038
     TOKEN_USER_MISMATCH = 1002039
@@ -297,6 +298,11 @@ _TABLE: dict[ErrorCode, tuple[str, str]] = {
         "The room has reached its member limit.",
         "Try later, or raise the room's member limit on the server.",
     ),
+    E.ROOM_STATE_UNAVAILABLE: (
+        "The room server's shared room state (Redis, with several nodes) cannot be reached:"
+        " new logins are refused; sessions already running go on.",
+        "Retry (the engine does, with backoff); check Redis and the node's --store URL.",
+    ),
     E.APP_UNKNOWN: (
         "The room server has no app with this app id.",
         "Use an app id configured on the server (edged server --app).",
@@ -521,9 +527,11 @@ _TABLE: dict[ErrorCode, tuple[str, str]] = {
         "Nothing: edged retries with backoff; check the device.",
     ),
     E.ECHO_CANCELLER_UNAVAILABLE: (
-        "Echo cancellation is asked for but libspeexdsp is not installed; the microphone is "
-        "sent without it.",
-        "apt install libspeexdsp1, or set audio.echo_cancellation to off.",
+        "Echo cancellation is asked for but the canceller's library is not installed"
+        " (libspeexdsp for speexdsp, PipeWire's plugin for webrtc); the microphone is sent"
+        " without it.",
+        "apt install libspeexdsp1 (or libspa-0.2-modules), or set audio.echo_cancellation"
+        " to off.",
     ),
     E.MEDIA_FILE_NOT_FOUND: (
         "The media file to play as a source does not exist.",

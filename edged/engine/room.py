@@ -295,6 +295,7 @@ class RoomSession:
                     ErrorCode.CONNECT_FAILED,
                     ErrorCode.LOGIN_TIMEOUT,
                     ErrorCode.NETWORK_INTERRUPTED,
+                    ErrorCode.ROOM_STATE_UNAVAILABLE,
                 )
                 if not retry or time.monotonic() + backoff.delay > deadline:
                     await self._end(R.RECONNECT_FAILED, int(ErrorCode.RECONNECT_GAVE_UP))
