@@ -530,8 +530,7 @@ _TABLE: dict[ErrorCode, tuple[str, str]] = {
         "Echo cancellation is asked for but the canceller's library is not installed"
         " (libspeexdsp for speexdsp, PipeWire's plugin for webrtc); the microphone is sent"
         " without it.",
-        "apt install libspeexdsp1 (or libspa-0.2-modules), or set audio.echo_cancellation"
-        " to off.",
+        "apt install libspeexdsp1 (or libspa-0.2-modules), or set audio.echo_cancellation to off.",
     ),
     E.MEDIA_FILE_NOT_FOUND: (
         "The media file to play as a source does not exist.",

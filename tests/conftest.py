@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,8 +15,10 @@ from aiohttp import web
 from alsa import pcms as alsa_pcms
 
 from edged.server.app import RoomServer
+from edged.server.cluster import ClusterSettings
 from edged.server.settings import Limits, ServerSettings
 from edged.testing.janus import Janus
+from edged.testing.redis import RedisServer
 from edged.tokens import mint
 
 from broker import Broker
@@ -26,6 +30,9 @@ collect_ignore = ["ha"]  # Home Assistant's harness, in its own venv: test_home_
 APP = "testapp"
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
 JANUS_SECRET = "janus-api-secret-of-the-tests"
+CLUSTER_SECRET = "cluster-secret-of-the-tests"
+NODES = 3
+"""Nodes of a Redis-backed room server in the tests (clients spread over them in turn)."""
 
 
 def free_port() -> int:
@@ -43,6 +50,9 @@ class RunningServer:
     http: aiohttp.ClientSession
     runner: web.AppRunner
     clients: list[ProtoClient] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    """With several nodes: every node's URL, which :meth:`client` takes in turn."""
+    _turn: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
     def settings(self) -> ServerSettings:
@@ -51,8 +61,12 @@ class RunningServer:
     def token(self, user: str, ttl: float = 600, **kw: object) -> str:
         return mint(SECRET, APP, user, ttl, **kw)  # type: ignore[arg-type]
 
+    def next_url(self) -> str:
+        """The URL for the next client: the server's, or the nodes' in turn."""
+        return self.urls[next(self._turn) % len(self.urls)] if self.urls else self.url
+
     async def client(self) -> ProtoClient:
-        c = await ProtoClient(self.url, self.http).connect()
+        c = await ProtoClient(self.next_url(), self.http).connect()
         self.clients.append(c)
         return c
 
@@ -70,39 +84,81 @@ class RunningServer:
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
-@pytest.fixture
-async def server_factory() -> AsyncIterator[ServerFactory]:
-    runners: list[tuple[web.AppRunner, RunningServer]] = []
+@contextlib.asynccontextmanager
+async def serving(store: str, workdir: Path) -> AsyncIterator[ServerFactory]:
+    """Room servers for one test: one in-memory node (``memory``), or ``NODES`` nodes
+    sharing a real Redis (``redis``), each call of the factory making one server."""
+    runners: list[tuple[list[web.AppRunner], RunningServer]] = []
+    redis: RedisServer | None = None
 
-    async def make(**overrides: object) -> RunningServer:
-        limits = overrides.pop("limits", Limits())
-        port = overrides.pop("port", 0)
-        settings = ServerSettings(
-            apps={APP: SECRET},
-            heartbeat_interval_s=0.5,
-            heartbeat_timeout_s=2.0,
-            sweep_interval_s=0.1,
-            limits=limits,
-        )  # type: ignore[arg-type]
-        for key, value in overrides.items():
-            setattr(settings, key, value)
+    async def node(settings: ServerSettings, port: int) -> tuple[RoomServer, web.AppRunner]:
         server = RoomServer(settings)
         runner = web.AppRunner(server.make_app(), access_log=None)
         await runner.setup()
-        port = int(port) or free_port()  # type: ignore[call-overload]
         await web.TCPSite(runner, "127.0.0.1", port).start()
+        return server, runner
+
+    async def make(**overrides: object) -> RunningServer:
+        nonlocal redis
+        limits = overrides.pop("limits", Limits())
+        port = int(overrides.pop("port", 0)) or free_port()  # type: ignore[call-overload]
+        ports = [port] + [free_port() for _ in range(NODES - 1 if store == "redis" else 0)]
+        if store == "redis" and redis is None:
+            redis = RedisServer(workdir / f"redis-{len(runners)}")
+            await redis.start()
+        made: list[tuple[RoomServer, web.AppRunner]] = []
+        for i, p in enumerate(ports):
+            settings = ServerSettings(
+                apps={APP: SECRET},
+                heartbeat_interval_s=0.5,
+                heartbeat_timeout_s=2.0,
+                sweep_interval_s=0.1,
+                limits=limits,
+            )  # type: ignore[arg-type]
+            for key, value in overrides.items():
+                setattr(settings, key, value)
+            if redis is not None:
+                settings.cluster = ClusterSettings(
+                    redis.url, f"n{len(runners)}-{i}", f"http://127.0.0.1:{p}", CLUSTER_SECRET
+                )
+            made.append(await node(settings, p))
+        urls = [f"ws://127.0.0.1:{p}/ws" for p in ports]
         running = RunningServer(
-            server, f"ws://127.0.0.1:{port}/ws", aiohttp.ClientSession(), runner
+            made[0][0],
+            urls[0],
+            aiohttp.ClientSession(),
+            made[0][1],
+            urls=urls if len(urls) > 1 else [],
         )
-        runners.append((runner, running))
+        runners.append(([r for _, r in made], running))
         return running
 
-    yield make
-    for runner, running in runners:
-        for c in running.clients:
-            await c.close()
-        await running.http.close()
-        await runner.cleanup()
+    try:
+        yield make
+    finally:
+        for node_runners, running in runners:
+            for c in running.clients:
+                await c.close()
+            await running.http.close()
+            for runner in node_runners:
+                await runner.cleanup()
+        if redis is not None:
+            await redis.stop()
+
+
+@pytest.fixture
+async def server_factory(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    async with serving("memory", tmp_path) as make:
+        yield make
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store_server_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[ServerFactory]:
+    """The rooms suite's servers: one in-memory node, then three nodes sharing Redis."""
+    async with serving(request.param, tmp_path) as make:
+        yield make
 
 
 @pytest.fixture

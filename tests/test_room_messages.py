@@ -21,7 +21,15 @@ from edged.protocol import (
 from edged.server.run import GC_YOUNG_THRESHOLD, tune_gc
 from edged.server.session import Session
 
-from conftest import APP, SECRET, RunningServer
+from conftest import APP, SECRET, RunningServer, ServerFactory
+
+
+@pytest.fixture
+def server_factory(store_server_factory: ServerFactory) -> ServerFactory:
+    """Every rule here holds on one in-memory node and across three nodes sharing Redis,
+    with the clients spread over the nodes in turn."""
+    return store_server_factory
+
 
 SEQ = re.compile(r'^\{"seq":(\d+),')
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from conftest import APP, RunningServer, ServerFactory
+
+
+@pytest.fixture
+def server_factory(store_server_factory: ServerFactory) -> ServerFactory:
+    """Every rule here holds on one in-memory node and across three nodes sharing Redis,
+    with the clients spread over the nodes in turn."""
+    return store_server_factory
 
 
 def ids(msg: dict[str, object], key: str = "users") -> list[str]:
@@ -290,10 +299,19 @@ async def test_server_health_counts_rooms_users_streams(srv: RunningServer) -> N
     await srv.user("A", room="r1")
     b = await srv.user("B", room="r2")
     await b.ok("publish", stream_id="s")
-    url = srv.url.replace("ws://", "http://").replace("/ws", "/healthz")
-    async with srv.http.get(url) as resp:
-        health = await resp.json()
-    assert (health["rooms"], health["users"], health["streams"]) == (2, 2, 1)
+    totals = [0, 0, 0]
+    nodes = set()
+    for ws_url in srv.urls or [srv.url]:  # with several nodes, each counts what it runs
+        url = ws_url.replace("ws://", "http://").replace("/ws", "/healthz")
+        async with srv.http.get(url) as resp:
+            health = await resp.json()
+        for i, key in enumerate(("rooms", "users", "streams")):
+            totals[i] += health[key]
+        assert health["store"]["ok"] is True
+        assert health["store"]["kind"] == ("redis" if srv.urls else "memory")
+        nodes.add(health["node"])
+    assert totals == [2, 2, 1]
+    assert len(nodes) == len(srv.urls or [srv.url])
 
 
 async def test_logged_out_user_leaves_no_room_behind(server_factory: ServerFactory) -> None:

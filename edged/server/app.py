@@ -43,7 +43,9 @@ from ..protocol import (
     encode_ok_reply,
 )
 from .limits import AddressLimiter, TokenBucket
+from .proxy import CLIENT_HEADER
 from .rooms import RoomService
+from .routing import ClusterRouting
 from .session import Connection, Session
 from .settings import ServerSettings
 from .store import MemoryRoomStore, RoomStore
@@ -65,7 +67,15 @@ class RoomServer:
 
     def __init__(self, settings: ServerSettings, store: RoomStore | None = None) -> None:
         self.settings = settings
-        self.rooms = RoomService(settings, store or MemoryRoomStore())
+        self.routing: ClusterRouting | None = None
+        if settings.cluster is not None:
+            self.routing = ClusterRouting(settings.cluster, self)
+            cluster = self.routing.cluster
+            self.rooms = RoomService(
+                settings, store or MemoryRoomStore(), node_id=cluster.node_id, claims=cluster
+            )
+        else:
+            self.rooms = RoomService(settings, store or MemoryRoomStore())
         self.whep = WhepEndpoint(self.rooms)
         self.whip = WhipEndpoint(self.rooms)
         lim = settings.limits
@@ -99,6 +109,8 @@ class RoomServer:
         app.router.add_get("/healthz", self.handle_health)
         self.whep.add_routes(app)
         self.whip.add_routes(app)
+        if self.routing is not None:
+            self.routing.add_routes(app)
         app.cleanup_ctx.append(self._lifecycle)
         app.on_shutdown.append(self._going_away)
         add_web_routes(app, self.settings)
@@ -114,10 +126,14 @@ class RoomServer:
 
     async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         self._sweeper = asyncio.create_task(self._sweep_loop())
+        if self.routing is not None:
+            await self.routing.start()
         yield
         self._sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sweeper
+        if self.routing is not None:
+            await self.routing.close()
         for conn in list(self.connections):
             await conn.aclose()
         if self.rooms.relay_links is not None:
@@ -142,10 +158,13 @@ class RoomServer:
 
     async def handle_health(self, request: web.Request) -> web.Response:
         rooms, members, streams = self.rooms.store.count()
+        routing = self.routing
         return web.json_response(
             {
                 "ok": True,
                 "version": __version__,
+                "node": routing.cluster.node_id if routing else None,
+                "store": routing.cluster.health() if routing else {"kind": "memory", "ok": True},
                 "rooms": rooms,
                 "users": members,
                 "streams": streams,
@@ -158,6 +177,9 @@ class RoomServer:
         ws = web.WebSocketResponse(max_msg_size=lim.max_message_bytes * 2, heartbeat=None)
         await ws.prepare(request)
         address = request.remote or "unknown"
+        proxied = self.routing is not None and self.routing.from_node(request)
+        if proxied:  # carried here by another node: the client's own address
+            address = request.headers.get(CLIENT_HEADER, address)
         conn = Connection(ws, address, TokenBucket(lim.messages_per_s, lim.message_burst))
         if len(self.connections) >= lim.max_connections or not self.addresses.connect(address):
             conn.send_direct(
@@ -173,7 +195,11 @@ class RoomServer:
         try:
             async for frame in ws:
                 if frame.type == WSMsgType.TEXT:
-                    self._receive(conn, frame.data)
+                    if self.routing is None:
+                        self.receive(conn, frame.data)
+                    elif await self.routing.on_text(conn, ws, frame.data, proxied=proxied):
+                        break  # carried to the node that owns the room
+
                 elif frame.type == WSMsgType.BINARY:
                     conn.send_direct(
                         error_reply(
@@ -192,30 +218,41 @@ class RoomServer:
 
     # ---- dispatch ------------------------------------------------------------------
 
-    def _receive(self, conn: Connection, text: str) -> None:
+    def receive(self, conn: Connection, text: str) -> None:
+        """One text frame of a client: decoded, then handled."""
+        msg = self.decode(conn, text)
+        if msg is not None:
+            self.handle(conn, msg)
+
+    def decode(self, conn: Connection, text: str) -> ClientMessage | None:
+        """A frame's message, after the rate limits; None when refused (and answered)."""
         if not conn.bucket.take() or not self.addresses.message(conn.address):
             conn.send_direct(error_reply(ErrorCode.RATE_LIMITED, "too many messages", None))
-            return
+            return None
         if conn.backlog() > self.settings.limits.outbox_limit:
             log_event(log, logging.WARNING, "slow_consumer_conn", addr=conn.address)
             conn.close_after_flush()
-            return
+            return None
         try:
             msg = decode_client(text)
         except ProtocolError as exc:
-            self._reply_error(conn, exc.code, exc.message, exc.request_id)
-            return
+            self.reply_error(conn, exc.code, exc.message, exc.request_id)
+            return None
         if conn.session is not None:
             conn.session.last_seen = time.monotonic()
+        return msg
+
+    def handle(self, conn: Connection, msg: ClientMessage) -> None:
+        """Do what ``msg`` asks, answering errors to the client."""
         try:
             self._dispatch(conn, msg)
         except EdgedError as exc:
-            self._reply_error(conn, exc.code, exc.message, msg.id)
+            self.reply_error(conn, exc.code, exc.message, msg.id)
         except Exception:
             log.exception("internal error handling %s", msg.type)
-            self._reply_error(conn, ErrorCode.INTERNAL_ERROR, "internal error", msg.id)
+            self.reply_error(conn, ErrorCode.INTERNAL_ERROR, "internal error", msg.id)
 
-    def _reply_error(
+    def reply_error(
         self, conn: Connection, code: ErrorCode, message: str, request_id: int | None
     ) -> None:
         text = error_reply(code, message, request_id)
@@ -233,15 +270,20 @@ class RoomServer:
         if msg.id is not None:
             self.rooms.send(session, encode(Reply(id=msg.id, ok=True, result=result)))
 
+    def log_in(self, conn: Connection, msg: Login, session_id: str | None = None) -> Session:
+        """Log the client in, answer, and tell the room (``session_id``: one chosen already)."""
+        session, result = self.rooms.login(conn, msg, session_id=session_id)
+        self.rooms.send(session, encode_ok_reply(msg.id, result))
+        self.rooms.after_login(session)
+        return session
+
     def _dispatch(self, conn: Connection, msg: ClientMessage) -> None:
-        if isinstance(msg, Login | Resume):
-            if isinstance(msg, Login):
-                session, result = self.rooms.login(conn, msg)
-            else:
-                session, result = self.rooms.resume(conn, msg)
+        if isinstance(msg, Login):
+            self.log_in(conn, msg)
+            return
+        if isinstance(msg, Resume):
+            session, result = self.rooms.resume(conn, msg)
             self.rooms.send(session, encode_ok_reply(msg.id, result))
-            if isinstance(msg, Login):
-                self.rooms.after_login(session)
             return
         if conn.session is None:
             raise EdgedError(ErrorCode.NOT_LOGGED_IN)

@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from .. import __version__
 from ..errors import EdgedError, ErrorCode
@@ -34,6 +35,7 @@ from ..protocol import (
     UserInfo,
     encode,
 )
+from ..tokens import TokenClaims
 from .auth import TokenTimers, login_claims, renewed_claims
 from .links import Link, LinkTable
 from .relay_links import RelayLinks
@@ -58,12 +60,32 @@ def _streams(
     )
 
 
+class Claims(Protocol):
+    """What a multi-node server is told when this node lets go of a user, stream or room."""
+
+    def release_user(self, app_id: str, user_id: str, session_id: str) -> None: ...
+
+    def release_stream(self, app_id: str, stream_id: str) -> None: ...
+
+    def release_room(self, app_id: str, room_id: str) -> None: ...
+
+
 class RoomService:
     """Sessions, links and the rules of rooms, users and streams on this node."""
 
-    def __init__(self, settings: ServerSettings, store: RoomStore) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        store: RoomStore,
+        *,
+        node_id: str | None = None,
+        claims: Claims | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.node_id = node_id
+        """With several nodes: this one's id, which starts its resume tokens."""
+        self.claims = claims
         self.sessions: dict[str, Session] = {}
         self.roster = Roster(store, self.sessions)
         self._by_resume: dict[str, Session] = {}
@@ -99,10 +121,11 @@ class RoomService:
 
     # ---- login, resume, logout -----------------------------------------------------
 
-    def login(
-        self, conn: Connection | None, msg: Login, on_push: Callable[[str], None] | None = None
-    ) -> tuple[Session, LoginResult]:
-        """Log ``msg``'s user in on ``conn``, or with no socket, its messages to ``on_push``."""
+    def check_login(
+        self, conn: Connection | None, msg: Login
+    ) -> tuple[Session | None, TokenClaims | None]:
+        """Refuse ``msg`` as :meth:`login` would; the token's claims and the user's session
+        here, if any."""
         if conn is not None and conn.session is not None:
             raise EdgedError(ErrorCode.ALREADY_LOGGED_IN)
         if msg.version != PROTOCOL_VERSION:
@@ -117,11 +140,26 @@ class RoomService:
             and (old is None or old.room_id != msg.room_id)
         ):
             raise EdgedError(ErrorCode.ROOM_FULL)
+        return old, claims
+
+    def login(
+        self,
+        conn: Connection | None,
+        msg: Login,
+        on_push: Callable[[str], None] | None = None,
+        *,
+        session_id: str | None = None,
+    ) -> tuple[Session, LoginResult]:
+        """Log ``msg``'s user in on ``conn``, or with no socket, its messages to ``on_push``."""
+        old, claims = self.check_login(conn, msg)
         if old is not None:
             self._kick(old, ErrorCode.KICKED_OUT, StreamDeleteReason.REPEATED_LOGIN)
+        resume_token = secrets.token_urlsafe(24)
+        if self.node_id is not None:
+            resume_token = f"{self.node_id}.{resume_token}"
         session = Session(
-            session_id=secrets.token_hex(8),
-            resume_token=secrets.token_urlsafe(24),
+            session_id=session_id or secrets.token_hex(8),
+            resume_token=resume_token,
             app_id=msg.app_id,
             room_id=msg.room_id,
             user=UserInfo(user_id=msg.user_id, user_name=msg.user_name),
@@ -232,6 +270,10 @@ class RoomService:
         for stream_id in list(session.published):
             self.remove_stream(session, stream_id, reason)
         self.store.leave(session.app_id, session.room_id, session.user.user_id)
+        if self.claims is not None:
+            self.claims.release_user(session.app_id, session.user.user_id, session.session_id)
+            if self.store.room(session.app_id, session.room_id) is None:
+                self.claims.release_room(session.app_id, session.room_id)
         self.sessions.pop(session.session_id, None)
         self._by_resume.pop(session.resume_token, None)
         self._to_room(
@@ -240,6 +282,14 @@ class RoomService:
             _users(session.room_id, UpdateType.DELETE, [session.user]),
             users_only=True,
         )
+
+    def kick_repeated_login(self, app_id: str, user_id: str, session_id: str) -> bool:
+        """The user logged in again on another node: end this session of theirs (1002050)."""
+        session = self.sessions.get(session_id)
+        if session is None or (session.app_id, session.user.user_id) != (app_id, user_id):
+            return False
+        self._kick(session, ErrorCode.KICKED_OUT, StreamDeleteReason.REPEATED_LOGIN)
+        return True
 
     def _kick(self, session: Session, code: ErrorCode, reason: StreamDeleteReason) -> None:
         if session.closed:
@@ -314,6 +364,8 @@ class RoomService:
         session.published.discard(stream_id)
         session.relay.pop(stream_id, None)
         stream = self.store.remove_stream(session.app_id, stream_id)
+        if self.claims is not None:
+            self.claims.release_stream(session.app_id, stream_id)
         if stream is not None:
             self._to_room(
                 session.app_id,

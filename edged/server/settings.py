@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..protocol import MAX_MESSAGE_BYTES
+from .cluster import ClusterSettings
 from .turn import TurnSettings
 
 
@@ -70,3 +71,4 @@ class ServerSettings:
     key_file: str | None = None
     sfu: SfuSettings | None = None  # streams relayed through Janus when set
     turn: TurnSettings | None = None  # TURN credentials minted for each client when set
+    cluster: ClusterSettings | None = None  # one node of several sharing Redis when set

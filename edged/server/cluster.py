@@ -1,0 +1,280 @@
+"""Several room-server nodes sharing one Redis: who owns each room, and the app-wide claims.
+
+Each room lives on one node, its *owner*, which runs it exactly as a single server does
+(:class:`~.rooms.RoomService`, unchanged): members, streams, links, the order of events.
+A client may reach any node (a load balancer, no stickiness): the node reads its first
+message, and a login for a room another node owns, or a resume of a session another node
+holds, is proxied there as a whole WebSocket (:mod:`.proxy`). Redis holds only what the
+nodes must agree on:
+
+* ``node:<id>`` → the node's internal URL, expiring unless the node renews it: a node
+  that stops renewing (killed) is dead for the others within ``node_ttl_s``;
+* ``room:<app>␟<room>`` → its owner's id, claimed atomically by the first node asked
+  (a script takes it over from a dead owner);
+* ``user:<app>␟<user>`` → ``<node>␟<session>`` of the user's one session in the app: a
+  login swaps it atomically (``SET … GET``), and the node that gets a previous holder
+  back asks that node to kick it (1002050), so of two logins racing on two nodes
+  exactly one stays;
+* ``stream:<app>␟<stream>`` → the node publishing that stream id (unique in the app).
+
+Redis blinking never stops a node: logins are refused with 1002035
+ROOM_STATE_UNAVAILABLE (the reason logged once), while running sessions, proxies and
+media go on, since none of them touch Redis. When Redis answers again (restarted, maybe
+empty), the node writes back the claims of everything it holds.
+
+One Redis (with Sentinel or a replica for failover), not Redis Cluster: the scripts
+touch keys they compute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import EdgedError, ErrorCode
+from ..logs import log_event
+
+log = logging.getLogger("edged.server.cluster")
+
+SEP = "\x1f"
+PREFIX = "edged:"
+
+# KEYS[1] the room; ARGV[1] this node, ARGV[2] the prefix of node keys.
+_OWN_ROOM = """
+local owner = redis.call('GET', KEYS[1])
+if owner and redis.call('EXISTS', ARGV[2] .. owner) == 1 then return owner end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+# KEYS[1] the stream; ARGV[1] this node, ARGV[2] the prefix of node keys.
+_CLAIM_STREAM = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. holder) == 1 then
+  return 0
+end
+if holder == ARGV[1] then return 1 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 2
+"""
+# KEYS[1]; ARGV[1] the value it must still hold.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """This node in a multi-node deployment (``--store``, ``--node-id``, ``--advertise``)."""
+
+    store_url: str
+    node_id: str
+    advertise_url: str
+    """The base URL (``http://host:port``) other nodes reach this one at."""
+    secret: str
+    """Shared by the nodes: authenticates proxied sockets and kick requests."""
+    node_ttl_s: float = 6.0
+    """A node that has not renewed its key for this long is dead to the others."""
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A user's session somewhere in the cluster."""
+
+    node: str
+    session_id: str
+
+
+class Cluster:
+    """This node's view of the cluster: its Redis connection, its liveness key, its claims.
+
+    ``snapshot`` (given by the server) lists what this node holds, to write back after
+    Redis lost it: ``(rooms, users, streams)`` as ``(app, room)``, ``(app, user,
+    session)`` and ``(app, stream)`` tuples.
+    """
+
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        snapshot: Callable[
+            [],
+            tuple[
+                Iterable[tuple[str, str]],
+                Iterable[tuple[str, str, str]],
+                Iterable[tuple[str, str]],
+            ],
+        ],
+    ) -> None:
+        import redis.asyncio as redis_asyncio  # only with --store redis://
+
+        self.settings = settings
+        self.node_id = settings.node_id
+        self._redis: Any = redis_asyncio.Redis.from_url(
+            settings.store_url,
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+        )
+        self._own_room = self._redis.register_script(_OWN_ROOM)
+        self._claim_stream = self._redis.register_script(_CLAIM_STREAM)
+        self._release = self._redis.register_script(_RELEASE)
+        self._snapshot = snapshot
+        self.healthy = False
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._urls: dict[str, tuple[str | None, float]] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+
+    # ---- keys ------------------------------------------------------------------------
+
+    def _node_key(self, node: str) -> str:
+        return f"{PREFIX}node:{node}"
+
+    @staticmethod
+    def _key(kind: str, app_id: str, name: str) -> str:
+        return f"{PREFIX}{kind}:{app_id}{SEP}{name}"
+
+    # ---- life ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register this node (if Redis answers now) and keep renewing it."""
+        await self._beat()
+        self._task = asyncio.create_task(self._beat_loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._node_key(self.node_id))
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.node_ttl_s / 3)
+            await self._beat()
+
+    async def _beat(self) -> None:
+        ttl_ms = round(self.settings.node_ttl_s * 1000)
+        try:
+            before = await self._redis.set(
+                self._node_key(self.node_id), self.settings.advertise_url, px=ttl_ms, get=True
+            )
+            if before is None:  # first start, or Redis lost our key: restart or expiry
+                await self._restore()
+        except Exception as exc:  # any failure of Redis: the node goes on without it
+            self._failed(exc)
+            return
+        if not self.healthy:
+            log_event(log, logging.INFO, "store_available", node=self.node_id)
+        self.healthy, self.last_error = True, None
+
+    def _failed(self, exc: BaseException) -> None:
+        reason = str(exc) or type(exc).__name__
+        if self.healthy or self.last_error is None:
+            log_event(log, logging.WARNING, "store_unavailable", node=self.node_id, reason=reason)
+        self.healthy, self.last_error = False, reason
+
+    async def _restore(self) -> None:
+        """Write back the claims of everything this node holds (Redis lost them)."""
+        rooms, users, streams = self._snapshot()
+        pipe = self._redis.pipeline(transaction=False)
+        count = 0
+        for app_id, room_id in rooms:
+            pipe.set(self._key("room", app_id, room_id), self.node_id)
+            count += 1
+        for app_id, user_id, session_id in users:
+            pipe.set(self._key("user", app_id, user_id), f"{self.node_id}{SEP}{session_id}")
+            count += 1
+        for app_id, stream_id in streams:
+            pipe.set(self._key("stream", app_id, stream_id), self.node_id)
+            count += 1
+        await pipe.execute()
+        if count:
+            log_event(log, logging.INFO, "store_restored", node=self.node_id, keys=count)
+
+    async def _call(self, what: Any) -> Any:
+        """Await a Redis call; ROOM_STATE_UNAVAILABLE when Redis does not answer."""
+        try:
+            result = await what
+        except Exception as exc:
+            self._failed(exc)
+            raise EdgedError(ErrorCode.ROOM_STATE_UNAVAILABLE) from None
+        return result
+
+    # ---- lookups and claims --------------------------------------------------------------
+
+    async def room_owner(self, app_id: str, room_id: str) -> str:
+        """The node that owns the room, this one if nobody (alive) did."""
+        key = self._key("room", app_id, room_id)
+        owner: str = await self._call(
+            self._own_room(keys=[key], args=[self.node_id, f"{PREFIX}node:"])
+        )
+        return owner
+
+    async def node_url(self, node: str) -> str | None:
+        """A live node's internal URL (cached for a second); None when it is dead."""
+        cached = self._urls.get(node)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < 1.0:
+            return cached[0]
+        url: str | None = await self._call(self._redis.get(self._node_key(node)))
+        self._urls[node] = (url, now)
+        return url
+
+    async def claim_user(self, app_id: str, user_id: str, session_id: str) -> Holder | None:
+        """Make ``session_id`` on this node the user's session; the previous holder."""
+        key = self._key("user", app_id, user_id)
+        value = f"{self.node_id}{SEP}{session_id}"
+        before: str | None = await self._call(self._redis.set(key, value, get=True))
+        if before is None or SEP not in before:
+            return None
+        node, session = before.split(SEP, 1)
+        return Holder(node, session)
+
+    async def claim_stream(self, app_id: str, stream_id: str) -> int:
+        """Claim a stream id for this node: 0 when another live node publishes it, 1 when
+        this node held it already (its own store decides), 2 when newly claimed."""
+        key = self._key("stream", app_id, stream_id)
+        claimed = await self._call(
+            self._claim_stream(keys=[key], args=[self.node_id, f"{PREFIX}node:"])
+        )
+        return int(claimed)
+
+    def release_user(self, app_id: str, user_id: str, session_id: str) -> None:
+        key, value = self._key("user", app_id, user_id), f"{self.node_id}{SEP}{session_id}"
+        self._later(self._release(keys=[key], args=[value]))
+
+    def release_stream(self, app_id: str, stream_id: str) -> None:
+        key = self._key("stream", app_id, stream_id)
+        self._later(self._release(keys=[key], args=[self.node_id]))
+
+    def release_room(self, app_id: str, room_id: str) -> None:
+        self._later(self._release(keys=[self._key("room", app_id, room_id)], args=[self.node_id]))
+
+    def _later(self, call: Any) -> None:
+        """Run a release without waiting: a failure leaves a claim a dead-node check or the
+        next claim overrides."""
+
+        async def run() -> None:
+            with contextlib.suppress(Exception):
+                await call
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def health(self) -> dict[str, object]:
+        """For ``/healthz``: the store and this node."""
+        return {
+            "kind": "redis",
+            "ok": self.healthy,
+            **({"error": self.last_error} if self.last_error else {}),
+        }

@@ -1,0 +1,194 @@
+"""A node's part in a multi-node room server: where each client's socket belongs, and the
+claims a login or a publish makes in Redis before this node grants it.
+
+:class:`ClusterRouting` sits between the WebSocket and :class:`~.app.RoomServer`'s
+dispatch. A login for a room another node owns, or a resume of another node's session,
+is proxied there (:mod:`.proxy`); everything else is handled here, with two awaits the
+single server does not need: a login swaps the user's claim (and the node that held the
+user before is asked to kick that session), a publish claims its stream id. It also
+serves ``POST /cluster/kick``, by which other nodes ask it to end one of its sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from ..errors import EdgedError, ErrorCode
+from ..logs import log_event
+from ..protocol import Login, Publish, Resume
+from .cluster import Cluster, ClusterSettings, Holder
+from .proxy import CLUSTER_HEADER, proxy_socket
+from .session import Connection
+
+if TYPE_CHECKING:
+    from .app import RoomServer
+
+log = logging.getLogger("edged.server.cluster")
+
+EARLY_KICK_S = 30.0
+"""How long a kick for a session this node has not made yet is remembered (a login racing
+on two nodes can be kicked before its own login here has run)."""
+
+
+class ClusterRouting:
+    """Owns this node's :class:`Cluster` and its HTTP client to the other nodes."""
+
+    def __init__(self, settings: ClusterSettings, server: RoomServer) -> None:
+        self.settings = settings
+        self.server = server
+        self.cluster = Cluster(settings, self._holdings)
+        self._http: aiohttp.ClientSession | None = None
+        self._early_kicks: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _holdings(
+        self,
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]], list[tuple[str, str]]]:
+        sessions = [s for s in self.server.rooms.sessions.values() if not s.closed]
+        rooms = sorted({(s.app_id, s.room_id) for s in sessions})
+        users = [(s.app_id, s.user.user_id, s.session_id) for s in sessions]
+        streams = [(s.app_id, stream) for s in sessions for stream in s.published]
+        return rooms, users, streams
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession()
+        await self.cluster.start()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.cluster.close()
+        if self._http is not None:
+            await self._http.close()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/cluster/kick", self._on_kick)
+
+    def from_node(self, request: web.Request) -> bool:
+        """Whether ``request`` carries the cluster secret (another node sent it)."""
+        given = request.headers.get(CLUSTER_HEADER)
+        return given is not None and hmac.compare_digest(given, self.settings.secret)
+
+    # ---- a client's frames -----------------------------------------------------------
+
+    async def on_text(
+        self, conn: Connection, ws: web.WebSocketResponse, text: str, *, proxied: bool
+    ) -> bool:
+        """Handle one frame; True when the socket was carried to another node (it is done
+        when this returns). ``proxied``: the socket came from another node, never sent on."""
+        server = self.server
+        msg = server.decode(conn, text)
+        if msg is None:
+            return False
+        try:
+            if not proxied and conn.session is None and isinstance(msg, Login | Resume):
+                url = await self._elsewhere(msg)
+                if url is not None:
+                    assert self._http is not None
+                    secret = self.settings.secret
+                    if await proxy_socket(ws, text, url, secret, conn.address, self._http):
+                        return True
+                    failed = isinstance(msg, Resume)
+                    code = ErrorCode.RESUME_FAILED if failed else ErrorCode.ROOM_STATE_UNAVAILABLE
+                    raise EdgedError(code, "the room's node cannot be reached")
+            if isinstance(msg, Login):
+                await self._login(conn, msg)
+                return False
+            if isinstance(msg, Publish) and conn.session is not None:
+                await self._publish(conn, msg)
+                return False
+        except EdgedError as exc:
+            server.reply_error(conn, exc.code, exc.message, msg.id)
+            return False
+        server.handle(conn, msg)
+        return False
+
+    async def _elsewhere(self, msg: Login | Resume) -> str | None:
+        """The URL of the node that should run ``msg``'s session, None for this one."""
+        cluster = self.cluster
+        if isinstance(msg, Login):
+            owner = await cluster.room_owner(msg.app_id, msg.room_id)
+            if owner == cluster.node_id:
+                return None
+            url = await cluster.node_url(owner)
+            if url is None:
+                raise EdgedError(ErrorCode.ROOM_STATE_UNAVAILABLE, "the room's node is gone")
+            return url
+        node, dot, _ = msg.resume_token.partition(".")
+        if not dot or node == cluster.node_id:
+            return None
+        try:
+            return await cluster.node_url(node)
+        except EdgedError:
+            return None  # resumed here, which fails: the client logs in again
+
+    async def _login(self, conn: Connection, msg: Login) -> None:
+        self.server.rooms.check_login(conn, msg)
+        session_id = secrets.token_hex(8)
+        before = await self.cluster.claim_user(msg.app_id, msg.user_id, session_id)
+        if self._early_kicks.pop(session_id, None) is not None:
+            raise EdgedError(ErrorCode.KICKED_OUT)
+        try:
+            self.server.log_in(conn, msg, session_id)
+        except EdgedError:
+            self.cluster.release_user(msg.app_id, msg.user_id, session_id)
+            raise
+        if before is not None and before.node != self.cluster.node_id:
+            self._spawn(self._kick_elsewhere(before, msg.app_id, msg.user_id))
+
+    async def _publish(self, conn: Connection, msg: Publish) -> None:
+        session = conn.session
+        assert session is not None
+        claimed = await self.cluster.claim_stream(session.app_id, msg.stream_id)
+        if not claimed:
+            raise EdgedError(ErrorCode.STREAM_ID_ALREADY_PUBLISHED)
+        self.server.handle(conn, msg)
+        if claimed == 2 and msg.stream_id not in session.published:
+            self.cluster.release_stream(session.app_id, msg.stream_id)
+
+    # ---- kicks between nodes --------------------------------------------------------------
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _kick_elsewhere(self, holder: Holder, app_id: str, user_id: str) -> None:
+        """Ask the node that held the user's session to end it."""
+        try:
+            url = await self.cluster.node_url(holder.node)
+        except EdgedError:
+            return
+        if url is None or self._http is None:
+            return  # that node is dead: its sessions are gone with it
+        body = {"app_id": app_id, "user_id": user_id, "session_id": holder.session_id}
+        headers = {CLUSTER_HEADER: self.settings.secret}
+        try:
+            async with asyncio.timeout(5.0):
+                async with self._http.post(f"{url}/cluster/kick", json=body, headers=headers):
+                    pass
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log_event(log, logging.WARNING, "kick_failed", node=holder.node, reason=str(exc))
+
+    async def _on_kick(self, request: web.Request) -> web.Response:
+        if not self.from_node(request):
+            return web.json_response({"ok": False}, status=403)
+        body = await request.json()
+        app_id, user_id = str(body.get("app_id", "")), str(body.get("user_id", ""))
+        session_id = str(body.get("session_id", ""))
+        kicked = self.server.rooms.kick_repeated_login(app_id, user_id, session_id)
+        if not kicked:
+            now = time.monotonic()
+            self._early_kicks = {
+                k: t for k, t in self._early_kicks.items() if now - t < EARLY_KICK_S
+            }
+            self._early_kicks[session_id] = now
+        return web.json_response({"ok": True, "kicked": kicked})

@@ -1,0 +1,48 @@
+"""A real Redis (Debian's ``redis-server``) started, killed and restarted by tests and
+benchmarks: a free port of 127.0.0.1, no persistence (a restart comes back empty, as a
+Redis that lost its memory does), its log in the test's folder."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from edged.testing.daemon import start_listening, stop_process
+from edged.testing.janus import free_port
+
+
+def installed() -> bool:
+    return bool(shutil.which("redis-server")) or Path("/usr/bin/redis-server").exists()
+
+
+class RedisServer:
+    """Owns one redis-server process on a port that stays the same across restarts."""
+
+    def __init__(self, workdir: Path) -> None:
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(exe).exists():
+            raise RuntimeError("redis-server is not installed (scripts/setup --test installs it)")
+        self.exe = exe
+        self.dir = workdir / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log = self.dir / "redis.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        argv = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.dir)]
+        self.proc = await start_listening(argv, self.log, "127.0.0.1", self.port)
+
+    async def kill(self) -> None:
+        """SIGKILL: everything it held is gone."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self.proc = None
+
+    async def stop(self) -> None:
+        await stop_process(self.proc)
+        self.proc = None
