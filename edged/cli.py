@@ -54,6 +54,7 @@ class _Refused(Exception):
 
 def _server(args: argparse.Namespace) -> int:
     from .server.apps import load_apps
+    from .server.cluster import cluster_settings
     from .server.run import run_server
     from .server.settings import ServerSettings, SfuSettings
     from .server.tls import certificate_files, fingerprint
@@ -85,6 +86,16 @@ def _server(args: argparse.Namespace) -> int:
     cert, key = certificate_files(
         args.tls_cert, args.tls_key, args.self_signed, apps_path.parent, args.host
     )
+    secret_file = args.cluster_secret_file
+    cluster = cluster_settings(
+        args.store,
+        host=args.host,
+        port=args.port,
+        https=cert is not None,
+        secret=read_secret_file(Path(secret_file)) if secret_file else None,
+        node_id=args.node_id,
+        advertise_url=args.advertise,
+    )
     settings = ServerSettings(
         apps=apps,
         host=args.host,
@@ -96,6 +107,7 @@ def _server(args: argparse.Namespace) -> int:
         key_file=key,
         sfu=sfu,
         turn=turn,
+        cluster=cluster,
     )
     base = page_url(args.host, args.port, https=cert is not None)
     ws = base.replace("http", "ws", 1)
@@ -321,6 +333,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="TURN credentials last as long as the client's token, and at least S seconds"
         " (default: %(default)g)",
+    )
+    srv.add_argument(
+        "--store",
+        default="memory",
+        metavar="URL",
+        help="where rooms are shared: memory (this process alone) or redis://HOST:PORT/DB,"
+        " which makes this server one node of several behind a load balancer"
+        " (default: %(default)s)",
+    )
+    srv.add_argument(
+        "--node-id",
+        metavar="ID",
+        help="this node's name among the nodes (default: HOSTNAME-PORT)",
+    )
+    srv.add_argument(
+        "--advertise",
+        metavar="URL",
+        help="the base URL other nodes reach this one at (default: http://HOST:PORT,"
+        " with the host name when listening on every address)",
+    )
+    srv.add_argument(
+        "--cluster-secret-file",
+        metavar="FILE",
+        help="with --store redis://: the secret every node shares, read from FILE",
     )
     srv.set_defaults(func=_server)
 

@@ -59,6 +59,11 @@ Relaying: with --sfu URL the server drives that Janus (its VideoRoom plugin) and
 relays streams through it, so a publisher sends each stream once whatever the
 audience (--relay sfu), or only past its first --p2p-max-viewers viewers (--relay
 auto). Clients never talk to Janus; its API secret comes from --sfu-secret-file.
+
+Several nodes: with --store redis://HOST:PORT/DB this server is one node of
+several sharing that Redis behind any load balancer. Each room runs on one node;
+a client that reaches another is carried there. The nodes share the secret in
+--cluster-secret-file and reach each other at their --advertise URL.
 See docs/scaling.md."""
 
 TOKEN_DESCRIPTION = """\

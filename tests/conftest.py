@@ -53,6 +53,8 @@ class RunningServer:
     urls: list[str] = field(default_factory=list)
     """With several nodes: every node's URL, which :meth:`client` takes in turn."""
     _turn: itertools.count[int] = field(default_factory=itertools.count)
+    redis: RedisServer | None = None
+    """With several nodes: the Redis they share."""
 
     @property
     def settings(self) -> ServerSettings:
@@ -129,6 +131,7 @@ async def serving(store: str, workdir: Path) -> AsyncIterator[ServerFactory]:
             aiohttp.ClientSession(),
             made[0][1],
             urls=urls if len(urls) > 1 else [],
+            redis=redis,
         )
         runners.append(([r for _, r in made], running))
         return running

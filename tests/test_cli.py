@@ -283,6 +283,23 @@ def test_server_refuses_a_relay_without_an_sfu_and_a_missing_sfu_secret(tmp_path
     assert f"secret file {missing} does not exist" in out.stderr
 
 
+def test_server_refuses_a_store_it_cannot_use(tmp_path: Path) -> None:
+    apps = str(tmp_path / "apps.yaml")
+    out = edged("server", "--apps", apps, "--store", "mysql://db/rooms")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "store must be memory or a redis:// URL, not 'mysql://db/rooms'" in out.stderr
+    out = edged("server", "--apps", apps, "--store", "redis://127.0.0.1:1/0")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "needs the secret the nodes share" in out.stderr
+    secret = tmp_path / "cluster-secret"
+    secret.write_text("s3cret\n")
+    out = edged(
+        "server", "--apps", apps, "--store", "redis://127.0.0.1:1/0",
+        "--cluster-secret-file", str(secret), "--node-id", "a.b",
+    )  # fmt: skip
+    assert out.returncode == 2 and "node id must be" in out.stderr, out.stderr
+
+
 def test_server_refuses_a_port_out_of_range() -> None:
     out = edged("server", "--port", "70000")
     assert out.returncode == 2

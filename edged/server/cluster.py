@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
+import re
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -80,6 +83,40 @@ class ClusterSettings:
     """Shared by the nodes: authenticates proxied sockets and kick requests."""
     node_ttl_s: float = 6.0
     """A node that has not renewed its key for this long is dead to the others."""
+
+
+NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def cluster_settings(
+    store: str,
+    *,
+    host: str,
+    port: int,
+    https: bool,
+    secret: str | None,
+    node_id: str | None = None,
+    advertise_url: str | None = None,
+) -> ClusterSettings | None:
+    """This node's cluster settings from ``--store`` and its companions (None for
+    ``memory``); ``EdgedError(CONFIG_INVALID_VALUE)`` saying what is wrong."""
+    if store in ("", "memory"):
+        return None
+    bad = ErrorCode.CONFIG_INVALID_VALUE
+    if not store.startswith(STORE_SCHEMES):
+        raise EdgedError(bad, f"store must be memory or a redis:// URL, not {store!r}")
+    if importlib.util.find_spec("redis") is None:
+        raise EdgedError(bad, "a Redis store needs the redis package (apt install python3-redis)")
+    if not secret:
+        raise EdgedError(bad, "a Redis store needs the secret the nodes share (a secret file)")
+    name = node_id or re.sub(r"[^A-Za-z0-9_-]", "-", f"{socket.gethostname()}-{port}")[:64]
+    if not NODE_ID.fullmatch(name):
+        raise EdgedError(bad, f"node id must be 1-64 letters, digits, - or _: {name!r}")
+    if advertise_url is None:
+        shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+        advertise_url = f"{'https' if https else 'http'}://{shown}:{port}"
+    return ClusterSettings(store, name, advertise_url.rstrip("/"), secret)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,26 +16,40 @@ import hmac
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
 
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
-from ..protocol import Login, Publish, Resume
+from ..protocol import ClientMessage, Login, Publish, Resume
 from .cluster import Cluster, ClusterSettings, Holder
 from .proxy import CLUSTER_HEADER, proxy_socket
-from .session import Connection
-
-if TYPE_CHECKING:
-    from .app import RoomServer
+from .rooms import RoomService
+from .session import Connection, Session
 
 log = logging.getLogger("edged.server.cluster")
 
 EARLY_KICK_S = 30.0
 """How long a kick for a session this node has not made yet is remembered (a login racing
 on two nodes can be kicked before its own login here has run)."""
+
+
+class RoomServer(Protocol):
+    """What routing uses of :class:`~.app.RoomServer`."""
+
+    rooms: RoomService
+
+    def decode(self, conn: Connection, text: str) -> ClientMessage | None: ...
+
+    def handle(self, conn: Connection, msg: ClientMessage) -> None: ...
+
+    def reply_error(
+        self, conn: Connection, code: ErrorCode, message: str, request_id: int | None
+    ) -> None: ...
+
+    def log_in(self, conn: Connection, msg: Login, session_id: str | None = None) -> Session: ...
 
 
 class ClusterRouting:

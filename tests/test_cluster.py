@@ -1,0 +1,152 @@
+"""Room servers as several nodes sharing a real Redis (docs/scaling.md): what only several
+nodes can get wrong. Every rule of the rooms suite also runs across three nodes
+(tests/test_rooms.py, tests/test_room_messages.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis_asyncio
+
+from edged.model import User
+from edged.testing.waiting import until
+
+from conftest import APP, RunningServer, ServerFactory, serving
+from enginekit import AnalysisSink, make_engine
+from protoclient import ProtoClient
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    async with serving("redis", tmp_path) as make:
+        yield make
+
+
+async def client_of(srv: RunningServer, node: int) -> ProtoClient:
+    c = await ProtoClient(srv.urls[node], srv.http).connect()
+    srv.clients.append(c)
+    return c
+
+
+async def logged_in(srv: RunningServer, node: int, user: str, room: str) -> ProtoClient:
+    c = await client_of(srv, node)
+    await c.login(app_id=APP, room_id=room, user_id=user, token=srv.token(user), user_update=True)
+    return c
+
+
+async def kicked_out(client: ProtoClient, reply: dict[str, Any]) -> int:
+    """The code ``client`` was kicked out with: in its login's reply, or pushed later."""
+    if not reply["ok"]:
+        return int(reply["error"]["code"])
+    return int((await client.next_of("kicked_out", 10))["code"])
+
+
+async def test_racing_logins_of_one_user_on_two_nodes_leave_exactly_one(
+    nodes: ServerFactory,
+) -> None:
+    srv = await nodes()
+    for i in range(8):
+        user = f"racer-{i}"
+        one, two = await client_of(srv, 0), await client_of(srv, 1)
+        fields = {"app_id": APP, "user_id": user, "token": srv.token(user)}
+        replies = await asyncio.gather(
+            one.request("login", room_id=f"east-{i}", **fields),
+            two.request("login", room_id=f"west-{i}", **fields),
+        )
+        waits = [
+            asyncio.ensure_future(kicked_out(c, r))
+            for c, r in zip((one, two), replies, strict=True)
+        ]
+        done, pending = await asyncio.wait(waits, timeout=10, return_when="FIRST_COMPLETED")
+        assert len(done) == 1, f"{user}: kicked {len(done)} times"
+        assert next(iter(done)).result() == 1002050
+        survivor = (one, two)[waits.index(next(iter(pending)))]
+        for wait in pending:
+            wait.cancel()
+        # The survivor is logged in and nothing is on its way to it (its own fence).
+        assert await survivor.pushes_before_heartbeat() == []
+
+
+@pytest.mark.netns
+async def test_a_viewer_on_one_node_plays_a_publisher_on_another(nodes: ServerFactory) -> None:
+    srv = await nodes()
+    publisher, _ = make_engine(srv, server_url=srv.urls[1])
+    viewer, _ = make_engine(srv, server_url=srv.urls[2])
+    sink = AnalysisSink()
+    async with publisher, viewer:
+        await publisher.login_room("r", User("B"))
+        await publisher.start_publishing("cam")
+        await viewer.login_room("r", User("A"))
+        await viewer.start_playing("cam", sink)
+        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 30, 20)
+        await until(lambda: sink.audio is not None and sink.audio.seconds_received >= 1.0, 20)
+        assert sink.video is not None and sink.audio is not None
+        seqs = [o.sequence for o in sink.video.observations]
+        assert seqs == sorted(seqs) and sink.video.stats().out_of_order == 0
+        assert sink.audio.tone_present(440.0)
+
+
+async def publish_when_free(client: ProtoClient, stream_id: str) -> None:
+    """Publish ``stream_id`` as soon as the node that held it has let it go."""
+    replies: list[dict[str, Any]] = []
+
+    async def free() -> bool:
+        replies.append(await client.request("publish", stream_id=stream_id))
+        assert replies[-1]["ok"] or replies[-1]["error"]["code"] == 1003028, replies[-1]
+        return bool(replies[-1]["ok"])
+
+    async with asyncio.timeout(10):
+        while not await free():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_stream_id_is_unique_across_nodes(nodes: ServerFactory) -> None:
+    srv = await nodes()
+    east = await logged_in(srv, 0, "E", "east")
+    west = await logged_in(srv, 1, "W", "west")
+    await east.ok("publish", stream_id="shared")
+    refused = await west.request("publish", stream_id="shared")
+    assert refused["error"]["code"] == 1003028
+    await east.ok("unpublish", stream_id="shared")
+    await publish_when_free(west, "shared")  # released across the nodes
+
+
+async def test_redis_restarted_mid_call_loses_nothing(nodes: ServerFactory) -> None:
+    srv = await nodes()
+    assert srv.redis is not None
+    a = await logged_in(srv, 0, "A", "r")
+    b = await logged_in(srv, 1, "B", "r")  # carried to the room's node
+    await b.next_of("room_user_update")  # A was there
+    await b.ok("publish", stream_id="s1")
+    await a.next_of("room_user_update")
+    await a.next_of("room_stream_update")
+
+    for client in (a, b):  # past the heartbeat timeout: keep the sessions alive
+        client.keep_alive(0.5)
+    await srv.redis.kill()
+    # Sessions already running go on; a login is refused with its code.
+    await b.ok("broadcast", message="while Redis is down")
+    assert (await a.next_of("broadcast"))["message"] == "while Redis is down"
+    c = await client_of(srv, 2)
+    down = await c.request("login", app_id=APP, room_id="r", user_id="C", token=srv.token("C"))
+    assert down["error"]["code"] == 1002035
+
+    await srv.redis.start()  # empty: each node writes back what it holds at its next beat
+    store = redis_asyncio.Redis.from_url(srv.redis.url, decode_responses=True)
+    try:
+        async with asyncio.timeout(15):
+            while not await store.exists(f"edged:stream:{APP}\x1fs1"):
+                await asyncio.sleep(0.1)
+    finally:
+        await store.aclose()
+    assert await a.pushes_before_heartbeat() == []  # nobody left, nothing changed
+    # What was restored still holds: B's stream id, and B's login kicks the old B.
+    d = await logged_in(srv, 2, "D", "elsewhere")
+    assert (await d.request("publish", stream_id="s1"))["error"]["code"] == 1003028
+    b2 = await logged_in(srv, 2, "B", "r")
+    assert (await b.next_of("kicked_out", 10))["code"] == 1002050
+    assert b2.login_result["room_id"] == "r"
