@@ -5,17 +5,33 @@ nodes can get wrong. Every rule of the rooms suite also runs across three nodes
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as redis_asyncio
+import yaml
 
+from edged.engine.config import RoomConfig
+from edged.engine.events import (
+    PlayerStateUpdate,
+    RoomStateChanged,
+    RoomStreamUpdate,
+    RoomUserUpdate,
+)
+from edged.model import PlayerState as PS
+from edged.model import RoomStateChangedReason as R
 from edged.model import User
+from edged.testing.balancer import Balancer
+from edged.testing.daemon import start_listening, stop_process
+from edged.testing.janus import free_port
+from edged.testing.redis import RedisServer
 from edged.testing.waiting import until
 
-from conftest import APP, RunningServer, ServerFactory, serving
+from conftest import APP, CLUSTER_SECRET, SECRET, RunningServer, ServerFactory, serving
 from enginekit import AnalysisSink, make_engine
 from protoclient import ProtoClient
 
@@ -150,3 +166,105 @@ async def test_redis_restarted_mid_call_loses_nothing(nodes: ServerFactory) -> N
     b2 = await logged_in(srv, 2, "B", "r")
     assert (await b.next_of("kicked_out", 10))["code"] == 1002050
     assert b2.login_result["room_id"] == "r"
+
+
+# ---- a node killed mid-call ---------------------------------------------------------------
+
+
+class NodeProcesses:
+    """``edged server`` nodes as processes of their own (so that one can be SIGKILLed),
+    sharing a Redis, behind a round-robin balancer."""
+
+    def __init__(self, workdir: Path, redis: RedisServer, count: int) -> None:
+        self.workdir = workdir
+        self.redis = redis
+        self.ports = [free_port() for _ in range(count)]
+        self.procs: list[asyncio.subprocess.Process | None] = [None] * count
+        self.apps = workdir / "apps.yaml"
+        self.apps.write_text(yaml.safe_dump({APP: SECRET}))
+        self.apps.chmod(0o600)
+        self.secret = workdir / "cluster-secret"
+        self.secret.write_text(CLUSTER_SECRET)
+        self.secret.chmod(0o600)
+
+    def url(self, node: int) -> str:
+        return f"ws://127.0.0.1:{self.ports[node]}/ws"
+
+    async def start(self, node: int) -> None:
+        port = self.ports[node]
+        argv = [sys.executable, "-m", "edged", "server", "--port", str(port)]
+        argv += ["--apps", str(self.apps), "--app", APP, "--store", self.redis.url]
+        argv += ["--node-id", f"node{node}", "--cluster-secret-file", str(self.secret)]
+        argv += ["--heartbeat-interval", "1", "--heartbeat-timeout", "10"]
+        log = self.workdir / f"node{node}.log"
+        self.procs[node] = await start_listening(argv, log, "127.0.0.1", port)
+
+    async def kill(self, node: int) -> None:
+        proc = self.procs[node]
+        assert proc is not None
+        proc.kill()
+        await proc.wait()
+        self.procs[node] = None
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            await stop_process(proc)
+
+
+@dataclass
+class Address:
+    url: str
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(120)
+async def test_a_node_killed_mid_call_is_silent_to_the_room(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)
+    await redis.start()
+    nodes = NodeProcesses(tmp_path, redis, 3)
+    balancer: Balancer | None = None
+    try:
+        for node in range(3):
+            await nodes.start(node)
+        # The balancer's turn: node 1 first, then 2, then 0.
+        balancer = Balancer([("127.0.0.1", nodes.ports[i]) for i in (1, 2, 0)])
+        await balancer.start()
+        observer, seen = make_engine(Address(nodes.url(0)))  # type: ignore[arg-type]
+        publisher, rec_p = make_engine(Address(balancer.url))  # type: ignore[arg-type]
+        viewer, rec_v = make_engine(Address(balancer.url))  # type: ignore[arg-type]
+        sink = AnalysisSink()
+        async with observer, publisher, viewer:
+            # The room is node 0's (its first login); the publisher reaches node 1 and the
+            # viewer node 2, both carried to node 0.
+            await observer.login_room("r", User("O"), RoomConfig(user_update=True))
+            await publisher.login_room("r", User("P"))
+            await publisher.start_publishing("cam")
+            await viewer.login_room("r", User("V"))
+            await viewer.start_playing("cam", sink)
+            await until(lambda: sink.video is not None and sink.video.stats().decoded >= 15, 20)
+            assert balancer.chosen[:2] == [0, 1]
+            await until(lambda: len(seen.of(RoomStreamUpdate)) == 1)
+            before = len(seen.events)
+            assert sink.video is not None
+            decoded = sink.video.stats().decoded
+            played = len(rec_v.of(PlayerStateUpdate))
+
+            await nodes.kill(1)  # the publisher's node
+            await until(
+                lambda: any(e.reason == R.RECONNECTED for e in rec_p.of(RoomStateChanged)), 30
+            )
+            reasons = [e.reason for e in rec_p.of(RoomStateChanged)]
+            assert reasons[-2:] == [R.RECONNECTING, R.RECONNECTED]
+            # The media never went through the dead node: frames kept coming all along.
+            await until(lambda: sink.video is not None and sink.video.stats().decoded > decoded)
+            assert viewer.player_state("cam") == PS.PLAYING
+            assert len(rec_v.of(PlayerStateUpdate)) == played, rec_v.of(PlayerStateUpdate)
+            # The publisher resumed on node 0: the room heard nothing, the stream is listed.
+            assert "cam" in observer.streams
+            heard = {type(e) for e in seen.events[before:]}
+            assert not {RoomUserUpdate, RoomStreamUpdate} & heard, seen.events[before:]
+    finally:
+        if balancer is not None:
+            await balancer.stop()
+        await nodes.stop()
+        await redis.stop()
