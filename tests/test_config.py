@@ -589,3 +589,23 @@ def test_whip_targets_reach_the_published_stream_with_their_tokens(tmp_path: Pat
     with pytest.raises(ConfigError) as refused:
         load_config(write(tmp_path, bad, "bad.yaml"))
     assert [p.key for p in refused.value.problems] == ["auto.publish.targets[0].url"]
+
+
+def test_the_embedded_server_as_one_node_of_several(tmp_path: Path) -> None:
+    secret = tmp_path / "cluster-secret"
+    secret.write_text("nodes-share-this\n")
+    secret.chmod(0o600)
+    text = (
+        "server:\n  apps_file: state/apps.yaml\n  host: 10.0.0.7\n  port: 8791\n"
+        "  store: redis://10.0.0.2:6379/0\n"
+        f"  cluster: {{node_id: door-node, secret_file: {secret}}}\n"
+    )
+    cluster = load_config(write(tmp_path, text), env={}).server_settings().cluster
+    assert cluster is not None
+    assert (cluster.store_url, cluster.node_id) == ("redis://10.0.0.2:6379/0", "door-node")
+    assert (cluster.advertise_url, cluster.secret) == ("http://10.0.0.7:8791", "nodes-share-this")
+    assert load_config(write(tmp_path, "server: {}"), env={}).server_settings().cluster is None
+    for wrong in ("server: {store: 'redis://r:6379/0'}", "server: {store: 'mysql://db'}"):
+        with pytest.raises(ConfigError) as exc:
+            parse_config(wrong)
+        assert [p[0] for p in problems(exc)] == ["server.store"], wrong

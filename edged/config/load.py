@@ -47,6 +47,8 @@ def _resolve_secrets(
         server["sfu"] = read(("server", "sfu"), cfg.server.sfu)
     if cfg.server.turn is not None:
         server["turn"] = read(("server", "turn"), cfg.server.turn)
+    if cfg.server.cluster is not None:
+        server["cluster"] = read(("server", "cluster"), cfg.server.cluster)
     if server:
         update["server"] = cfg.server.model_copy(update=server)
     publish = cfg.auto.publish
@@ -65,6 +67,9 @@ def _cross_checks(cfg: Config) -> list[tuple[KeyPath, str]]:
     r, v, t, s, m = cfg.room, cfg.video, cfg.timers, cfg.server, cfg.mqtt
     if s.turn is not None and s.turn.secret is None:
         out.append((("server", "turn"), "needs its shared secret: secret_file, secret_env, secret"))
+    if s.store != "memory" and (s.cluster is None or s.cluster.secret is None):
+        text = "a Redis store needs server.cluster's secret: secret_file, secret_env, secret"
+        out.append((("server", "store"), text))
     if s.turn is not None and s.turn.min_ttl_s > s.turn.max_ttl_s:
         out.append((("server", "turn", "min_ttl_s"), "must not be over max_ttl_s"))
     if not r.server_url and not s.enabled:

@@ -129,6 +129,7 @@ class Config(Section):
         An app secret given in room overrides the file's for room.app_id.
         """
         from ..server.apps import load_apps
+        from ..server.cluster import cluster_settings
         from ..server.settings import ServerSettings, SfuSettings
         from ..server.turn import TurnSettings
 
@@ -151,6 +152,16 @@ class Config(Section):
                 min_ttl_s=s.turn.min_ttl_s,
                 max_ttl_s=s.turn.max_ttl_s,
             )
+        c = s.cluster
+        cluster = cluster_settings(
+            s.store,
+            host=s.host,
+            port=s.port,
+            https=s.tls is not None,
+            secret=c.secret.get_secret_value() if c is not None and c.secret else None,
+            node_id=c.node_id if c is not None else None,
+            advertise_url=c.advertise_url if c is not None else None,
+        )
         known = dict(apps) if apps is not None else load_apps(self.apps_path(), self.room.app_id)
         if self.room.app_secret is not None:
             known[self.room.app_id] = self.room.app_secret.get_secret_value()
@@ -166,6 +177,7 @@ class Config(Section):
             key_file=str(s.tls.key_file) if s.tls else None,
             sfu=sfu,
             turn=turn,
+            cluster=cluster,
         )
 
     def engine_profile(

@@ -335,6 +335,18 @@ class TurnSection(Section):
     max_ttl_s: Annotated[float, Field(ge=60, le=604800)] = 86400.0
 
 
+class ClusterSection(Section):
+    """This embedded server as one node of several sharing ``server.store``
+    (docs/scaling.md, "Several room-server nodes")."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("secret",)
+    node_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    advertise_url: Annotated[str, Field(pattern=r"^https?://", max_length=256)] | None = None
+    secret: InlineSecret = None
+    secret_file: OptPath = None
+    secret_env: EnvName | None = None
+
+
 class ServerSection(Section):
     """The embedded room server: on by default when room.server_url is empty."""
 
@@ -349,6 +361,8 @@ class ServerSection(Section):
     print_join_info: bool = False
     sfu: SfuSection | None = None
     turn: TurnSection | None = None
+    store: Annotated[str, Field(pattern=r"^(memory|redis://.*|rediss://.*|unix://.*)$")] = "memory"
+    cluster: ClusterSection | None = None
 
 
 class TimersSection(Section):
