@@ -5,6 +5,7 @@ nodes can get wrong. Every rule of the rooms suite also runs across three nodes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,10 +31,12 @@ from edged.testing.daemon import start_listening, stop_process
 from edged.testing.janus import free_port
 from edged.testing.redis import RedisServer
 from edged.testing.waiting import until
+from edged.tokens import mint
 
 from conftest import APP, CLUSTER_SECRET, SECRET, RunningServer, ServerFactory, serving
 from enginekit import AnalysisSink, make_engine
 from protoclient import ProtoClient
+from test_whep import delete, left_the_room, whep_play
 
 
 @pytest.fixture
@@ -268,3 +271,27 @@ async def test_a_node_killed_mid_call_is_silent_to_the_room(tmp_path: Path) -> N
             await balancer.stop()
         await nodes.stop()
         await redis.stop()
+
+
+@pytest.mark.netns
+async def test_whep_through_any_node_plays_the_stream_of_another(nodes: ServerFactory) -> None:
+    srv = await nodes()
+    board, rec = make_engine(srv)  # node 0 runs the room
+    async with board:
+        await board.login_room("r", User("board"), RoomConfig(user_update=True))
+        await board.start_publishing("cam")
+        via = dataclasses.replace(srv, url=srv.urls[1], clients=[])
+        played = await whep_play(via, mint(SECRET, APP, "tv", 600))
+        try:
+            assert played.status == 201, played.body
+            location = played.headers["Location"]
+            await until(lambda: played.sink.video is not None, 20)
+            await until(lambda: played.sink.video.stats().decoded >= 15, 20)  # type: ignore[union-attr]
+            assert [v.user_id for v in board.publishers["cam"].viewers] == ["tv"]
+            # Its DELETE through a third node reaches the resource on node 0.
+            other = dataclasses.replace(srv, url=srv.urls[2], clients=[])
+            assert await delete(other, location, "tv") == 200
+            await until(lambda: not board.publishers["cam"].viewers)
+            await until(lambda: left_the_room(rec, "tv"))
+        finally:
+            await played.pc.close()

@@ -256,6 +256,11 @@ class Cluster:
         )
         return owner
 
+    async def stream_node(self, app_id: str, stream_id: str) -> str | None:
+        """The node publishing ``stream_id``, None when no node does."""
+        node: str | None = await self._call(self._redis.get(self._key("stream", app_id, stream_id)))
+        return node
+
     async def node_url(self, node: str) -> str | None:
         """A live node's internal URL (cached for a second); None when it is dead."""
         cached = self._urls.get(node)

@@ -16,6 +16,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import aiohttp
@@ -25,11 +26,17 @@ from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..protocol import ClientMessage, Login, Publish, Resume
 from .cluster import Cluster, ClusterSettings, Holder
-from .proxy import CLUSTER_HEADER, proxy_socket
+from .proxy import CLIENT_HEADER, CLUSTER_HEADER, proxy_socket
 from .rooms import RoomService
 from .session import Connection, Session
+from .webrtc_http import problem
 
 log = logging.getLogger("edged.server.cluster")
+
+HOP_HEADERS = frozenset(
+    ("host", "connection", "keep-alive", "transfer-encoding", "content-length", "upgrade")
+)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 EARLY_KICK_S = 30.0
 """How long a kick for a session this node has not made yet is remembered (a login racing
@@ -85,6 +92,74 @@ class ClusterRouting:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/cluster/kick", self._on_kick)
+        app.middlewares.append(self._carry_http)
+
+    # ---- WHEP and WHIP requests -------------------------------------------------------------
+
+    @web.middleware
+    async def _carry_http(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A WHEP or WHIP request for a stream or room another node runs goes there: a
+        ``POST`` by the stream's (WHEP) or the room's (WHIP) node, a ``PATCH`` or ``DELETE``
+        by its resource's id, which starts with its node's."""
+        path = request.path
+        if (
+            not path.startswith(("/whep/", "/whip/"))
+            or request.method == "OPTIONS"
+            or self.from_node(request)
+        ):
+            return await handler(request)
+        try:
+            node = await self._node_of(path, request.method)
+            url = (
+                await self.cluster.node_url(node)
+                if node not in (None, self.cluster.node_id)
+                else None
+            )
+        except EdgedError as exc:
+            return problem(503, exc.code, exc.message)
+        if url is None:
+            return await handler(request)
+        return await self._forward(request, url)
+
+    async def _node_of(self, path: str, method: str) -> str | None:
+        parts = path.split(
+            "/"
+        )  # "", whep, app, stream[, resource] / "", whip, app, room, stream[, resource]
+        whep = parts[1] == "whep"
+        resource = len(parts) == (5 if whep else 6)
+        if resource:
+            node, dot, _ = parts[-1].partition(".")
+            return node if dot else None
+        if method != "POST" or len(parts) != (4 if whep else 5):
+            return None
+        if whep:
+            return await self.cluster.stream_node(parts[2], parts[3])
+        return await self.cluster.room_owner(parts[2], parts[3])
+
+    async def _forward(self, request: web.Request, url: str) -> web.Response:
+        assert self._http is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        headers[CLUSTER_HEADER] = self.settings.secret
+        headers[CLIENT_HEADER] = request.remote or "unknown"
+        try:
+            async with asyncio.timeout(30):
+                async with self._http.request(
+                    request.method,
+                    url + request.path_qs,
+                    headers=headers,
+                    data=await request.read(),
+                    allow_redirects=False,
+                ) as upstream:
+                    body = await upstream.read()
+                    response = web.Response(status=upstream.status, body=body)
+                    for key, value in upstream.headers.items():
+                        if key.lower() not in HOP_HEADERS:
+                            response.headers.add(key, value)
+                    return response
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return problem(
+                503, ErrorCode.ROOM_STATE_UNAVAILABLE, "the room's node cannot be reached"
+            )
 
     def from_node(self, request: web.Request) -> bool:
         """Whether ``request`` carries the cluster secret (another node sent it)."""

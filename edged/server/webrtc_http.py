@@ -3,6 +3,7 @@ bodies carrying the error table's codes, and trickle-ice-sdpfrag candidates."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -85,6 +86,13 @@ class Resources(Protocol):
     async def post(self, request: web.Request) -> web.Response: ...
     async def patch(self, request: web.Request) -> web.Response: ...
     async def delete(self, request: web.Request) -> web.Response: ...
+
+
+def resource_id(node_id: str | None) -> str:
+    """A new WHEP or WHIP resource's id; with several nodes, it starts with the node's id
+    (so that its ``PATCH`` and ``DELETE`` reach it through any node)."""
+    token = secrets.token_hex(8)
+    return f"{node_id}.{token}" if node_id else token
 
 
 def add_resource_routes(app: web.Application, path: str, endpoint: Resources) -> None:

@@ -48,6 +48,7 @@ from .webrtc_http import (
     login_without_socket,
     problem,
     refuse_offer,
+    resource_id,
     resource_owner,
 )
 
@@ -125,7 +126,7 @@ class WhepEndpoint:
                 **{"Retry-After": str(RETRY_AFTER_S)},
             )
         offer = SessionDescription(type="offer", sdp=await request.text())
-        viewer = Viewer(secrets.token_hex(8), f'"{secrets.token_hex(8)}"', self._end)
+        viewer = Viewer(resource_id(self.rooms.node_id), f'"{secrets.token_hex(8)}"', self._end)
         logged_in = login_without_socket(self.rooms, request, app_id, room_id, viewer.on_push)
         if isinstance(logged_in, web.Response):
             return logged_in

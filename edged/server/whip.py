@@ -34,6 +34,7 @@ from .webrtc_http import (
     login_without_socket,
     problem,
     refuse_offer,
+    resource_id,
     resource_owner,
 )
 
@@ -103,7 +104,9 @@ class WhipEndpoint:
                 else ErrorCode.RELAY_UNAVAILABLE
             )
             return problem(503, code, str(exc))
-        encoder = Encoder(secrets.token_hex(8), f'"{secrets.token_hex(8)}"', session, stream_id)
+        encoder = Encoder(
+            resource_id(self.rooms.node_id), f'"{secrets.token_hex(8)}"', session, stream_id
+        )
         self.encoders[encoder.resource_id] = encoder
         self.rooms.announce_stream(session, stream)
         log_event(log, logging.INFO, "whip_publish", stream=stream_id, resource=encoder.resource_id)
