@@ -38,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 APP, SECRET = "load", "load-secret-0123456789-0123456789-abcdefgh"
+CLUSTER_SECRET = "load-cluster-secret"
 
 
 WANTED_FILES = 65_536
@@ -99,10 +100,11 @@ def pct(values: list[float], q: float) -> float:
 # ---- the server process ----------------------------------------------------------------
 
 
-async def serve(port: int, profile: str | None) -> None:
+async def serve(port: int, profile: str | None, store: str | None, node: int) -> None:
     from aiohttp import web
 
     from edged.server.app import RoomServer
+    from edged.server.cluster import ClusterSettings
     from edged.server.settings import Limits, ServerSettings
 
     with contextlib.suppress(ImportError):  # a checkout from before it existed
@@ -117,11 +119,13 @@ async def serve(port: int, profile: str | None) -> None:
         ip_connects_per_s=1e6,
         ip_connect_burst=1e6,
     )
-    server = RoomServer(
-        ServerSettings(
-            apps={APP: SECRET}, heartbeat_interval_s=30, heartbeat_timeout_s=90, limits=limits
-        )
+    settings = ServerSettings(
+        apps={APP: SECRET}, heartbeat_interval_s=30, heartbeat_timeout_s=90, limits=limits
     )
+    if store is not None:
+        url = f"http://127.0.0.1:{port}"
+        settings.cluster = ClusterSettings(store, f"node{node}", url, CLUSTER_SECRET)
+    server = RoomServer(settings)
     runner = web.AppRunner(server.make_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
@@ -285,12 +289,14 @@ class User:
 
 
 async def generate(
-    host: str, port: int, rooms: list[str], per_room: int, rate: float
+    host: str, ports: list[int], rooms: list[str], per_room: int, rate: float
 ) -> dict[str, Any]:
     from edged.tokens import mint
 
     raise_file_limit()
     users = [User(f"{room}-u{i}", room) for room in rooms for i in range(per_room)]
+    # With several nodes, a room's users reach them in turn (as a round-robin balancer).
+    node_of = {u.name: i % len(ports) for i, u in enumerate(users)}
     # Join rooms round-robin so every room fills at the same pace.
     order = [users[r * per_room + i] for i in range(per_room) for r in range(len(rooms))]
     tokens = {u.name: mint(SECRET, APP, u.name, 3600) for u in users}
@@ -305,7 +311,7 @@ async def generate(
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         t0 = time.perf_counter()
         try:
-            await user.connect(host, port)
+            await user.connect(host, ports[node_of[user.name]])
             sent_at[user.name] = time.perf_counter()
             reply = await user.request(
                 "login",
@@ -333,12 +339,14 @@ async def generate(
             await second.request("play", stream_id=f"{room}-cam")
     await asyncio.sleep(1.0)
     # Only users who joined after u: earlier ones reached u as its initial ADD.
-    notify_ms = [
-        (heard - sent_at[joiner]) * 1000
+    notified = [
+        ((heard - sent_at[joiner]) * 1000, node_of[joiner] != node_of[u.name])
         for u in users
         for joiner, heard in u.heard.items()
         if joiner in sent_at and u.name in sent_at and sent_at[joiner] > sent_at[u.name]
     ]
+    notify_ms = [ms for ms, _ in notified]
+    cross_ms = [ms for ms, across in notified if across]
     print("idle", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
@@ -357,6 +365,7 @@ async def generate(
         "login_s": login_s,
         "login_ms": login_ms,
         "notify_ms": notify_ms,
+        "cross_ms": cross_ms,
         "cpu_s": login_cpu,
     }
 
@@ -364,61 +373,76 @@ async def generate(
 # ---- orchestration ---------------------------------------------------------------------
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1,000 users in 100 rooms")
-    parser.add_argument("--users", type=int, default=5000)
-    parser.add_argument("--rooms", type=int, default=500)
-    parser.add_argument("--rate", type=float, default=1000.0, help="target logins per second")
-    parser.add_argument("--generators", type=int, default=2)
-    parser.add_argument(
-        "--server-cpu", type=int, default=0, help="the CPU the server is pinned to (default 0)"
-    )
-    parser.add_argument(
-        "--no-pin", action="store_true", help="do not pin the server and generators to CPUs"
-    )
-    parser.add_argument(
-        "--server-profile",
-        metavar="FILE",
-        help="write a cProfile of the server's login phase to FILE (pstats format)",
-    )
-    parser.add_argument("--role", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--room-list", help=argparse.SUPPRESS)
-    parser.add_argument("--per-room", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.role == "server":
-        raise_file_limit()
-        asyncio.run(serve(args.port, args.server_profile))
-        return
-    if args.role == "generator":
-        rooms = args.room_list.split(",")
-        result = asyncio.run(generate("127.0.0.1", args.port, rooms, args.per_room, args.rate))
-        print(json.dumps(result), flush=True)
-        return
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
+
+class Redis:
+    """A redis-server of the benchmark's own (no persistence) and what it holds."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        self.proc = subprocess.Popen(
+            [*argv, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        raise SystemExit("redis-server did not start")
+
+    def used_memory(self) -> int:
+        with socket.create_connection(("127.0.0.1", self.port)) as conn:
+            conn.sendall(b"INFO memory\r\n")
+            data = b""
+            while b"used_memory:" not in data or not data.endswith(b"\r\n"):
+                data += conn.recv(65536)
+        line = next(x for x in data.decode().split("\r\n") if x.startswith("used_memory:"))
+        return int(line.split(":")[1])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def run(args: argparse.Namespace, store: str, nodes: int) -> dict[str, Any]:
+    """One load run: ``nodes`` server processes (sharing a Redis with ``store`` redis),
+    the generators, and the figures."""
     users, rooms = (1000, 100) if args.quick else (args.users, args.rooms)
     load_before = float(Path("/proc/loadavg").read_text().split()[0])
     per_room = max(2, users // rooms)
     room_ids = [f"room{r}" for r in range(rooms)]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    ports = [free_port() for _ in range(nodes)]
     files = raise_file_limit()  # the children inherit it
-    pins = pinning(None if args.no_pin else args.server_cpu)
-    me = [sys.executable, __file__, "--port", str(port)]
+    pins = pinning(None if args.no_pin or nodes > 1 else args.server_cpu)
+    redis = Redis() if store == "redis" else None
+    me = [sys.executable, __file__]
     extra = ["--server-profile", args.server_profile] if args.server_profile else []
-    server = subprocess.Popen(
-        [*me, *extra, "--role", "server"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=pinned_to(pins[0] if pins else None),
-    )
-    assert server.stdout is not None and server.stdin is not None
-    if server.stdout.readline().strip() != "ready":
-        raise SystemExit("the server did not start")
-    base_rss, base_cpu = rss_kb(server.pid), cpu_s(server.pid)
+    if redis is not None:
+        extra += ["--store-url", redis.url]
+    servers = []
+    for node, port in enumerate(ports):
+        servers.append(
+            subprocess.Popen(
+                [*me, *extra, "--port", str(port), "--node", str(node), "--role", "server"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                preexec_fn=pinned_to(pins[0] if pins else None),
+            )
+        )
+    for server in servers:
+        assert server.stdout is not None and server.stdin is not None
+        if server.stdout.readline().strip() != "ready":
+            raise SystemExit("a server did not start")
+    redis_before = redis.used_memory() if redis is not None else 0
+    base_rss = [rss_kb(server.pid) for server in servers]
+    base_cpu = [cpu_s(server.pid) for server in servers]
     gens = []
     share = args.rate / args.generators
     for g in range(args.generators):
@@ -427,6 +451,8 @@ def main() -> None:
             subprocess.Popen(
                 [
                     *me,
+                    "--ports",
+                    ",".join(map(str, ports)),
                     "--role",
                     "generator",
                     "--room-list",
@@ -447,23 +473,39 @@ def main() -> None:
         if gen.stdout.readline().strip() != "idle":
             raise SystemExit("a generator failed")
     time.sleep(1.0)
-    idle_rss, (user_s, sys_s) = rss_kb(server.pid), cpu_s(server.pid)
-    login_cpu, login_sys = user_s + sys_s - sum(base_cpu), sys_s - base_cpu[1]
-    server.send_signal(signal.SIGUSR1)
-    gc_stats = json.loads(server.stdout.readline())
+    idle_rss = [rss_kb(server.pid) for server in servers]
+    login_cpu = login_sys = 0.0
+    for server, before in zip(servers, base_cpu, strict=True):
+        user_s, sys_s = cpu_s(server.pid)
+        login_cpu += user_s + sys_s - sum(before)
+        login_sys += sys_s - before[1]
+    redis_idle = redis.used_memory() if redis is not None else 0
+    gc_stats: dict[str, list[float]] = {"gc_runs": [0, 0, 0], "gc_s": [0.0, 0.0, 0.0]}
+    for server in servers:
+        assert server.stdout is not None
+        server.send_signal(signal.SIGUSR1)
+        one = json.loads(server.stdout.readline())
+        for key in ("gc_runs", "gc_s"):
+            gc_stats[key] = [a + b for a, b in zip(gc_stats[key], one[key], strict=True)]
     load_after = float(Path("/proc/loadavg").read_text().split()[0])
     results = []
     for gen in gens:
         out, _ = gen.communicate(input="\n", timeout=300)
         results.append(json.loads(out.strip().splitlines()[-1]))
-    server.communicate(input="", timeout=60)
+    for server in servers:
+        server.communicate(input="", timeout=60)
+    if redis is not None:
+        redis.stop()
 
     logged_in = sum(r["logged_in"] for r in results)
     login_ms = [x for r in results for x in r["login_ms"]]
     notify_ms = [x for r in results for x in r["notify_ms"]]
+    cross_ms = [x for r in results for x in r["cross_ms"]]
     login_s = max(r["login_s"] for r in results)
-    kb_per_user = (idle_rss - base_rss) / max(1, logged_in)
-    figures = {
+    kb_per_user = (sum(idle_rss) - sum(base_rss)) / max(1, logged_in)
+    figures: dict[str, Any] = {
+        "store": store,
+        "nodes": nodes,
         "users": logged_in,
         "rooms": rooms,
         "errors": sum(r["errors"] for r in results),
@@ -474,10 +516,16 @@ def main() -> None:
         "notify_p50_ms": round(pct(notify_ms, 50), 2),
         "notify_p99_ms": round(pct(notify_ms, 99), 2),
         "notifications": len(notify_ms),
+        "cross_node_notify_p99_ms": round(pct(cross_ms, 99), 2) if cross_ms else None,
+        "cross_node_notifications": len(cross_ms),
         "kb_per_user": round(kb_per_user, 1),
-        "server_rss_mb": round(idle_rss / 1024, 1),
+        "server_rss_mb": round(sum(idle_rss) / 1024, 1),
         "server_cpu_s_logins": round(login_cpu, 2),
+        "server_cpu_ms_per_login": round(login_cpu * 1000 / max(1, logged_in), 3),
         "server_sys_s_logins": round(login_sys, 2),
+        "redis_bytes_per_user": (
+            round((redis_idle - redis_before) / max(1, logged_in)) if redis else None
+        ),
         "server_gc_s_logins": round(sum(gc_stats["gc_s"]), 2),
         "server_gc_s_by_generation": [round(x, 3) for x in gc_stats["gc_s"]],
         "server_gc_runs": gc_stats["gc_runs"],
@@ -490,16 +538,78 @@ def main() -> None:
     placement = (
         f"server pinned to CPU {cpu_list(pins[0])}, generators to CPU {cpu_list(pins[1])}"
         if pins
-        else "not pinned"
+        else "not pinned (the kernel places every process)"
     )
+    where = f"{nodes} node(s) sharing Redis" if redis is not None else "one in-memory server"
     print(
-        f"# {logged_in} users in {rooms} rooms, {args.generators} generator processes, "
-        f"target {args.rate:g} logins/s, {os.cpu_count()} CPUs, {placement}, "
+        f"# {where}: {logged_in} users in {rooms} rooms, {args.generators} generator "
+        f"processes, target {args.rate:g} logins/s, {os.cpu_count()} CPUs, {placement}, "
         f"open-file limit {files}, load average {load_before} before, {load_after} at idle"
     )
     for key, value in figures.items():
-        print(f"{key:<24}{value}")
-    print(json.dumps(figures))
+        print(f"{key:<26}{value}")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 users in 100 rooms")
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--rooms", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=1000.0, help="target logins per second")
+    parser.add_argument("--generators", type=int, default=2)
+    parser.add_argument(
+        "--store",
+        choices=("memory", "redis"),
+        default="memory",
+        help="redis: --nodes server processes sharing a Redis of the benchmark's own, after"
+        " an in-memory run of the same load to compare with (default: memory)",
+    )
+    parser.add_argument("--nodes", type=int, default=2, help="with --store redis (default 2)")
+    parser.add_argument(
+        "--server-cpu", type=int, default=0, help="the CPU the server is pinned to (default 0)"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin the server and generators to CPUs"
+    )
+    parser.add_argument(
+        "--server-profile",
+        metavar="FILE",
+        help="write a cProfile of the server's login phase to FILE (pstats format)",
+    )
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ports", help=argparse.SUPPRESS)
+    parser.add_argument("--node", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--store-url", help=argparse.SUPPRESS)
+    parser.add_argument("--room-list", help=argparse.SUPPRESS)
+    parser.add_argument("--per-room", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "server":
+        raise_file_limit()
+        asyncio.run(serve(args.port, args.server_profile, args.store_url, args.node))
+        return
+    if args.role == "generator":
+        rooms = args.room_list.split(",")
+        ports = [int(p) for p in args.ports.split(",")]
+        result = asyncio.run(generate("127.0.0.1", ports, rooms, args.per_room, args.rate))
+        print(json.dumps(result), flush=True)
+        return
+    if args.store == "memory":
+        print(json.dumps(run(args, "memory", 1)))
+        return
+    memory = run(args, "memory", 1)
+    redis = run(args, "redis", args.nodes)
+    ratio = redis["server_cpu_ms_per_login"] / max(1e-9, memory["server_cpu_ms_per_login"])
+    summary = {
+        **redis,
+        "memory_server_cpu_ms_per_login": memory["server_cpu_ms_per_login"],
+        "memory_login_p99_ms": memory["login_p99_ms"],
+        "memory_logins_per_s": memory["logins_per_s"],
+        "cpu_per_login_vs_memory": round(ratio, 2),
+    }
+    print(f"server CPU per login: {ratio:.2f}x the in-memory server's in the same run")
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
