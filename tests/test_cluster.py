@@ -18,14 +18,15 @@ import yaml
 
 from edged.engine.config import RoomConfig
 from edged.engine.events import (
+    PlayerRecvVideoFirstFrame,
     PlayerStateUpdate,
     RoomStateChanged,
     RoomStreamUpdate,
     RoomUserUpdate,
 )
 from edged.model import PlayerState as PS
+from edged.model import RoomState, User
 from edged.model import RoomStateChangedReason as R
-from edged.model import User
 from edged.testing.balancer import Balancer
 from edged.testing.daemon import start_listening, stop_process
 from edged.testing.janus import free_port
@@ -219,58 +220,78 @@ class Address:
     url: str
 
 
-@pytest.mark.netns
-@pytest.mark.timeout(120)
-async def test_a_node_killed_mid_call_is_silent_to_the_room(tmp_path: Path) -> None:
+@pytest.fixture
+async def processes(tmp_path: Path) -> AsyncIterator[tuple[NodeProcesses, Balancer]]:
+    """Three node processes sharing a Redis, behind a balancer that takes them in order."""
     redis = RedisServer(tmp_path)
     await redis.start()
     nodes = NodeProcesses(tmp_path, redis, 3)
-    balancer: Balancer | None = None
+    balancer = Balancer([("127.0.0.1", port) for port in nodes.ports])
     try:
         for node in range(3):
             await nodes.start(node)
-        # The balancer's turn: node 1 first, then 2, then 0.
-        balancer = Balancer([("127.0.0.1", nodes.ports[i]) for i in (1, 2, 0)])
         await balancer.start()
-        observer, seen = make_engine(Address(nodes.url(0)))  # type: ignore[arg-type]
-        publisher, rec_p = make_engine(Address(balancer.url))  # type: ignore[arg-type]
-        viewer, rec_v = make_engine(Address(balancer.url))  # type: ignore[arg-type]
-        sink = AnalysisSink()
-        async with observer, publisher, viewer:
-            # The room is node 0's (its first login); the publisher reaches node 1 and the
-            # viewer node 2, both carried to node 0.
-            await observer.login_room("r", User("O"), RoomConfig(user_update=True))
-            await publisher.login_room("r", User("P"))
-            await publisher.start_publishing("cam")
-            await viewer.login_room("r", User("V"))
-            await viewer.start_playing("cam", sink)
-            await until(lambda: sink.video is not None and sink.video.stats().decoded >= 15, 20)
-            assert balancer.chosen[:2] == [0, 1]
-            await until(lambda: len(seen.of(RoomStreamUpdate)) == 1)
-            before = len(seen.events)
-            assert sink.video is not None
-            decoded = sink.video.stats().decoded
-            played = len(rec_v.of(PlayerStateUpdate))
-
-            await nodes.kill(1)  # the publisher's node
-            await until(
-                lambda: any(e.reason == R.RECONNECTED for e in rec_p.of(RoomStateChanged)), 30
-            )
-            reasons = [e.reason for e in rec_p.of(RoomStateChanged)]
-            assert reasons[-2:] == [R.RECONNECTING, R.RECONNECTED]
-            # The media never went through the dead node: frames kept coming all along.
-            await until(lambda: sink.video is not None and sink.video.stats().decoded > decoded)
-            assert viewer.player_state("cam") == PS.PLAYING
-            assert len(rec_v.of(PlayerStateUpdate)) == played, rec_v.of(PlayerStateUpdate)
-            # The publisher resumed on node 0: the room heard nothing, the stream is listed.
-            assert "cam" in observer.streams
-            heard = {type(e) for e in seen.events[before:]}
-            assert not {RoomUserUpdate, RoomStreamUpdate} & heard, seen.events[before:]
+        yield nodes, balancer
     finally:
-        if balancer is not None:
-            await balancer.stop()
+        await balancer.stop()
         await nodes.stop()
         await redis.stop()
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("kill", "what"), [(1, "a node that carries a client"), (0, "the node that runs the room")]
+)
+async def test_a_node_killed_mid_call_is_silent_to_the_room(
+    processes: tuple[NodeProcesses, Balancer], kill: int, what: str
+) -> None:
+    nodes, balancer = processes
+    publisher, rec_p = make_engine(Address(balancer.url))  # type: ignore[arg-type]
+    viewer, rec_v = make_engine(Address(balancer.url))  # type: ignore[arg-type]
+    observer, seen = make_engine(Address(balancer.url))  # type: ignore[arg-type]
+    sink = AnalysisSink()
+    async with publisher, viewer, observer:
+        # The balancer sends them to nodes 0, 1 and 2: the room is node 0's (its first
+        # login), the viewer and the observer are carried there by nodes 1 and 2.
+        await publisher.login_room("r", User("P"))
+        await publisher.start_publishing("cam")
+        await viewer.login_room("r", User("V"))
+        await viewer.start_playing("cam", sink)
+        await observer.login_room("r", User("O"), RoomConfig(user_update=True))
+        assert balancer.chosen[:3] == [0, 1, 2]
+        await until(lambda: sink.video is not None and sink.video.stats().decoded >= 15, 20)
+        await until(lambda: "cam" in observer.streams)
+        before = len(seen.events)
+        assert sink.video is not None
+        decoded = sink.video.stats().decoded
+        played = len(rec_v.of(PlayerStateUpdate))
+
+        await nodes.kill(kill)
+        # Whoever lost its socket reconnects through the balancer and resumes (on the
+        # room's node, or on the node that took the room over from its dead one).
+        dropped = [rec_p, rec_v, seen] if kill == 0 else [rec_v]
+        for rec in dropped:
+            await until(
+                lambda rec=rec: any(e.reason == R.RECONNECTED for e in rec.of(RoomStateChanged)),
+                30,
+                f"a reconnection after {what} died",
+            )
+            reasons = [e.reason for e in rec.of(RoomStateChanged)]
+            assert reasons[-2:] == [R.RECONNECTING, R.RECONNECTED], reasons
+        # Peer-to-peer media never went through the dead node: frames kept coming.
+        await until(lambda: sink.video is not None and sink.video.stats().decoded > decoded + 15)
+        assert viewer.player_state("cam") == PS.PLAYING
+        # The viewer's own signaling dropped: it reported the interruption and its end,
+        # its peer connection kept (one first frame in all).
+        states = [(e.state, e.error_code) for e in rec_v.of(PlayerStateUpdate)[played:]]
+        assert states == [(PS.PLAY_REQUESTING, 0), (PS.PLAYING, 0)], states
+        assert len(rec_v.of(PlayerRecvVideoFirstFrame)) == 1
+        # The room heard nothing: nobody left or came, the stream is still listed.
+        assert "cam" in observer.streams
+        heard = {type(e) for e in seen.events[before:]}
+        assert not {RoomUserUpdate, RoomStreamUpdate} & heard, seen.events[before:]
+        assert observer.room_state == RoomState.CONNECTED
 
 
 @pytest.mark.netns

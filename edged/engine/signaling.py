@@ -95,6 +95,7 @@ class SignalingClient:
         self._reader: asyncio.Task[None] | None = None
         self._beats: asyncio.Task[None] | None = None
         self._closing = False
+        self._recovering = False
 
     @property
     def connected(self) -> bool:
@@ -229,11 +230,19 @@ class SignalingClient:
         if self._closing:
             self._on_state(LinkState.ENDED, None)
             return
-        if self.result is not None:
+        if self.result is not None and not self._recovering:
+            # (A socket lost while resuming is the running recovery's to retry.)
             self._on_state(LinkState.INTERRUPTED, ErrorCode.NETWORK_INTERRUPTED)
             self._spawn(self._recover())
 
     async def _recover(self) -> None:
+        self._recovering = True
+        try:
+            await self._recover_session()
+        finally:
+            self._recovering = False
+
+    async def _recover_session(self) -> None:
         deadline = time.monotonic() + self.timers.reconnect_give_up
         backoff = Backoff(self.timers.retry_min, self.timers.retry_max)
         while not self._closing and time.monotonic() < deadline:

@@ -70,9 +70,9 @@ class RoomServer:
         self.routing: ClusterRouting | None = None
         if settings.cluster is not None:
             self.routing = ClusterRouting(settings.cluster, self)
-            cluster = self.routing.cluster
+            node_id = self.routing.cluster.node_id
             self.rooms = RoomService(
-                settings, store or MemoryRoomStore(), node_id=cluster.node_id, claims=cluster
+                settings, store or MemoryRoomStore(), node_id=node_id, shared=self.routing
             )
         else:
             self.rooms = RoomService(settings, store or MemoryRoomStore())

@@ -35,7 +35,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,12 @@ end
 if holder == ARGV[1] then return 1 end
 redis.call('SET', KEYS[1], ARGV[1])
 return 2
+"""
+# KEYS[1]; ARGV[1] the dead holder's value, ARGV[2] the new one: taken over only from it.
+_TAKE_OVER = """
+local now = redis.call('GET', KEYS[1])
+if now == false or now == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
+return 0
 """
 # KEYS[1]; ARGV[1] the value it must still hold.
 _RELEASE = """
@@ -119,6 +125,20 @@ def cluster_settings(
     return ClusterSettings(store, name, advertise_url.rstrip("/"), secret)
 
 
+@dataclass(slots=True)
+class Holdings:
+    """What a node holds, to write back after Redis lost it."""
+
+    rooms: list[tuple[str, str]]
+    users: list[tuple[str, str, str]]
+    """(app, user, session)"""
+    streams: list[tuple[str, str]]
+    members: list[tuple[str, str, str, str, str]]
+    """(app, room, session, resume token, record)"""
+    links: list[tuple[str, str, str, str]]
+    """(app, room, link, record)"""
+
+
 @dataclass(frozen=True, slots=True)
 class Holder:
     """A user's session somewhere in the cluster."""
@@ -138,14 +158,7 @@ class Cluster:
     def __init__(
         self,
         settings: ClusterSettings,
-        snapshot: Callable[
-            [],
-            tuple[
-                Iterable[tuple[str, str]],
-                Iterable[tuple[str, str, str]],
-                Iterable[tuple[str, str]],
-            ],
-        ],
+        snapshot: Callable[[], Holdings],
     ) -> None:
         import redis.asyncio as redis_asyncio  # only with --store redis://
 
@@ -160,6 +173,7 @@ class Cluster:
         self._own_room = self._redis.register_script(_OWN_ROOM)
         self._claim_stream = self._redis.register_script(_CLAIM_STREAM)
         self._release = self._redis.register_script(_RELEASE)
+        self._take_over = self._redis.register_script(_TAKE_OVER)
         self._snapshot = snapshot
         self.healthy = False
         self.last_error: str | None = None
@@ -221,19 +235,20 @@ class Cluster:
 
     async def _restore(self) -> None:
         """Write back the claims of everything this node holds (Redis lost them)."""
-        rooms, users, streams = self._snapshot()
+        held = self._snapshot()
         pipe = self._redis.pipeline(transaction=False)
-        count = 0
-        for app_id, room_id in rooms:
+        for app_id, room_id in held.rooms:
             pipe.set(self._key("room", app_id, room_id), self.node_id)
-            count += 1
-        for app_id, user_id, session_id in users:
+        for app_id, user_id, session_id in held.users:
             pipe.set(self._key("user", app_id, user_id), f"{self.node_id}{SEP}{session_id}")
-            count += 1
-        for app_id, stream_id in streams:
+        for app_id, stream_id in held.streams:
             pipe.set(self._key("stream", app_id, stream_id), self.node_id)
-            count += 1
+        for app_id, room_id, session_id, token, record in held.members:
+            self._member_commands(pipe, app_id, room_id, session_id, token, record)
+        for app_id, room_id, link_id, record in held.links:
+            pipe.hset(self._key("links", app_id, room_id), link_id, record)
         await pipe.execute()
+        count = len(held.rooms) + len(held.users) + len(held.streams) + len(held.links)
         if count:
             log_event(log, logging.INFO, "store_restored", node=self.node_id, keys=count)
 
@@ -300,6 +315,67 @@ class Cluster:
 
     def release_room(self, app_id: str, room_id: str) -> None:
         self._later(self._release(keys=[self._key("room", app_id, room_id)], args=[self.node_id]))
+
+    # ---- a room's records (adopt.py) --------------------------------------------------------
+
+    def _member_commands(
+        self, pipe: Any, app_id: str, room_id: str, session_id: str, token: str, record: str
+    ) -> None:
+        pipe.hset(self._key("members", app_id, room_id), session_id, record)
+        pipe.set(f"{PREFIX}resume:{token}", f"{app_id}{SEP}{room_id}")
+
+    def save_member(
+        self, app_id: str, room_id: str, session_id: str, token: str, record: str
+    ) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        self._member_commands(pipe, app_id, room_id, session_id, token, record)
+        self._later(pipe.execute())
+
+    def drop_member(self, app_id: str, room_id: str, session_id: str, token: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hdel(self._key("members", app_id, room_id), session_id)
+        pipe.delete(f"{PREFIX}resume:{token}")
+        self._later(pipe.execute())
+
+    def save_link(self, app_id: str, room_id: str, link_id: str, record: str | None) -> None:
+        key = self._key("links", app_id, room_id)
+        self._later(
+            self._redis.hset(key, link_id, record) if record else self._redis.hdel(key, link_id)
+        )
+
+    async def room_of_resume(self, token: str) -> tuple[str, str] | None:
+        """The (app, room) a resume token's session was in, as its node last wrote."""
+        value: str | None = await self._call(self._redis.get(f"{PREFIX}resume:{token}"))
+        if value is None or SEP not in value:
+            return None
+        app_id, room_id = value.split(SEP, 1)
+        return app_id, room_id
+
+    async def room_records(
+        self, app_id: str, room_id: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """A room's member and link records (a dead node's room, to adopt)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self._key("members", app_id, room_id))
+        pipe.hgetall(self._key("links", app_id, room_id))
+        members, links = await self._call(pipe.execute())
+        return dict(members), dict(links)
+
+    async def take_over(
+        self, users: list[tuple[str, str, str, str]], streams: list[tuple[str, str, str]]
+    ) -> None:
+        """Move the claims of adopted sessions, ``(app, user, session, dead node)``, and of
+        their streams, ``(app, stream, dead node)``, from the dead node to this one (unless
+        someone claimed them since)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for app_id, user_id, session_id, dead in users:
+            key = self._key("user", app_id, user_id)
+            old, new = f"{dead}{SEP}{session_id}", f"{self.node_id}{SEP}{session_id}"
+            await self._take_over(keys=[key], args=[old, new], client=pipe)
+        for app_id, stream_id, dead in streams:
+            key = self._key("stream", app_id, stream_id)
+            await self._take_over(keys=[key], args=[dead, self.node_id], client=pipe)
+        await self._call(pipe.execute())
 
     def _later(self, call: Any) -> None:
         """Run a release without waiting: a failure leaves a claim a dead-node check or the

@@ -71,6 +71,14 @@ class LinkTable:
             publisher.serving.add(link.link_id)
         return link
 
+    def restore(self, link_id: str, stream_id: str, publisher: Session, player: Session) -> Link:
+        """A peer-to-peer link another node had opened (its room adopted here)."""
+        link = Link(link_id, stream_id, publisher, player)
+        self._links[link_id] = link
+        player.playing[stream_id] = link_id
+        publisher.serving.add(link_id)
+        return link
+
     def pop(self, link_id: str) -> Link | None:
         """Forget a link (and both ends' record of it); None if it is already gone."""
         link = self._links.pop(link_id, None)

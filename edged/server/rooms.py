@@ -60,10 +60,18 @@ def _streams(
     )
 
 
-class Claims(Protocol):
-    """What a multi-node server is told when this node lets go of a user, stream or room."""
+class Shared(Protocol):
+    """What a multi-node server is told when a session, stream, link or room changes here
+    (it keeps the claims and the room's records in Redis)."""
 
-    def release_user(self, app_id: str, user_id: str, session_id: str) -> None: ...
+    def saved(self, session: Session) -> None:
+        """The session's identity, claims or streams changed (or it logged in)."""
+
+    def link_opened(self, link: Link) -> None: ...
+
+    def link_closed(self, link: Link) -> None: ...
+
+    def release_user(self, session: Session) -> None: ...
 
     def release_stream(self, app_id: str, stream_id: str) -> None: ...
 
@@ -79,13 +87,14 @@ class RoomService:
         store: RoomStore,
         *,
         node_id: str | None = None,
-        claims: Claims | None = None,
+        shared: Shared | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.node_id = node_id
         """With several nodes: this one's id, which starts its resume tokens."""
-        self.claims = claims
+        self.shared = shared
+        """With several nodes: told of every change the other nodes may need."""
         self.sessions: dict[str, Session] = {}
         self.roster = Roster(store, self.sessions)
         self._by_resume: dict[str, Session] = {}
@@ -178,6 +187,8 @@ class RoomService:
         if conn is not None:
             session.attach(conn, 0)
         self._token_timers.arm(session)
+        if self.shared is not None:
+            self.shared.saved(session)
         log_event(
             log,
             logging.INFO,
@@ -215,6 +226,8 @@ class RoomService:
         if conn.session is not None:
             raise EdgedError(ErrorCode.ALREADY_LOGGED_IN)
         session = self._by_resume.get(msg.resume_token)
+        if session is not None and session.adopted and not session.closed:
+            session.take_over(msg.last_seq)  # its room was taken over from a dead node
         if session is None or session.closed or not session.can_replay_from(msg.last_seq):
             raise EdgedError(ErrorCode.RESUME_FAILED)
         old_conn = session.conn
@@ -270,10 +283,10 @@ class RoomService:
         for stream_id in list(session.published):
             self.remove_stream(session, stream_id, reason)
         self.store.leave(session.app_id, session.room_id, session.user.user_id)
-        if self.claims is not None:
-            self.claims.release_user(session.app_id, session.user.user_id, session.session_id)
+        if self.shared is not None:
+            self.shared.release_user(session)
             if self.store.room(session.app_id, session.room_id) is None:
-                self.claims.release_room(session.app_id, session.room_id)
+                self.shared.release_room(session.app_id, session.room_id)
         self.sessions.pop(session.session_id, None)
         self._by_resume.pop(session.resume_token, None)
         self._to_room(
@@ -320,7 +333,17 @@ class RoomService:
         claims = renewed_claims(self.settings, session, token)
         session.claims = claims
         self._token_timers.arm(session)
+        if self.shared is not None:
+            self.shared.saved(session)
         return claims.expires_at
+
+    def arm_token(self, session: Session) -> None:
+        """Start the token's timers of a session made here without a login (adopted)."""
+        self._token_timers.arm(session)
+
+    def index_resume(self, session: Session) -> None:
+        """Let ``session`` be resumed by its token (a session made without a login)."""
+        self._by_resume[session.resume_token] = session
 
     def sweep(self, now: float | None = None) -> None:
         """Remove sessions silent for longer than the heartbeat timeout."""
@@ -351,6 +374,8 @@ class RoomService:
         log_event(log, logging.INFO, "publish", session=session.session_id, stream=stream.stream_id)
 
     def announce_stream(self, session: Session, stream: StreamInfo) -> None:
+        if self.shared is not None:
+            self.shared.saved(session)
         self._to_room(
             session.app_id,
             session.room_id,
@@ -364,8 +389,10 @@ class RoomService:
         session.published.discard(stream_id)
         session.relay.pop(stream_id, None)
         stream = self.store.remove_stream(session.app_id, stream_id)
-        if self.claims is not None:
-            self.claims.release_stream(session.app_id, stream_id)
+        if self.shared is not None:
+            self.shared.release_stream(session.app_id, stream_id)
+            if not session.closed:
+                self.shared.saved(session)
         if stream is not None:
             self._to_room(
                 session.app_id,
@@ -382,6 +409,8 @@ class RoomService:
             raise EdgedError(ErrorCode.NOT_PUBLISHING)
         stream = room.streams[stream_id].model_copy(update={"extra_info": extra_info})
         room.streams[stream_id] = stream
+        if self.shared is not None:
+            self.shared.saved(session)
         return stream
 
     def play(self, session: Session, stream_id: str, *, relay: bool = True) -> Link:
@@ -403,6 +432,8 @@ class RoomService:
         relayed = relay and sfu is not None and sfu.wanted(publisher, stream_id)
         link = self.links.open(stream_id, publisher, session, relayed)
         room.viewers[stream_id] = room.viewers.get(stream_id, 0) + 1
+        if self.shared is not None:
+            self.shared.link_opened(link)
         log_event(
             log,
             logging.INFO,
@@ -435,6 +466,8 @@ class RoomService:
         link = self.links.pop(link_id)
         if link is None:
             return
+        if self.shared is not None:
+            self.shared.link_closed(link)
         room = self.store.room(link.publisher.app_id, link.publisher.room_id)
         if link.player is not None and room is not None and link.stream_id in room.viewers:
             room.viewers[link.stream_id] -= 1

@@ -20,12 +20,14 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import aiohttp
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..protocol import ClientMessage, Login, Publish, Resume
-from .cluster import Cluster, ClusterSettings, Holder
+from .adopt import adopt, link_record, session_record
+from .cluster import Cluster, ClusterSettings, Holder, Holdings
+from .links import Link
 from .proxy import CLIENT_HEADER, CLUSTER_HEADER, proxy_socket
 from .rooms import RoomService
 from .session import Connection, Session
@@ -69,15 +71,92 @@ class ClusterRouting:
         self._http: aiohttp.ClientSession | None = None
         self._early_kicks: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._adopting: dict[tuple[str, str], asyncio.Future[None]] = {}
 
-    def _holdings(
-        self,
-    ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]], list[tuple[str, str]]]:
-        sessions = [s for s in self.server.rooms.sessions.values() if not s.closed]
-        rooms = sorted({(s.app_id, s.room_id) for s in sessions})
-        users = [(s.app_id, s.user.user_id, s.session_id) for s in sessions]
-        streams = [(s.app_id, stream) for s in sessions for stream in s.published]
-        return rooms, users, streams
+    def _holdings(self) -> Holdings:
+        rooms = self.server.rooms
+        sessions = [s for s in rooms.sessions.values() if not s.closed]
+        links = []
+        for session in sessions:
+            for link_id in session.serving:
+                link = rooms.links.get(link_id)
+                record = link_record(link) if link is not None else None
+                if record is not None:
+                    links.append((session.app_id, session.room_id, link_id, record))
+        return Holdings(
+            rooms=sorted({(s.app_id, s.room_id) for s in sessions}),
+            users=[(s.app_id, s.user.user_id, s.session_id) for s in sessions],
+            streams=[(s.app_id, stream) for s in sessions for stream in s.published],
+            members=[
+                (s.app_id, s.room_id, s.session_id, s.resume_token, session_record(rooms, s))
+                for s in sessions
+                if s.on_push is None
+            ],
+            links=links,
+        )
+
+    # ---- what the room service tells (rooms.Shared) ---------------------------------------
+
+    def saved(self, session: Session) -> None:
+        if session.on_push is not None or session.closed:
+            return  # a WHEP viewer has no socket to resume
+        record = session_record(self.server.rooms, session)
+        self.cluster.save_member(
+            session.app_id, session.room_id, session.session_id, session.resume_token, record
+        )
+
+    def link_opened(self, link: Link) -> None:
+        record = link_record(link)
+        if record is not None:
+            p = link.publisher
+            self.cluster.save_link(p.app_id, p.room_id, link.link_id, record)
+
+    def link_closed(self, link: Link) -> None:
+        if link_record(link) is not None:
+            p = link.publisher
+            self.cluster.save_link(p.app_id, p.room_id, link.link_id, None)
+
+    def release_user(self, session: Session) -> None:
+        self.cluster.release_user(session.app_id, session.user.user_id, session.session_id)
+        if session.on_push is None:
+            self.cluster.drop_member(
+                session.app_id, session.room_id, session.session_id, session.resume_token
+            )
+
+    def release_stream(self, app_id: str, stream_id: str) -> None:
+        self.cluster.release_stream(app_id, stream_id)
+
+    def release_room(self, app_id: str, room_id: str) -> None:
+        self.cluster.release_room(app_id, room_id)
+
+    # ---- a dead node's rooms ------------------------------------------------------------------
+
+    async def _ensure_room(self, app_id: str, room_id: str) -> None:
+        """This node owns the room now: if it does not run it yet and a dead node left its
+        records, take it over from them (once, whoever asks first)."""
+        key = (app_id, room_id)
+        if self.server.rooms.store.room(app_id, room_id) is not None:
+            return
+        pending = self._adopting.get(key)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        pending = self._adopting[key] = asyncio.get_running_loop().create_future()
+        try:
+            members, links = await self.cluster.room_records(app_id, room_id)
+            if members and self.server.rooms.store.room(app_id, room_id) is None:
+                made = adopt(self.server.rooms, app_id, room_id, members, links)
+                dead = {s.session_id: s.resume_token.partition(".")[0] for s in made}
+                await self.cluster.take_over(
+                    [(app_id, s.user.user_id, s.session_id, dead[s.session_id]) for s in made],
+                    [(app_id, t, dead[s.session_id]) for s in made for t in s.published],
+                )
+                log_event(
+                    log, logging.INFO, "room_adopted", app=app_id, room=room_id, sessions=len(made)
+                )
+        finally:
+            pending.set_result(None)
+            del self._adopting[key]
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession()
@@ -185,9 +264,15 @@ class ClusterRouting:
                     secret = self.settings.secret
                     if await proxy_socket(ws, text, url, secret, conn.address, self._http):
                         return True
-                    failed = isinstance(msg, Resume)
-                    code = ErrorCode.RESUME_FAILED if failed else ErrorCode.ROOM_STATE_UNAVAILABLE
-                    raise EdgedError(code, "the room's node cannot be reached")
+                    if isinstance(msg, Resume):
+                        # Its node is down, not yet dead to the others (its key has not
+                        # expired): as if this server were unreachable, so that the client
+                        # tries again rather than log in anew; then this node takes over.
+                        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
+                        return True
+                    raise EdgedError(
+                        ErrorCode.ROOM_STATE_UNAVAILABLE, "the room's node cannot be reached"
+                    )
             if isinstance(msg, Login):
                 await self._login(conn, msg)
                 return False
@@ -204,20 +289,30 @@ class ClusterRouting:
         """The URL of the node that should run ``msg``'s session, None for this one."""
         cluster = self.cluster
         if isinstance(msg, Login):
-            owner = await cluster.room_owner(msg.app_id, msg.room_id)
-            if owner == cluster.node_id:
-                return None
-            url = await cluster.node_url(owner)
-            if url is None:
-                raise EdgedError(ErrorCode.ROOM_STATE_UNAVAILABLE, "the room's node is gone")
-            return url
+            return await self._room_node(msg.app_id, msg.room_id)
         node, dot, _ = msg.resume_token.partition(".")
         if not dot or node == cluster.node_id:
             return None
         try:
-            return await cluster.node_url(node)
+            url = await cluster.node_url(node)
+            if url is not None:
+                return url
+            room = await cluster.room_of_resume(msg.resume_token)  # its node died
+            return await self._room_node(*room) if room is not None else None
         except EdgedError:
             return None  # resumed here, which fails: the client logs in again
+
+    async def _room_node(self, app_id: str, room_id: str) -> str | None:
+        """The URL of the node that runs the room, None for this one (having taken it over
+        if its node died)."""
+        owner = await self.cluster.room_owner(app_id, room_id)
+        if owner == self.cluster.node_id:
+            await self._ensure_room(app_id, room_id)
+            return None
+        url = await self.cluster.node_url(owner)
+        if url is None:
+            raise EdgedError(ErrorCode.ROOM_STATE_UNAVAILABLE, "the room's node is gone")
+        return url
 
     async def _login(self, conn: Connection, msg: Login) -> None:
         self.server.rooms.check_login(conn, msg)

@@ -131,6 +131,11 @@ class Session:
     closed: bool = False
     on_push: Callable[[str], None] | None = None
     """A session with no socket (a WHEP viewer): its messages go here, none is kept."""
+    joined_at: float = field(default_factory=time.time)
+    adopted: bool = False
+    """Taken over from a dead node (multi-node): its client's sequence numbers are not
+    known until it resumes; what it is sent until then waits in ``held``."""
+    held: list[str] = field(default_factory=list)
 
     def push(self, body: str) -> bool:
         """Queue a server message (JSON object text) with the next ``seq``.
@@ -140,6 +145,9 @@ class Session:
         if self.on_push is not None:
             self.on_push(body)
             return True
+        if self.adopted:
+            self.held.append(body)
+            return len(self.held) <= self.replay_limit
         seq = self.next_seq
         self.next_seq += 1
         self.outbox.append((seq, f'{{"seq":{seq},{body[1:]}'))
@@ -166,6 +174,16 @@ class Session:
         """The client has every message up to ``seq``: forget them."""
         while self.outbox and self.outbox[0][0] <= min(seq, self.sent_seq):
             self.outbox.popleft()
+
+    def take_over(self, last_seq: int) -> None:
+        """An adopted session's client resumed from ``last_seq``: number from there on, and
+        queue what it was sent while it was away."""
+        self.adopted = False
+        self.next_seq = self.sent_seq = last_seq + 1
+        self.sent_seq = last_seq
+        held, self.held = self.held, []
+        for body in held:
+            self.push(body)
 
     def can_replay_from(self, last_seq: int) -> bool:
         """Whether every message after ``last_seq`` is still in the buffer."""
