@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as redis_asyncio
 import yaml
@@ -316,3 +317,53 @@ async def test_whep_through_any_node_plays_the_stream_of_another(nodes: ServerFa
             await until(lambda: left_the_room(rec, "tv"))
         finally:
             await played.pc.close()
+
+
+async def resume_somewhere(
+    http: aiohttp.ClientSession, url: str, token: str, last_seq: int
+) -> ProtoClient:
+    """Resume a session through ``url``, trying again while the answer is a closed socket
+    (the room's node is down but not yet known dead), as the engine does."""
+    async with asyncio.timeout(30):
+        while True:
+            client = await ProtoClient(url, http).connect()
+            client.last_seq = last_seq
+            try:
+                reply = await client.request("resume", resume_token=token, last_seq=last_seq)
+            except (ConnectionError, TimeoutError, aiohttp.ClientError):
+                reply = None
+            if reply is not None and reply["ok"]:
+                return client
+            assert reply is None or reply["error"]["code"] != 1002054, reply
+            await client.close()
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.timeout(120)
+async def test_who_does_not_come_back_after_its_node_died_is_removed_at_the_timeout(
+    processes: tuple[NodeProcesses, Balancer],
+) -> None:
+    nodes, _ = processes
+    async with aiohttp.ClientSession() as http:
+        publisher = await ProtoClient(nodes.url(0), http).connect()  # node 0 runs the room
+        token = mint(SECRET, APP, "P", 600)
+        await publisher.login(app_id=APP, room_id="r", user_id="P", token=token)
+        await publisher.ok("publish", stream_id="cam")
+        observer = await ProtoClient(nodes.url(1), http).connect()  # carried to node 0
+        token = mint(SECRET, APP, "O", 600)
+        await observer.login(app_id=APP, room_id="r", user_id="O", token=token, user_update=True)
+        await observer.next_of("room_user_update")
+        await observer.next_of("room_stream_update")
+        resume_token, last_seq = observer.login_result["resume_token"], observer.last_seq
+
+        await nodes.kill(0)  # the publisher never comes back; the observer does, elsewhere
+        observer = await resume_somewhere(http, nodes.url(2), resume_token, last_seq)
+        observer.keep_alive(1.0)
+        # After the heartbeat timeout (10 s): the stream's DELETE, then its user's.
+        deleted = await observer.next_of("room_stream_update", 30)
+        assert (deleted["update_type"], deleted["reason"]) == (1, "heartbeat_timeout")
+        assert [s["stream_id"] for s in deleted["streams"]] == ["cam"]
+        left = await observer.next_of("room_user_update", 5)
+        assert (left["update_type"], [u["user_id"] for u in left["users"]]) == (1, ["P"])
+        await observer.close()
+        await publisher.close()
