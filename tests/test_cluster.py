@@ -28,6 +28,7 @@ from edged.engine.events import (
 from edged.model import PlayerState as PS
 from edged.model import RoomState, User
 from edged.model import RoomStateChangedReason as R
+from edged.server.settings import Limits
 from edged.testing.balancer import Balancer
 from edged.testing.daemon import start_listening, stop_process
 from edged.testing.janus import free_port
@@ -367,3 +368,19 @@ async def test_who_does_not_come_back_after_its_node_died_is_removed_at_the_time
         assert (left["update_type"], [u["user_id"] for u in left["users"]]) == (1, ["P"])
         await observer.close()
         await publisher.close()
+
+
+async def test_a_carried_socket_outlives_the_login_timeout_of_the_node_it_reached(
+    nodes: ServerFactory,
+) -> None:
+    srv = await nodes(limits=Limits(login_timeout_s=0.3))
+    owner = await logged_in(srv, 0, "A", "r")
+    carried = await logged_in(srv, 1, "B", "r")  # node 1 carries it to node 0
+    carried.keep_alive(0.2)
+    await owner.next_of("room_user_update")
+    # Node 1 never saw a login of its own on that socket: past its login timeout (several
+    # sweeps of 0.1 s), the socket still carries B's messages.
+    for _ in range(10):
+        await carried.ok("broadcast", message="still here")
+        assert (await owner.next_of("broadcast"))["message"] == "still here"
+        await asyncio.sleep(0.1)

@@ -45,6 +45,8 @@ from ..logs import log_event
 log = logging.getLogger("edged.server.cluster")
 
 SEP = "\x1f"
+REDIS_CONNECTIONS = 32
+"""Connections a node keeps to Redis at most (a burst of logins queues for them)."""
 PREFIX = "edged:"
 
 # KEYS[1] the room; ARGV[1] this node, ARGV[2] the prefix of node keys.
@@ -164,12 +166,17 @@ class Cluster:
 
         self.settings = settings
         self.node_id = settings.node_id
-        self._redis: Any = redis_asyncio.Redis.from_url(
+        # A bounded pool that makes a burst of logins wait for a connection (the default
+        # pool refuses past its size: "Too many connections").
+        pool = redis_asyncio.BlockingConnectionPool.from_url(
             settings.store_url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=5.0,
             decode_responses=True,
             socket_timeout=2.0,
             socket_connect_timeout=2.0,
         )
+        self._redis: Any = redis_asyncio.Redis(connection_pool=pool)
         self._own_room = self._redis.register_script(_OWN_ROOM)
         self._claim_stream = self._redis.register_script(_CLAIM_STREAM)
         self._release = self._redis.register_script(_RELEASE)

@@ -31,13 +31,16 @@ async def _pump(
     source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
     sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
 ) -> None:
-    async for frame in source:
-        if frame.type == WSMsgType.TEXT:
-            await sink.send_str(frame.data)
-        elif frame.type == WSMsgType.BINARY:
-            await sink.send_bytes(frame.data)
-        else:
-            break
+    try:
+        async for frame in source:
+            if frame.type == WSMsgType.TEXT:
+                await sink.send_str(frame.data)
+            elif frame.type == WSMsgType.BINARY:
+                await sink.send_bytes(frame.data)
+            else:
+                break
+    except (ConnectionError, RuntimeError):
+        pass  # the other side is closing: so is this one
 
 
 async def proxy_socket(

@@ -159,7 +159,8 @@ class ClusterRouting:
             del self._adopting[key]
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession()
+        # No pool limit: each carried socket holds one connection for its whole life.
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         await self.cluster.start()
 
     async def close(self) -> None:
@@ -262,6 +263,7 @@ class ClusterRouting:
                 if url is not None:
                     assert self._http is not None
                     secret = self.settings.secret
+                    conn.ever_bound = True  # carried: not a socket that never logs in
                     if await proxy_socket(ws, text, url, secret, conn.address, self._http):
                         return True
                     if isinstance(msg, Resume):
