@@ -152,7 +152,7 @@ async def serve(port: int, profile: str | None, store: str | None, node: int) ->
         gc.callbacks.remove(on_gc)
         if profiler is not None:
             profiler.disable()
-            profiler.dump_stats(profile)
+            profiler.dump_stats(f"{profile}.{node}" if store else profile)
         print(json.dumps({"gc_runs": gc_runs, "gc_s": gc_s}), flush=True)
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, login_phase_over)
@@ -295,10 +295,12 @@ async def generate(
 
     raise_file_limit()
     users = [User(f"{room}-u{i}", room) for room in rooms for i in range(per_room)]
-    # With several nodes, a room's users reach them in turn (as a round-robin balancer).
-    node_of = {u.name: i % len(ports) for i, u in enumerate(users)}
     # Join rooms round-robin so every room fills at the same pace.
     order = [users[r * per_room + i] for i in range(per_room) for r in range(len(rooms))]
+    # With several nodes, as a balancer with no stickiness spreads them: the rooms' first
+    # members over the nodes in turn, and each room's next members over the nodes in turn
+    # from there (so a room's members are spread over every node).
+    node_of = {u.name: (i // per_room + i % per_room) % len(ports) for i, u in enumerate(users)}
     tokens = {u.name: mint(SECRET, APP, u.name, 3600) for u in users}
     setup_cpu = time.process_time()  # minting is not part of the load
     sent_at: dict[str, float] = {}

@@ -96,7 +96,7 @@ class Login(_Request):
 class Resume(_Request):
     type: Literal["resume"] = "resume"
     version: int = PROTOCOL_VERSION
-    resume_token: Annotated[str, Field(min_length=1, max_length=256)]
+    resume_token: Annotated[str, Field(min_length=1, max_length=400)]
     last_seq: Annotated[int, Field(ge=0)]
 
 

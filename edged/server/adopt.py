@@ -43,20 +43,20 @@ def session_record(rooms: RoomService, session: Session) -> str:
     if claims is not None:
         for key in ("stream_ids", "relays"):
             claims[key] = sorted(claims[key]) if claims[key] is not None else None
-    return json.dumps(
-        {
-            "sid": session.session_id,
-            "rt": session.resume_token,
-            "user": session.user.model_dump(mode="json"),
-            "uu": session.user_update,
-            "claims": claims,
-            "streams": streams,
-            "fed": sorted(session.fed),
-            "at": session.joined_at,
-            "max": room.max_members if room is not None else 0,
-        },
-        separators=(",", ":"),
-    )
+        claims = {k: v for k, v in claims.items() if v is not None}
+    record: dict[str, Any] = {
+        "sid": session.session_id,
+        "rt": session.resume_token,
+        "user": session.user.model_dump(mode="json"),
+        "at": session.joined_at,
+        "max": room.max_members if room is not None else 0,
+    }
+    # Only what differs from a fresh session's defaults: a few hundred bytes a member.
+    optional = {"uu": session.user_update, "claims": claims, "streams": streams}
+    record.update({k: v for k, v in optional.items() if v})
+    if session.fed:
+        record["fed"] = sorted(session.fed)
+    return json.dumps(record, separators=(",", ":"))
 
 
 def link_record(link: Link) -> str | None:
@@ -100,8 +100,8 @@ def adopt(
             app_id=app_id,
             room_id=room_id,
             user=user,
-            user_update=bool(record["uu"]),
-            claims=_claims(record["claims"]),
+            user_update=bool(record.get("uu")),
+            claims=_claims(record.get("claims")),
             replay_limit=rooms.settings.limits.outbox_limit,
             last_seen=now,
             adopted=True,
@@ -112,7 +112,7 @@ def adopt(
             continue
         rooms.sessions[session.session_id] = session
         rooms.index_resume(session)
-        for stream in record["streams"]:
+        for stream in record.get("streams", []):
             info = StreamInfo.model_validate(stream["info"])
             if rooms.store.add_stream(app_id, room_id, info, int(stream["cap"])):
                 session.published.add(info.stream_id)

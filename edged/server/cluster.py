@@ -135,8 +135,8 @@ class Holdings:
     users: list[tuple[str, str, str]]
     """(app, user, session)"""
     streams: list[tuple[str, str]]
-    members: list[tuple[str, str, str, str, str]]
-    """(app, room, session, resume token, record)"""
+    members: list[tuple[str, str, str, str]]
+    """(app, room, session, record)"""
     links: list[tuple[str, str, str, str]]
     """(app, room, link, record)"""
 
@@ -250,8 +250,8 @@ class Cluster:
             pipe.set(self._key("user", app_id, user_id), f"{self.node_id}{SEP}{session_id}")
         for app_id, stream_id in held.streams:
             pipe.set(self._key("stream", app_id, stream_id), self.node_id)
-        for app_id, room_id, session_id, token, record in held.members:
-            self._member_commands(pipe, app_id, room_id, session_id, token, record)
+        for app_id, room_id, session_id, record in held.members:
+            pipe.hset(self._key("members", app_id, room_id), session_id, record)
         for app_id, room_id, link_id, record in held.links:
             pipe.hset(self._key("links", app_id, room_id), link_id, record)
         await pipe.execute()
@@ -325,38 +325,18 @@ class Cluster:
 
     # ---- a room's records (adopt.py) --------------------------------------------------------
 
-    def _member_commands(
-        self, pipe: Any, app_id: str, room_id: str, session_id: str, token: str, record: str
-    ) -> None:
-        pipe.hset(self._key("members", app_id, room_id), session_id, record)
-        pipe.set(f"{PREFIX}resume:{token}", f"{app_id}{SEP}{room_id}")
+    def save_member(self, app_id: str, room_id: str, session_id: str, record: str) -> None:
+        key = self._key("members", app_id, room_id)
+        self._later(self._redis.hset(key, session_id, record))
 
-    def save_member(
-        self, app_id: str, room_id: str, session_id: str, token: str, record: str
-    ) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        self._member_commands(pipe, app_id, room_id, session_id, token, record)
-        self._later(pipe.execute())
-
-    def drop_member(self, app_id: str, room_id: str, session_id: str, token: str) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hdel(self._key("members", app_id, room_id), session_id)
-        pipe.delete(f"{PREFIX}resume:{token}")
-        self._later(pipe.execute())
+    def drop_member(self, app_id: str, room_id: str, session_id: str) -> None:
+        self._later(self._redis.hdel(self._key("members", app_id, room_id), session_id))
 
     def save_link(self, app_id: str, room_id: str, link_id: str, record: str | None) -> None:
         key = self._key("links", app_id, room_id)
         self._later(
             self._redis.hset(key, link_id, record) if record else self._redis.hdel(key, link_id)
         )
-
-    async def room_of_resume(self, token: str) -> tuple[str, str] | None:
-        """The (app, room) a resume token's session was in, as its node last wrote."""
-        value: str | None = await self._call(self._redis.get(f"{PREFIX}resume:{token}"))
-        if value is None or SEP not in value:
-            return None
-        app_id, room_id = value.split(SEP, 1)
-        return app_id, room_id
 
     async def room_records(
         self, app_id: str, room_id: str

@@ -47,6 +47,9 @@ from .turn import IceServerIssuer
 
 log = logging.getLogger("edged.server")
 
+RESUME_SEP = "~"
+"""With several nodes, a resume token is ``node~app~room~random``: no id may hold a ``~``."""
+
 
 def _users(room_id: str, update_type: UpdateType, users: list[UserInfo]) -> str:
     return encode(RoomUserUpdate(room_id=room_id, update_type=update_type, users=users))
@@ -164,8 +167,8 @@ class RoomService:
         if old is not None:
             self._kick(old, ErrorCode.KICKED_OUT, StreamDeleteReason.REPEATED_LOGIN)
         resume_token = secrets.token_urlsafe(24)
-        if self.node_id is not None:
-            resume_token = f"{self.node_id}.{resume_token}"
+        if self.node_id is not None:  # where it is, for whichever node it reaches
+            resume_token = RESUME_SEP.join((self.node_id, msg.app_id, msg.room_id, resume_token))
         session = Session(
             session_id=session_id or secrets.token_hex(8),
             resume_token=resume_token,

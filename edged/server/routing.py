@@ -29,7 +29,7 @@ from .adopt import adopt, link_record, session_record
 from .cluster import Cluster, ClusterSettings, Holder, Holdings
 from .links import Link
 from .proxy import CLIENT_HEADER, CLUSTER_HEADER, proxy_socket
-from .rooms import RoomService
+from .rooms import RESUME_SEP, RoomService
 from .session import Connection, Session
 from .webrtc_http import problem
 
@@ -88,7 +88,7 @@ class ClusterRouting:
             users=[(s.app_id, s.user.user_id, s.session_id) for s in sessions],
             streams=[(s.app_id, stream) for s in sessions for stream in s.published],
             members=[
-                (s.app_id, s.room_id, s.session_id, s.resume_token, session_record(rooms, s))
+                (s.app_id, s.room_id, s.session_id, session_record(rooms, s))
                 for s in sessions
                 if s.on_push is None
             ],
@@ -101,9 +101,7 @@ class ClusterRouting:
         if session.on_push is not None or session.closed:
             return  # a WHEP viewer has no socket to resume
         record = session_record(self.server.rooms, session)
-        self.cluster.save_member(
-            session.app_id, session.room_id, session.session_id, session.resume_token, record
-        )
+        self.cluster.save_member(session.app_id, session.room_id, session.session_id, record)
 
     def link_opened(self, link: Link) -> None:
         record = link_record(link)
@@ -119,9 +117,7 @@ class ClusterRouting:
     def release_user(self, session: Session) -> None:
         self.cluster.release_user(session.app_id, session.user.user_id, session.session_id)
         if session.on_push is None:
-            self.cluster.drop_member(
-                session.app_id, session.room_id, session.session_id, session.resume_token
-            )
+            self.cluster.drop_member(session.app_id, session.room_id, session.session_id)
 
     def release_stream(self, app_id: str, stream_id: str) -> None:
         self.cluster.release_stream(app_id, stream_id)
@@ -146,7 +142,7 @@ class ClusterRouting:
             members, links = await self.cluster.room_records(app_id, room_id)
             if members and self.server.rooms.store.room(app_id, room_id) is None:
                 made = adopt(self.server.rooms, app_id, room_id, members, links)
-                dead = {s.session_id: s.resume_token.partition(".")[0] for s in made}
+                dead = {s.session_id: s.resume_token.split(RESUME_SEP)[0] for s in made}
                 await self.cluster.take_over(
                     [(app_id, s.user.user_id, s.session_id, dead[s.session_id]) for s in made],
                     [(app_id, t, dead[s.session_id]) for s in made for t in s.published],
@@ -292,15 +288,15 @@ class ClusterRouting:
         cluster = self.cluster
         if isinstance(msg, Login):
             return await self._room_node(msg.app_id, msg.room_id)
-        node, dot, _ = msg.resume_token.partition(".")
-        if not dot or node == cluster.node_id:
+        parts = msg.resume_token.split(RESUME_SEP)
+        if len(parts) != 4 or parts[0] == cluster.node_id:
             return None
+        node, app_id, room_id, _ = parts
         try:
             url = await cluster.node_url(node)
             if url is not None:
                 return url
-            room = await cluster.room_of_resume(msg.resume_token)  # its node died
-            return await self._room_node(*room) if room is not None else None
+            return await self._room_node(app_id, room_id)  # its node died
         except EdgedError:
             return None  # resumed here, which fails: the client logs in again
 
