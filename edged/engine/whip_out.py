@@ -133,14 +133,16 @@ class WhipSender:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
-            for track in tracks:
-                track.stop()
-            with contextlib.suppress(Exception):
-                await pc.close()
+            # The session ends by its DELETE first (RFC 9725): an endpoint that sees the
+            # connection close before it may forget the resource and answer the DELETE 404.
             if resource:
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                     async with http.delete(resource, headers=_auth(headers)):
                         pass
+            for track in tracks:
+                track.stop()
+            with contextlib.suppress(Exception):
+                await pc.close()
 
 
 def _auth(headers: dict[str, str]) -> dict[str, str]:
