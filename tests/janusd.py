@@ -1,11 +1,13 @@
-"""Which tests need Janus, and where they may skip for want of it."""
+"""Which tests need Janus, where they may skip for want of it, and a VideoRoom subscriber."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from edged.server.janus import JanusHandle
 from edged.testing.janus import installed
 
 
@@ -25,3 +27,20 @@ requires_janus = pytest.mark.skipif(
 )
 """Mark for tests that start Janus: skipped only where the release cannot have it; a
 missing janus anywhere else fails the test (scripts/setup --test installs it)."""
+
+
+async def subscribe(
+    handle: JanusHandle, room: str, pc: RTCPeerConnection, feed: str = "cam"
+) -> None:
+    """Subscribe ``pc`` to every stream of ``feed`` in a VideoRoom: Janus offers, ``pc``
+    answers."""
+    reply = await handle.message(
+        {"request": "join", "ptype": "subscriber", "room": room, "streams": [{"feed": feed}]}
+    )
+    assert reply.data["videoroom"] == "attached" and reply.jsep is not None
+    await pc.setRemoteDescription(RTCSessionDescription(reply.jsep["sdp"], "offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
+    started = await handle.message(
+        {"request": "start"}, {"type": "answer", "sdp": pc.localDescription.sdp}
+    )
+    assert started.data.get("started") == "ok"

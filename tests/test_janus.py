@@ -24,7 +24,7 @@ from edged.server.janus import (
 from edged.testing.janus import Janus, free_port
 
 from conftest import JANUS_SECRET
-from janusd import requires_janus
+from janusd import requires_janus, subscribe
 
 VIDEOROOM = "janus.plugin.videoroom"
 
@@ -121,19 +121,6 @@ async def publish(handle: JanusHandle, room: str, pc: RTCPeerConnection) -> None
     await pc.setRemoteDescription(RTCSessionDescription(reply.jsep["sdp"], "answer"))
     while (event := await asyncio.wait_for(handle.events.get(), 10))["janus"] != "webrtcup":
         assert event["janus"] not in ("hangup", "connection_lost"), event
-
-
-async def subscribe(handle: JanusHandle, room: str, pc: RTCPeerConnection) -> None:
-    reply = await handle.message(
-        {"request": "join", "ptype": "subscriber", "room": room, "streams": [{"feed": "cam"}]}
-    )
-    assert reply.data["videoroom"] == "attached" and reply.jsep is not None
-    await pc.setRemoteDescription(RTCSessionDescription(reply.jsep["sdp"], "offer"))
-    await pc.setLocalDescription(await pc.createAnswer())
-    started = await handle.message(
-        {"request": "start"}, {"type": "answer", "sdp": pc.localDescription.sdp}
-    )
-    assert started.data.get("started") == "ok"
 
 
 async def test_time_coded_video_goes_through_a_janus_room_in_order(

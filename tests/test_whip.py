@@ -5,8 +5,7 @@ the browser's own API following RFC 9725 (one POST, candidates by PATCH), on a b
 page of the server's. The room server puts the stream into the room's Janus; an engine
 in the room sees an ordinary stream, plays it through Janus and decodes it.
 
-(Debian 12's ``simple-whip-client`` cannot run: it links libsoup 2 while GStreamer's
-webrtcbin links libsoup 3, and GLib aborts at start.)
+Debian's own ``simple-whip-client`` publishes in tests/test_whip_peers.py.
 """
 
 from __future__ import annotations
