@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from edged.engine.config import PublishConfig, RoomConfig
-from edged.engine.events import RoomStreamUpdate
 from edged.engine.peer import make_peer_connection
 from edged.engine.whip_out import TargetState, WhipTarget
 from edged.media.sinks.analysis import AnalysisSink
@@ -29,6 +28,7 @@ from conftest import APP, JANUS_SECRET, SECRET, RunningServer, ServerFactory
 from enginekit import make_engine
 from janusd import requires_janus, subscribe
 from pagekit import page_url
+from test_whip import pictures, streams_of
 from whippeers import in_root, requires_peers, version
 
 pytestmark = [pytest.mark.netns, requires_janus, requires_peers]
@@ -45,11 +45,6 @@ VIDEO = (
     "video/x-h264,profile=constrained-baseline ! rtph264pay config-interval=-1 pt=96 ! "
     "application/x-rtp,media=video,encoding-name=H264,payload=96"
 )
-
-
-def pictures(sink: AnalysisSink) -> int:
-    stats = sink.video.stats() if sink.video is not None else None
-    return stats.decoded + stats.undecoded if stats is not None else 0
 
 
 async def test_debians_whip_client_publishes_into_a_room_played_through_janus(
@@ -90,14 +85,7 @@ async def test_debians_whip_client_publishes_into_a_room_played_through_janus(
             # Stopped as a person stops it (Ctrl-C): it DELETEs its resource, and the room
             # hears the stream go.
             client.send_signal(signal.SIGINT)
-            await until(
-                lambda: any(
-                    e.update_type == UpdateType.DELETE
-                    and "gst-cam" in [s.stream_id for s in e.streams]
-                    for e in rec.of(RoomStreamUpdate)
-                ),
-                20,
-            )
+            await until(lambda: "gst-cam" in streams_of(rec, UpdateType.DELETE), 20)
             assert "gst-cam" not in viewer.streams
         finally:
             await stop_process(client, 5)
