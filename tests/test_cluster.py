@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 import yaml
 
-from edged.engine.config import RoomConfig
+from edged.engine.config import PublishConfig, RoomConfig
 from edged.engine.events import (
     PlayerRecvVideoFirstFrame,
     PlayerStateUpdate,
@@ -25,19 +25,29 @@ from edged.engine.events import (
     RoomStreamUpdate,
     RoomUserUpdate,
 )
+from edged.engine.whip_out import TargetState, WhipTarget
 from edged.model import PlayerState as PS
 from edged.model import RoomState, User
 from edged.model import RoomStateChangedReason as R
-from edged.server.settings import Limits
+from edged.server.settings import Limits, SfuSettings
 from edged.testing.balancer import Balancer
 from edged.testing.daemon import start_listening, stop_process
-from edged.testing.janus import free_port
+from edged.testing.janus import Janus, free_port
 from edged.testing.redis import RedisServer
 from edged.testing.waiting import until
 from edged.tokens import mint
 
-from conftest import APP, CLUSTER_SECRET, SECRET, RunningServer, ServerFactory, serving
+from conftest import (
+    APP,
+    CLUSTER_SECRET,
+    JANUS_SECRET,
+    SECRET,
+    RunningServer,
+    ServerFactory,
+    serving,
+)
 from enginekit import AnalysisSink, make_engine
+from janusd import requires_janus
 from protoclient import ProtoClient
 from test_whep import delete, left_the_room, whep_play
 
@@ -135,6 +145,29 @@ async def test_a_stream_id_is_unique_across_nodes(nodes: ServerFactory) -> None:
     assert refused["error"]["code"] == 1003028
     await east.ok("unpublish", stream_id="shared")
     await publish_when_free(west, "shared")  # released across the nodes
+
+
+@requires_janus
+async def test_a_whip_stream_id_is_unique_across_nodes(nodes: ServerFactory, janus: Janus) -> None:
+    srv = await nodes(sfu=SfuSettings([janus.url], JANUS_SECRET))
+    whip = srv.urls[1].replace("ws://", "http://").removesuffix("/ws") + f"/whip/{APP}/west"
+    east = await logged_in(srv, 0, "E", "east")
+    await east.ok("publish", stream_id="taken")
+    token = mint(SECRET, APP, "studio", 600)
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
+    async with srv.http.post(f"{whip}/taken", data="v=0\r\n", headers=headers) as refused:
+        assert refused.status == 409
+        assert (await refused.json(content_type=None))["code"] == 1003028
+    # A WHIP encoder's stream, in a room another node runs, keeps its id from a device.
+    board, _ = make_engine(dataclasses.replace(srv, url=srv.urls[2], clients=[]))
+    async with board:
+        await board.login_room("home", User("board"))
+        target = WhipTarget(f"{whip}/door", token)
+        await board.start_publishing("cam", PublishConfig(targets=(target,)))
+        await until(lambda: board.publishers["cam"].targets[0].state == TargetState.SENDING, 20)
+        assert (await east.request("publish", stream_id="door"))["error"]["code"] == 1003028
+        await board.stop_publishing("cam")  # its DELETE ends the stream and frees the id
+        await publish_when_free(east, "door")
 
 
 async def test_redis_restarted_mid_call_loses_nothing(nodes: ServerFactory) -> None:

@@ -76,6 +76,10 @@ class Shared(Protocol):
 
     def release_user(self, session: Session) -> None: ...
 
+    async def claim_stream(self, app_id: str, stream_id: str) -> int:
+        """Claim ``stream_id`` for this node: 0 when another node publishes it, 1 when this
+        node held it already, 2 when newly claimed (release it if it is not published)."""
+
     def release_stream(self, app_id: str, stream_id: str) -> None: ...
 
     def release_room(self, app_id: str, room_id: str) -> None: ...

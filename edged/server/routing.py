@@ -119,6 +119,9 @@ class ClusterRouting:
         if session.on_push is None:
             self.cluster.drop_member(session.app_id, session.room_id, session.session_id)
 
+    async def claim_stream(self, app_id: str, stream_id: str) -> int:
+        return await self.cluster.claim_stream(app_id, stream_id)
+
     def release_stream(self, app_id: str, stream_id: str) -> None:
         self.cluster.release_stream(app_id, stream_id)
 
@@ -329,7 +332,7 @@ class ClusterRouting:
     async def _publish(self, conn: Connection, msg: Publish) -> None:
         session = conn.session
         assert session is not None
-        claimed = await self.cluster.claim_stream(session.app_id, msg.stream_id)
+        claimed = await self.claim_stream(session.app_id, msg.stream_id)
         if not claimed:
             raise EdgedError(ErrorCode.STREAM_ID_ALREADY_PUBLISHED)
         self.server.handle(conn, msg)

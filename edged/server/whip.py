@@ -84,19 +84,30 @@ class WhipEndpoint:
         stream = StreamInfo(
             stream_id=stream_id, user=session.user, video="video" in kinds, audio="audio" in kinds
         )
+        shared, claimed = self.rooms.shared, 1
         try:
+            if shared is not None:  # several nodes: the stream id is unique across them
+                claimed = await shared.claim_stream(app_id, stream_id)
+                if not claimed:
+                    raise EdgedError(ErrorCode.STREAM_ID_ALREADY_PUBLISHED)
             self.rooms.publish(session, stream, 0, "sfu")
             session.relay[stream_id] = ("sfu", None)
             session.fed.add(stream_id)
             answer = await relay_links.relay.publish(app_id, room_id, stream_id, offer)
         except EdgedError as exc:
+            if shared is not None and claimed == 2 and stream_id not in session.published:
+                shared.release_stream(app_id, stream_id)
             self.rooms.logout(session)
-            return problem(
-                409 if exc.code == ErrorCode.STREAM_ID_ALREADY_PUBLISHED else 403, exc.code
-            )
+            status = {
+                ErrorCode.STREAM_ID_ALREADY_PUBLISHED: 409,
+                ErrorCode.ROOM_STATE_UNAVAILABLE: 503,
+            }.get(exc.code, 403)
+            return problem(status, exc.code)
         except (JanusError, JanusUnavailable) as exc:
             session.published.discard(stream_id)  # never announced: no DELETE to send
             self.rooms.store.remove_stream(app_id, stream_id)
+            if shared is not None:
+                shared.release_stream(app_id, stream_id)
             self.rooms.logout(session)
             code = (
                 ErrorCode.RELAY_REFUSED
