@@ -48,6 +48,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _network(text: str) -> str:
+    from .server.forwarded import trusted_networks
+
+    try:
+        trusted_networks([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 class _Refused(Exception):
     """A plain error message for the user, one that has no error code of its own."""
 
@@ -55,6 +65,7 @@ class _Refused(Exception):
 def _server(args: argparse.Namespace) -> int:
     from .server.apps import load_apps
     from .server.cluster import cluster_settings
+    from .server.forwarded import trusted_networks
     from .server.run import run_server
     from .server.settings import ServerSettings, SfuSettings
     from .server.tls import certificate_files, fingerprint
@@ -108,6 +119,7 @@ def _server(args: argparse.Namespace) -> int:
         sfu=sfu,
         turn=turn,
         cluster=cluster,
+        trusted_proxies=trusted_networks(args.trusted_proxy),
     )
     base = page_url(args.host, args.port, https=cert is not None)
     ws = base.replace("http", "ws", 1)
@@ -357,6 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--cluster-secret-file",
         metavar="FILE",
         help="with --store redis://: the secret every node shares, read from FILE",
+    )
+    srv.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        type=_network,
+        metavar="ADDR",
+        help="a load balancer or proxy (address or network, e.g. 10.0.0.0/24) whose"
+        " X-Forwarded-For names the client, for the per-address limits; repeat for more"
+        " (default: none, the header is ignored)",
     )
     srv.set_defaults(func=_server)
 

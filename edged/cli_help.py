@@ -63,8 +63,9 @@ auto). Clients never talk to Janus; its API secret comes from --sfu-secret-file.
 Several nodes: with --store redis://HOST:PORT/DB this server is one node of
 several sharing that Redis behind any load balancer. Each room runs on one node;
 a client that reaches another is carried there. The nodes share the secret in
---cluster-secret-file and reach each other at their --advertise URL.
-See docs/scaling.md."""
+--cluster-secret-file and reach each other at their --advertise URL. Behind a
+balancer, --trusted-proxy ADDR makes the per-address limits count each client by
+the balancer's X-Forwarded-For. See docs/scaling.md."""
 
 TOKEN_DESCRIPTION = """\
 Mint a login token (a JWT signed with HS256) and print it on stdout.

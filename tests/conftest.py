@@ -67,8 +67,8 @@ class RunningServer:
         """The URL for the next client: the server's, or the nodes' in turn."""
         return self.urls[next(self._turn) % len(self.urls)] if self.urls else self.url
 
-    async def client(self) -> ProtoClient:
-        c = await ProtoClient(self.next_url(), self.http).connect()
+    async def client(self, headers: dict[str, str] | None = None) -> ProtoClient:
+        c = await ProtoClient(self.next_url(), self.http).connect(headers)
         self.clients.append(c)
         return c
 

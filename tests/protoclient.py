@@ -30,8 +30,8 @@ class ProtoClient:
         self._reader: asyncio.Task[None] | None = None
         self._heartbeats: asyncio.Task[None] | None = None
 
-    async def connect(self) -> ProtoClient:
-        self.ws = await self._http.ws_connect(self.url, max_msg_size=0)
+    async def connect(self, headers: dict[str, str] | None = None) -> ProtoClient:
+        self.ws = await self._http.ws_connect(self.url, max_msg_size=0, headers=headers)
         self._reader = asyncio.create_task(self._read())
         return self
 

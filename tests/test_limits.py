@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from edged.errors import ErrorCode
 from edged.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode_client
 from edged.server.app import RoomServer
+from edged.server.forwarded import FORWARDED_FOR, client_address, trusted_networks
 from edged.server.session import Session
 from edged.server.settings import Limits, ServerSettings
 from edged.testing.waiting import until
@@ -194,6 +195,52 @@ async def test_per_address_connection_limit(server_factory: ServerFactory) -> No
     third = await srv.client()
     refused = await third.next()
     assert refused["error"]["code"] == ErrorCode.TOO_MANY_CONNECTIONS
+
+
+async def test_behind_a_trusted_proxy_the_limits_count_the_forwarded_client(
+    server_factory: ServerFactory,
+) -> None:
+    """A balancer in front (here, every client's own 127.0.0.1): its X-Forwarded-For names
+    the client, so two clients behind it each get their own limit; an address a client
+    puts in the header itself, left of what the proxy appended, changes nothing."""
+    srv = await server_factory(
+        limits=Limits(max_connections_per_ip=2), trusted_proxies=trusted_networks(["127.0.0.1"])
+    )
+
+    def via_proxy(client: str) -> dict[str, str]:
+        return {FORWARDED_FOR: f"203.0.113.{client}, 198.51.100.7"}  # spoofed, then real
+
+    for _ in range(2):
+        await srv.client(via_proxy("1"))
+    other = await srv.client({FORWARDED_FOR: "198.51.100.8"})
+    await other.login(app_id=APP, room_id="r1", user_id="other", token=srv.token("other"))
+    third = await srv.client(via_proxy("2"))  # the same client as the first two
+    assert (await third.next())["error"]["code"] == ErrorCode.TOO_MANY_CONNECTIONS
+
+
+async def test_the_forwarded_header_is_ignored_from_a_peer_not_trusted(
+    server_factory: ServerFactory,
+) -> None:
+    srv = await server_factory(
+        limits=Limits(max_connections_per_ip=2), trusted_proxies=trusted_networks(["10.0.0.0/8"])
+    )
+    for i in range(2):
+        await srv.client({FORWARDED_FOR: f"198.51.100.{i}"})
+    third = await srv.client({FORWARDED_FOR: "198.51.100.9"})
+    assert (await third.next())["error"]["code"] == ErrorCode.TOO_MANY_CONNECTIONS
+
+
+def test_the_client_is_the_first_address_from_the_right_that_is_not_a_trusted_proxy() -> None:
+    trusted = trusted_networks(["10.0.0.0/8", "fd00::/8"])
+    assert client_address("10.0.0.2", "1.1.1.1, 2.2.2.2, 10.0.0.9", trusted) == "2.2.2.2"
+    assert client_address("10.0.0.2", "10.0.0.3, 10.0.0.9", trusted) == "10.0.0.3"
+    assert client_address("fd00::1", "2001:db8::5", trusted) == "2001:db8::5"
+    assert client_address("::ffff:10.0.0.2", "2.2.2.2", trusted) == "2.2.2.2"
+    assert client_address("10.0.0.2", None, trusted) == "10.0.0.2"
+    assert client_address("192.0.2.1", "2.2.2.2", trusted) == "192.0.2.1"
+    assert client_address(None, "2.2.2.2", trusted) == "unknown"
+    with pytest.raises(ValueError, match="not an IP address or network: 'balancer'"):
+        trusted_networks(["balancer"])
 
 
 async def test_play_limits_and_unknown_links(srv: RunningServer) -> None:

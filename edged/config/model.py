@@ -130,6 +130,7 @@ class Config(Section):
         """
         from ..server.apps import load_apps
         from ..server.cluster import cluster_settings
+        from ..server.forwarded import trusted_networks
         from ..server.settings import ServerSettings, SfuSettings
         from ..server.turn import TurnSettings
 
@@ -178,6 +179,7 @@ class Config(Section):
             sfu=sfu,
             turn=turn,
             cluster=cluster,
+            trusted_proxies=trusted_networks(s.trusted_proxies),
         )
 
     def engine_profile(

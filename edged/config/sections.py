@@ -46,6 +46,7 @@ from .types import (
     echo_mode,
     ice_url,
     ice_urls,
+    ip_network,
     off_is_none,
     turn_url,
     upper,
@@ -363,6 +364,9 @@ class ServerSection(Section):
     turn: TurnSection | None = None
     store: Annotated[str, Field(pattern=r"^(memory|redis://.*|rediss://.*|unix://.*)$")] = "memory"
     cluster: ClusterSection | None = None
+    trusted_proxies: Annotated[
+        list[Annotated[str, AfterValidator(ip_network)]], Field(max_length=64)
+    ] = []
 
 
 class TimersSection(Section):

@@ -7,6 +7,7 @@ message naming what is wrong. The sections (:mod:`.sections`) are built from the
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -92,6 +93,16 @@ def ws_url(v: str) -> str:
         ok = False
     if v and not ok:
         raise _fail("url", "must be a ws:// or wss:// URL (ws://HOST:8790/ws), or empty")
+    return v
+
+
+def ip_network(v: str) -> str:
+    try:
+        ipaddress.ip_network(v.strip(), strict=False)
+    except ValueError:
+        raise _fail(
+            "ip_network", "must be an IP address or network (10.0.0.5, 10.0.0.0/24)"
+        ) from None
     return v
 
 

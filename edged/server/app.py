@@ -42,6 +42,7 @@ from ..protocol import (
     encode,
     encode_ok_reply,
 )
+from .forwarded import FORWARDED_FOR, client_address
 from .limits import AddressLimiter, TokenBucket
 from .proxy import CLIENT_HEADER
 from .rooms import RoomService
@@ -176,7 +177,9 @@ class RoomServer:
         lim = self.settings.limits
         ws = web.WebSocketResponse(max_msg_size=lim.max_message_bytes * 2, heartbeat=None)
         await ws.prepare(request)
-        address = request.remote or "unknown"
+        address = client_address(
+            request.remote, request.headers.get(FORWARDED_FOR), self.settings.trusted_proxies
+        )
         proxied = self.routing is not None and self.routing.from_node(request)
         if proxied:  # carried here by another node: the client's own address
             address = request.headers.get(CLIENT_HEADER, address)

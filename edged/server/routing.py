@@ -27,10 +27,12 @@ from ..logs import log_event
 from ..protocol import ClientMessage, Login, Publish, Resume
 from .adopt import adopt, link_record, session_record
 from .cluster import Cluster, ClusterSettings, Holder, Holdings
+from .forwarded import FORWARDED_FOR, client_address
 from .links import Link
 from .proxy import CLIENT_HEADER, CLUSTER_HEADER, proxy_socket
 from .rooms import RESUME_SEP, RoomService
 from .session import Connection, Session
+from .settings import ServerSettings
 from .webrtc_http import problem
 
 log = logging.getLogger("edged.server.cluster")
@@ -49,6 +51,7 @@ class RoomServer(Protocol):
     """What routing uses of :class:`~.app.RoomServer`."""
 
     rooms: RoomService
+    settings: ServerSettings
 
     def decode(self, conn: Connection, text: str) -> ClientMessage | None: ...
 
@@ -219,7 +222,9 @@ class ClusterRouting:
         assert self._http is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         headers[CLUSTER_HEADER] = self.settings.secret
-        headers[CLIENT_HEADER] = request.remote or "unknown"
+        trusted = self.server.settings.trusted_proxies
+        forwarded = request.headers.get(FORWARDED_FOR)
+        headers[CLIENT_HEADER] = client_address(request.remote, forwarded, trusted)
         try:
             async with asyncio.timeout(30):
                 async with self._http.request(

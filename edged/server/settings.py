@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..protocol import MAX_MESSAGE_BYTES
 from .cluster import ClusterSettings
+from .forwarded import Network
 from .turn import TurnSettings
 
 
@@ -72,3 +73,5 @@ class ServerSettings:
     sfu: SfuSettings | None = None  # streams relayed through Janus when set
     turn: TurnSettings | None = None  # TURN credentials minted for each client when set
     cluster: ClusterSettings | None = None  # one node of several sharing Redis when set
+    # Proxies whose X-Forwarded-For names the client (edged.server.forwarded)
+    trusted_proxies: tuple[Network, ...] = ()
