@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -93,38 +94,57 @@ async def serving(store: str, workdir: Path) -> AsyncIterator[ServerFactory]:
     runners: list[tuple[list[web.AppRunner], RunningServer]] = []
     redis: RedisServer | None = None
 
-    async def node(settings: ServerSettings, port: int) -> tuple[RoomServer, web.AppRunner]:
-        server = RoomServer(settings)
-        runner = web.AppRunner(server.make_app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return server, runner
+    async def node(
+        settings_for: Callable[[int], ServerSettings], port: int | None
+    ) -> tuple[RoomServer, web.AppRunner, int]:
+        """A server on ``port``, or on a free port when None: a port picked free may be
+        taken before the server binds it (another socket's ephemeral port), so then
+        another is picked."""
+        for attempt in range(5):
+            chosen = port or free_port()
+            server = RoomServer(settings_for(chosen))
+            runner = web.AppRunner(server.make_app(), access_log=None)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, "127.0.0.1", chosen).start()
+            except OSError as exc:
+                await runner.cleanup()
+                if port is not None or exc.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
+                continue
+            return server, runner, chosen
+        raise AssertionError("unreachable")
 
     async def make(**overrides: object) -> RunningServer:
         nonlocal redis
         limits = overrides.pop("limits", Limits())
-        port = int(overrides.pop("port", 0)) or free_port()  # type: ignore[call-overload]
-        ports = [port] + [free_port() for _ in range(NODES - 1 if store == "redis" else 0)]
+        port = int(overrides.pop("port", 0)) or None  # type: ignore[call-overload]
+        wanted = [port] + [None] * (NODES - 1 if store == "redis" else 0)
         if store == "redis" and redis is None:
             redis = RedisServer(workdir / f"redis-{len(runners)}")
             await redis.start()
-        made: list[tuple[RoomServer, web.AppRunner]] = []
-        for i, p in enumerate(ports):
-            settings = ServerSettings(
-                apps={APP: SECRET},
-                heartbeat_interval_s=0.5,
-                heartbeat_timeout_s=2.0,
-                sweep_interval_s=0.1,
-                limits=limits,
-            )  # type: ignore[arg-type]
-            for key, value in overrides.items():
-                setattr(settings, key, value)
-            if redis is not None:
-                settings.cluster = ClusterSettings(
-                    redis.url, f"n{len(runners)}-{i}", f"http://127.0.0.1:{p}", CLUSTER_SECRET
-                )
-            made.append(await node(settings, p))
-        urls = [f"ws://127.0.0.1:{p}/ws" for p in ports]
+        made: list[tuple[RoomServer, web.AppRunner, int]] = []
+        for i, p in enumerate(wanted):
+
+            def settings_for(chosen: int, i: int = i) -> ServerSettings:
+                settings = ServerSettings(
+                    apps={APP: SECRET},
+                    heartbeat_interval_s=0.5,
+                    heartbeat_timeout_s=2.0,
+                    sweep_interval_s=0.1,
+                    limits=limits,
+                )  # type: ignore[arg-type]
+                for key, value in overrides.items():
+                    setattr(settings, key, value)
+                if redis is not None:
+                    url = f"http://127.0.0.1:{chosen}"
+                    settings.cluster = ClusterSettings(
+                        redis.url, f"n{len(runners)}-{i}", url, CLUSTER_SECRET
+                    )
+                return settings
+
+            made.append(await node(settings_for, p))
+        urls = [f"ws://127.0.0.1:{p}/ws" for _, _, p in made]
         running = RunningServer(
             made[0][0],
             urls[0],
@@ -133,7 +153,7 @@ async def serving(store: str, workdir: Path) -> AsyncIterator[ServerFactory]:
             urls=urls if len(urls) > 1 else [],
             redis=redis,
         )
-        runners.append(([r for _, r in made], running))
+        runners.append(([r for _, r, _ in made], running))
         return running
 
     try:
