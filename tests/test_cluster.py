@@ -353,6 +353,25 @@ async def test_whep_through_any_node_plays_the_stream_of_another(nodes: ServerFa
             await played.pc.close()
 
 
+async def test_a_whep_player_is_its_users_one_session_across_nodes(nodes: ServerFactory) -> None:
+    """A WHEP player logs its token's user in as a socket does: that user's session on
+    another node is kicked out with 1002050."""
+    srv = await nodes()
+    board, _ = make_engine(srv)  # node 0 runs the room
+    async with board:
+        await board.login_room("r", User("board"))
+        await board.start_publishing("cam")
+        den = await logged_in(srv, 1, "tv", "den")  # node 1 runs this one
+        den.keep_alive(0.5)
+        via = dataclasses.replace(srv, url=srv.urls[2], clients=[])
+        played = await whep_play(via, mint(SECRET, APP, "tv", 600))
+        try:
+            assert played.status == 201, played.body
+            assert (await den.next_of("kicked_out", 10))["code"] == 1002050
+        finally:
+            await played.pc.close()
+
+
 async def resume_somewhere(
     http: aiohttp.ClientSession, url: str, token: str, last_seq: int
 ) -> ProtoClient:

@@ -76,6 +76,14 @@ class Shared(Protocol):
 
     def release_user(self, session: Session) -> None: ...
 
+    async def claim_user(
+        self, app_id: str, user_id: str, session_id: str
+    ) -> Callable[[bool], None]:
+        """Make ``session_id``, about to log in here, the user's one session across the
+        nodes; call what it returns with whether the login succeeded (the session another
+        node held is then ended there, or the claim given back). EdgedError when Redis
+        cannot be reached or this login was already kicked by a later one."""
+
     async def claim_stream(self, app_id: str, stream_id: str) -> int:
         """Claim ``stream_id`` for this node: 0 when another node publishes it, 1 when this
         node held it already, 2 when newly claimed (release it if it is not published)."""

@@ -320,19 +320,31 @@ class ClusterRouting:
             raise EdgedError(ErrorCode.ROOM_STATE_UNAVAILABLE, "the room's node is gone")
         return url
 
+    async def claim_user(
+        self, app_id: str, user_id: str, session_id: str
+    ) -> Callable[[bool], None]:
+        before = await self.cluster.claim_user(app_id, user_id, session_id)
+        if self._early_kicks.pop(session_id, None) is not None:
+            raise EdgedError(ErrorCode.KICKED_OUT)
+
+        def settle(logged_in: bool) -> None:
+            if not logged_in:
+                self.cluster.release_user(app_id, user_id, session_id)
+            elif before is not None and before.node != self.cluster.node_id:
+                self._spawn(self._kick_elsewhere(before, app_id, user_id))
+
+        return settle
+
     async def _login(self, conn: Connection, msg: Login) -> None:
         self.server.rooms.check_login(conn, msg)
         session_id = secrets.token_hex(8)
-        before = await self.cluster.claim_user(msg.app_id, msg.user_id, session_id)
-        if self._early_kicks.pop(session_id, None) is not None:
-            raise EdgedError(ErrorCode.KICKED_OUT)
+        settle = await self.claim_user(msg.app_id, msg.user_id, session_id)
         try:
             self.server.log_in(conn, msg, session_id)
         except EdgedError:
-            self.cluster.release_user(msg.app_id, msg.user_id, session_id)
+            settle(False)
             raise
-        if before is not None and before.node != self.cluster.node_id:
-            self._spawn(self._kick_elsewhere(before, msg.app_id, msg.user_id))
+        settle(True)
 
     async def _publish(self, conn: Connection, msg: Publish) -> None:
         session = conn.session

@@ -115,7 +115,7 @@ def refuse_offer(request: web.Request) -> web.Response | None:
     return None
 
 
-def login_without_socket(
+async def login_without_socket(
     rooms: RoomService,
     request: web.Request,
     app_id: str,
@@ -124,13 +124,27 @@ def login_without_socket(
 ) -> tuple[Session, LoginResult] | web.Response:
     """Log the request's token's user into a room as a member with no socket (its
     messages to ``on_push``), told who is there; or the refusal (401 for the token
-    itself, 403 for the login)."""
+    itself, 403 for the login, 503 when several nodes' shared state cannot be reached).
+    With several nodes the user's session elsewhere is ended, as a socket's login does."""
     token = bearer_token(request) or ""
+    session_id = secrets.token_hex(8)
     try:
         login = Login(app_id=app_id, room_id=room_id, user_id=peek(token, "sub") or "", token=token)
-        session, result = rooms.login(None, login, on_push)
+        settle = None
+        if rooms.shared is not None:
+            rooms.check_login(None, login)
+            settle = await rooms.shared.claim_user(app_id, login.user_id, session_id)
+        try:
+            session, result = rooms.login(None, login, on_push, session_id=session_id)
+        except EdgedError:
+            if settle is not None:
+                settle(False)
+            raise
+        if settle is not None:
+            settle(True)
     except EdgedError as exc:
-        return problem(401 if exc.code in UNAUTHORIZED else 403, exc.code)
+        status = 503 if exc.code == ErrorCode.ROOM_STATE_UNAVAILABLE else 403
+        return problem(401 if exc.code in UNAUTHORIZED else status, exc.code)
     except ValueError:
         return problem(401, ErrorCode.AUTHENTICATION_FAILED, "the token names no valid user")
     rooms.after_login(session)

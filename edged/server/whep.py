@@ -127,7 +127,7 @@ class WhepEndpoint:
             )
         offer = SessionDescription(type="offer", sdp=await request.text())
         viewer = Viewer(resource_id(self.rooms.node_id), f'"{secrets.token_hex(8)}"', self._end)
-        logged_in = login_without_socket(self.rooms, request, app_id, room_id, viewer.on_push)
+        logged_in = await login_without_socket(self.rooms, request, app_id, room_id, viewer.on_push)
         if isinstance(logged_in, web.Response):
             return logged_in
         session, result = logged_in

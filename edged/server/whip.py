@@ -77,7 +77,7 @@ class WhipEndpoint:
             return refused
         offer = SessionDescription(type="offer", sdp=await request.text())
         kinds = _kinds(offer.sdp)
-        logged_in = login_without_socket(self.rooms, request, app_id, room_id, lambda _: None)
+        logged_in = await login_without_socket(self.rooms, request, app_id, room_id, lambda _: None)
         if isinstance(logged_in, web.Response):
             return logged_in
         session = logged_in[0]
