@@ -107,6 +107,15 @@ async def listen(track: MediaStreamTrack, seconds: float) -> npt.NDArray[np.floa
 # ---- echo cancellation, end to end ------------------------------------------------------
 
 
+def _alignment(intercom: Intercom) -> str:
+    """How the reference was lined up with the microphone, for a failure's message."""
+    line, delay = intercom.line, intercom.delay
+    return (
+        f"reference jumps {line.jumps}, steps {line.steps}; delay estimates {delay.estimates},"
+        f" last {delay.last_delay_ms} ms, shift {delay.shift} samples"
+    )
+
+
 @pytest.mark.parametrize("library", CANCELLERS)
 @pytest.mark.netns
 @pytest.mark.timeout(240)
@@ -151,12 +160,15 @@ async def test_the_viewer_hears_the_near_end_and_not_its_own_echo(
             controls.echo_mode = EchoMode.CANCEL
             # An adaptive filter converges slowly on a pure tone, and more slowly still on
             # a loaded machine (speech converges in about 3 s: bench/aec.py): wait long.
-            await until(
-                lambda: level_db(decoded(), FAR_HZ) <= echo_off - 20,
-                90,
-                "the echo 20 dB down",
-                interval=0.2,
-            )
+            try:
+                await until(
+                    lambda: level_db(decoded(), FAR_HZ) <= echo_off - 20,
+                    90,
+                    "the echo 20 dB down",
+                    interval=0.2,
+                )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc} ({_alignment(intercom)})") from None
             # The near end over a second of audio all captured with the echo cancelled
             # (a canceller may hold the whole signal down while it first converges).
             audio = heard.audio
