@@ -54,15 +54,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' own PCMs and room
 
 import av  # noqa: E402
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 from alsa import pcms as alsa_pcms  # noqa: E402
-from alsa.room import EchoRoom  # noqa: E402
+from alsa.room import EchoRoom, SamplesTrack  # noqa: E402
 
 from edged.media.alsa.capture import AlsaCaptureTrack  # noqa: E402
 from edged.media.alsa.echo import EchoMode, EchoSettings  # noqa: E402
 from edged.media.alsa.intercom import CANCELLERS, AudioControls, Intercom, chosen_canceller  # noqa: E402
 from edged.media.alsa.playback import AlsaPlaybackSink  # noqa: E402
-from edged.media.clock import Pacer  # noqa: E402
 from edged.media.encoders.opus import OpusEncoder  # noqa: E402
 from edged.media.sinks.analysis import audio_frame_samples  # noqa: E402
 
@@ -146,29 +144,6 @@ class RoomEcho:
         drop = int(where[-1]) if count else 0
         self._pending, self._base = stream[drop:], self._base + drop
         return echo + self._rng.standard_normal(count) * self._noise
-
-
-class SpeechTrack(MediaStreamTrack):
-    """Plays ``samples`` (mono, s16 scale) in 20 ms frames in real time, then silence."""
-
-    kind = "audio"
-
-    def __init__(self, samples: Signal) -> None:
-        super().__init__()
-        self._samples = np.round(samples).astype(np.int16)
-        self._pacer = Pacer(0.02, catch_up=3)
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        slot = await self._pacer.next_slot()
-        chunk = np.zeros(960, dtype=np.int16)
-        part = self._samples[slot * 960 : slot * 960 + 960]
-        chunk[: len(part)] = part
-        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = slot * 960
-        return frame
 
 
 class CpuMeter:
@@ -269,7 +244,7 @@ async def run_once(
         mic = AlsaCaptureTrack(alsa_pcms.MIC, intercom=intercom)
         first = asyncio.ensure_future(mic.recv())  # reading before the room writes
         await asyncio.sleep(0.2)
-        sink.attach(SpeechTrack(timeline.far))
+        sink.attach(SamplesTrack(timeline.far))
         frames = [await first]
         while sum(f.samples for f in frames) < timeline.total + RATE // 2:
             frames.append(await mic.recv())

@@ -9,6 +9,7 @@ room is the sound card's clock: it takes one period from the speaker and gives o
 the microphone per period of the monotonic clock, and the speaker's FIFO holds about
 one period, so the speaker's writes block like a card's. Like a microphone nobody
 reads, the room drops what would wait behind ``backlog`` unread periods.
+:class:`SamplesTrack` plays given samples in real time: the far end's voice.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+import av
 import numpy as np
 import numpy.typing as npt
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from edged.media.clock import Pacer
 
@@ -148,3 +151,30 @@ class EchoRoom:
             if self.keep:
                 self.echo.append(echo)
                 self.near_written.append(near)
+
+
+class SamplesTrack(MediaStreamTrack):
+    """Plays ``samples`` (mono, s16 scale, at ``rate``) in 20 ms frames in real time, then
+    silence: the far end's voice for a speaker in the room."""
+
+    kind = "audio"
+
+    def __init__(self, samples: Signal, rate: int = 48_000) -> None:
+        super().__init__()
+        self._samples = np.round(samples).astype(np.int16)
+        self._rate = rate
+        self._size = rate // 50
+        self._pacer = Pacer(0.02, catch_up=3)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        slot = await self._pacer.next_slot()
+        size = self._size
+        chunk = np.zeros(size, dtype=np.int16)
+        part = self._samples[slot * size : slot * size + size]
+        chunk[: len(part)] = part
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self._rate
+        frame.pts = slot * size
+        return frame

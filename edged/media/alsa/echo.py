@@ -85,6 +85,9 @@ class EchoCanceller(Protocol):
 
     name: str
     frame_size: int
+    finds_delay: bool
+    """Whether it finds the echo's delay within the reference itself (AEC3): the intercom
+    then never moves the reference for a delay no device reported."""
 
     def process(self, captured: Samples, reference: Samples) -> Samples: ...
 

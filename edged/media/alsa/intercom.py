@@ -214,6 +214,14 @@ class Intercom:
             return np.repeat(out.reshape(-1, 1), samples.shape[1], axis=1)
         return out.reshape(samples.shape)
 
+    def shift(self) -> int:
+        """How many samples earlier the reference is read for a delay no device reported:
+        the delay estimate's, unless the canceller finds the delay itself."""
+        canceller = self._canceller
+        if canceller is not None and canceller.finds_delay:
+            return 0
+        return self.delay.shift
+
     def configure(self, settings: EchoSettings) -> None:
         """Use ``settings`` from now on: the canceller is made again on the next frame."""
         if settings != self.settings:
@@ -260,7 +268,7 @@ class _MicPath:
         while len(self._down) >= frame:
             age = delay_s + len(self._down) / CANCEL_RATE
             captured = self._down.pop(frame)
-            reference = intercom.line.take(frame, self._index, age, intercom.delay.shift)
+            reference = intercom.line.take(frame, self._index, age, intercom.shift())
             self._index += frame
             treated.append(self._treat(captured, reference))
         if treated:
@@ -279,6 +287,8 @@ class _MicPath:
         canceller = intercom.canceller()
         if canceller is None:
             return captured
+        if canceller.finds_delay:
+            return canceller.process(captured, reference)
         shift = intercom.delay.shift
         intercom.delay.observe(captured, reference)
         if intercom.delay.shift != shift:  # the echo path moved: learn it afresh

@@ -108,6 +108,7 @@ class SpeexCanceller:
     """
 
     name = "speexdsp"
+    finds_delay = False
 
     def __init__(self, rate: int, settings: EchoSettings) -> None:
         self._lib = load_speexdsp()
