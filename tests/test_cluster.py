@@ -189,6 +189,11 @@ async def test_redis_restarted_mid_call_loses_nothing(nodes: ServerFactory) -> N
     c = await client_of(srv, 2)
     down = await c.request("login", app_id=APP, room_id="r", user_id="C", token=srv.token("C"))
     assert down["error"]["code"] == 1002035
+    # A WHEP player is refused the same way, as a retryable 503.
+    via = dataclasses.replace(srv, url=srv.urls[2], clients=[])
+    played = await whep_play(via, mint(SECRET, APP, "tv", 600), stream_id="s1")
+    await played.pc.close()
+    assert (played.status, '"code": 1002035' in played.body) == (503, True), played.body
 
     await srv.redis.start()  # empty: each node writes back what it holds at its next beat
     store = redis_asyncio.Redis.from_url(srv.redis.url, decode_responses=True)
