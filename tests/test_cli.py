@@ -306,6 +306,12 @@ def test_server_refuses_a_port_out_of_range() -> None:
     assert "argument --port: not a port number (1 to 65535): 70000" in out.stderr
 
 
+def test_server_refuses_a_trusted_proxy_that_is_no_address() -> None:
+    out = edged("server", "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "10.0.0.300")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "argument --trusted-proxy:" in out.stderr and "10.0.0.300" in out.stderr
+
+
 async def test_run_logs_at_the_level_its_configuration_file_sets(tmp_path: Path) -> None:
     config = tmp_path / "edged.yaml"
     port = free_port()

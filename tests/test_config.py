@@ -4,6 +4,7 @@ the mapping onto engine and server, and reload differences."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import ssl
 import subprocess
@@ -609,3 +610,21 @@ def test_the_embedded_server_as_one_node_of_several(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as exc:
             parse_config(wrong)
         assert [p[0] for p in problems(exc)] == ["server.store"], wrong
+
+
+def test_the_trusted_proxies_reach_the_embedded_server(tmp_path: Path) -> None:
+    text = "server:\n  trusted_proxies: [10.0.0.5, 'fd00::/8']\n"
+    settings = load_config(write(tmp_path, text), env={}).server_settings(apps={"default": "x"})
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.5/32"),
+        ipaddress.ip_network("fd00::/8"),
+    )
+    assert (
+        load_config(write(tmp_path, "server: {}"), env={})
+        .server_settings(apps={"default": "x"})
+        .trusted_proxies
+        == ()
+    )
+    with pytest.raises(ConfigError) as exc:
+        parse_config("server: {trusted_proxies: [10.0.0.5, 10.0.0.300]}")
+    assert [p[0] for p in problems(exc)] == ["server.trusted_proxies[1]"]
