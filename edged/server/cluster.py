@@ -7,8 +7,9 @@ message, and a login for a room another node owns, or a resume of a session anot
 holds, is proxied there as a whole WebSocket (:mod:`.proxy`). Redis holds only what the
 nodes must agree on:
 
-* ``node:<id>`` → the node's internal URL, expiring unless the node renews it: a node
-  that stops renewing (killed) is dead for the others within ``node_ttl_s``;
+* ``node:<id>`` → the node's internal URL, expiring unless the node renews it (over a
+  connection of its own, never queued behind logins): a node that stops renewing
+  (killed) is dead for the others within ``node_ttl_s``;
 * ``room:<app>␟<room>`` → its owner's id, claimed atomically by the first node asked
   (a script takes it over from a dead owner);
 * ``user:<app>␟<user>`` → ``<node>␟<session>`` of the user's one session in the app: a
@@ -177,6 +178,15 @@ class Cluster:
             socket_connect_timeout=2.0,
         )
         self._redis: Any = redis_asyncio.Redis(connection_pool=pool)
+        # The liveness key has a connection of its own: renewing it must never queue
+        # behind a burst of logins, or a busy node would expire and lose its rooms.
+        self._beat_redis: Any = redis_asyncio.Redis.from_url(
+            settings.store_url,
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            single_connection_client=True,
+        )
         self._own_room = self._redis.register_script(_OWN_ROOM)
         self._claim_stream = self._redis.register_script(_CLAIM_STREAM)
         self._release = self._redis.register_script(_RELEASE)
@@ -210,9 +220,10 @@ class Cluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(Exception):
-            await self._redis.delete(self._node_key(self.node_id))
-        with contextlib.suppress(Exception):
-            await self._redis.aclose()
+            await self._beat_redis.delete(self._node_key(self.node_id))
+        for client in (self._beat_redis, self._redis):
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def _beat_loop(self) -> None:
         while True:
@@ -222,7 +233,7 @@ class Cluster:
     async def _beat(self) -> None:
         ttl_ms = round(self.settings.node_ttl_s * 1000)
         try:
-            before = await self._redis.set(
+            before = await self._beat_redis.set(
                 self._node_key(self.node_id), self.settings.advertise_url, px=ttl_ms, get=True
             )
             if before is None:  # first start, or Redis lost our key: restart or expiry
@@ -243,7 +254,7 @@ class Cluster:
     async def _restore(self) -> None:
         """Write back the claims of everything this node holds (Redis lost them)."""
         held = self._snapshot()
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._beat_redis.pipeline(transaction=False)
         for app_id, room_id in held.rooms:
             pipe.set(self._key("room", app_id, room_id), self.node_id)
         for app_id, user_id, session_id in held.users:
