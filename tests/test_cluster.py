@@ -443,6 +443,17 @@ async def test_who_does_not_come_back_after_its_node_died_is_removed_at_the_time
         await observer.next_of("room_user_update")
         await observer.next_of("room_stream_update")
         resume_token, last_seq = observer.login_result["resume_token"], observer.last_seq
+        # Both sessions' records are in Redis (written just after each login: a node that
+        # dies before cannot hand that session over, docs/scaling.md).
+        store = redis_asyncio.Redis.from_url(nodes.redis.url, decode_responses=True)
+
+        async def both_saved() -> bool:
+            return int(await store.hlen(f"edged:members:{APP}\x1fr")) == 2
+
+        try:
+            await until(both_saved, 5, "both sessions' records in Redis")
+        finally:
+            await store.aclose()
 
         await nodes.kill(0)  # the publisher never comes back; the observer does, elsewhere
         observer = await resume_somewhere(http, nodes.url(2), resume_token, last_seq)
