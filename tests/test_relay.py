@@ -141,7 +141,9 @@ async def test_the_cameras_own_h264_and_a_tone_reach_eight_engines_and_a_page_th
             assert sink.video is not None and sink.video.stats().out_of_order == 0
             seqs = [o.sequence for o in sink.video.observations]
             assert seqs == sorted(seqs)
-            assert sink.audio is not None and sink.audio.tone_present(440.0)
+            # A second of the tone (a second read while a loaded machine delays packets may
+            # hold the receiver's concealment, so the next second counts too).
+            await until(lambda s=sink: s.audio is not None and s.audio.tone_present(440.0), 10)
         published = call.board.publishers["cam"]
         assert [(v.user_id, v.relayed) for v in published.viewers] == [("edged-sfu", True)]
         assert published.video is not None and published.video.encoders_created == 0
