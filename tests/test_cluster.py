@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as redis_asyncio
 import yaml
 
 from edged.engine.config import PublishConfig, RoomConfig
@@ -196,13 +195,9 @@ async def test_redis_restarted_mid_call_loses_nothing(nodes: ServerFactory) -> N
     assert (played.status, '"code": 1002035' in played.body) == (503, True), played.body
 
     await srv.redis.start()  # empty: each node writes back what it holds at its next beat
-    store = redis_asyncio.Redis.from_url(srv.redis.url, decode_responses=True)
-    try:
-        async with asyncio.timeout(15):
-            while not await store.exists(f"edged:stream:{APP}\x1fs1"):
-                await asyncio.sleep(0.1)
-    finally:
-        await store.aclose()
+    async with srv.redis.client() as store, asyncio.timeout(15):
+        while not await store.exists(f"edged:stream:{APP}\x1fs1"):
+            await asyncio.sleep(0.1)
     assert await a.pushes_before_heartbeat() == []  # nobody left, nothing changed
     # What was restored still holds: B's stream id, and B's login kicks the old B.
     d = await logged_in(srv, 2, "D", "elsewhere")
@@ -224,16 +219,15 @@ async def test_a_node_with_every_redis_connection_busy_is_not_taken_for_dead(
     # for longer than the node's liveness key lives unrenewed.
     pool = cluster._redis.connection_pool
     held = [await pool.get_connection() for _ in range(pool.max_connections)]
-    store = redis_asyncio.Redis.from_url(srv.redis.url, decode_responses=True)
     try:
-        loop = asyncio.get_running_loop()
-        until_time = loop.time() + cluster.settings.node_ttl_s + 2
-        while loop.time() < until_time:  # alive all along, not only at the end
-            assert await store.exists(f"edged:node:{cluster.node_id}")
-            await asyncio.sleep(0.25)
-        assert await store.get(f"edged:room:{APP}\x1fr") == cluster.node_id
+        async with srv.redis.client() as store:
+            loop = asyncio.get_running_loop()
+            until_time = loop.time() + cluster.settings.node_ttl_s + 2
+            while loop.time() < until_time:  # alive all along, not only at the end
+                assert await store.exists(f"edged:node:{cluster.node_id}")
+                await asyncio.sleep(0.25)
+            assert await store.get(f"edged:room:{APP}\x1fr") == cluster.node_id
     finally:
-        await store.aclose()
         for connection in held:
             await pool.release(connection)
     # The room stayed on its node: a login through another node is carried there.
@@ -445,15 +439,12 @@ async def test_who_does_not_come_back_after_its_node_died_is_removed_at_the_time
         resume_token, last_seq = observer.login_result["resume_token"], observer.last_seq
         # Both sessions' records are in Redis (written just after each login: a node that
         # dies before cannot hand that session over, docs/scaling.md).
-        store = redis_asyncio.Redis.from_url(nodes.redis.url, decode_responses=True)
+        async with nodes.redis.client() as store:
 
-        async def both_saved() -> bool:
-            return int(await store.hlen(f"edged:members:{APP}\x1fr")) == 2
+            async def both_saved() -> bool:
+                return int(await store.hlen(f"edged:members:{APP}\x1fr")) == 2
 
-        try:
             await until(both_saved, 5, "both sessions' records in Redis")
-        finally:
-            await store.aclose()
 
         await nodes.kill(0)  # the publisher never comes back; the observer does, elsewhere
         observer = await resume_somewhere(http, nodes.url(2), resume_token, last_seq)

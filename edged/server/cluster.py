@@ -169,23 +169,19 @@ class Cluster:
         self.node_id = settings.node_id
         # A bounded pool that makes a burst of logins wait for a connection (the default
         # pool refuses past its size: "Too many connections").
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": 2.0,
+            "socket_connect_timeout": 2.0,
+        }
         pool = redis_asyncio.BlockingConnectionPool.from_url(
-            settings.store_url,
-            max_connections=REDIS_CONNECTIONS,
-            timeout=5.0,
-            decode_responses=True,
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
+            settings.store_url, max_connections=REDIS_CONNECTIONS, timeout=5.0, **options
         )
         self._redis: Any = redis_asyncio.Redis(connection_pool=pool)
         # The liveness key has a connection of its own: renewing it must never queue
         # behind a burst of logins, or a busy node would expire and lose its rooms.
         self._beat_redis: Any = redis_asyncio.Redis.from_url(
-            settings.store_url,
-            decode_responses=True,
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
-            single_connection_client=True,
+            settings.store_url, single_connection_client=True, **options
         )
         self._own_room = self._redis.register_script(_OWN_ROOM)
         self._claim_stream = self._redis.register_script(_CLAIM_STREAM)

@@ -5,8 +5,11 @@ Redis that lost its memory does), its log in the test's folder."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from edged.testing.daemon import start_listening, stop_process
 from edged.testing.janus import free_port
@@ -46,3 +49,14 @@ class RedisServer:
     async def stop(self) -> None:
         await stop_process(self.proc)
         self.proc = None
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[Any]:
+        """A redis-py asyncio client of this server (strings decoded), closed after."""
+        import redis.asyncio as redis_asyncio
+
+        store = redis_asyncio.Redis.from_url(self.url, decode_responses=True)
+        try:
+            yield store
+        finally:
+            await store.aclose()
