@@ -46,8 +46,9 @@ from ..logs import log_event
 log = logging.getLogger("edged.server.cluster")
 
 SEP = "\x1f"
-REDIS_CONNECTIONS = 32
-"""Connections a node keeps to Redis at most (a burst of logins queues for them)."""
+REDIS_CONNECTIONS = 4
+"""Connections a node keeps to Redis at most: its batches go one at a time
+(:mod:`.redis_batch`), so one is busy and the others stand by for a reconnect."""
 PREFIX = "edged:"
 
 # KEYS[1] the room; ARGV[1] this node, ARGV[2] the prefix of node keys.
@@ -165,10 +166,12 @@ class Cluster:
     ) -> None:
         import redis.asyncio as redis_asyncio  # only with --store redis://
 
+        from .redis_batch import Batcher
+
         self.settings = settings
         self.node_id = settings.node_id
-        # A bounded pool that makes a burst of logins wait for a connection (the default
-        # pool refuses past its size: "Too many connections").
+        # A bounded pool that makes a caller wait for a connection (the default pool
+        # refuses past its size: "Too many connections").
         options: dict[str, Any] = {
             "decode_responses": True,
             "socket_timeout": 2.0,
@@ -183,16 +186,16 @@ class Cluster:
         self._beat_redis: Any = redis_asyncio.Redis.from_url(
             settings.store_url, single_connection_client=True, **options
         )
-        self._own_room = self._redis.register_script(_OWN_ROOM)
-        self._claim_stream = self._redis.register_script(_CLAIM_STREAM)
-        self._release = self._redis.register_script(_RELEASE)
-        self._take_over = self._redis.register_script(_TAKE_OVER)
+        self._batch = Batcher(self._redis)
+        self._own_room = self._batch.script(_OWN_ROOM)
+        self._claim_stream = self._batch.script(_CLAIM_STREAM)
+        self._release = self._batch.script(_RELEASE)
+        self._take_over = self._batch.script(_TAKE_OVER)
         self._snapshot = snapshot
         self.healthy = False
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._urls: dict[str, tuple[str | None, float]] = {}
-        self._pending: set[asyncio.Task[None]] = set()
 
     # ---- keys ------------------------------------------------------------------------
 
@@ -215,6 +218,7 @@ class Cluster:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._batch.close()
         with contextlib.suppress(Exception):
             await self._beat_redis.delete(self._node_key(self.node_id))
         for client in (self._beat_redis, self._redis):
@@ -281,13 +285,15 @@ class Cluster:
         """The node that owns the room, this one if nobody (alive) did."""
         key = self._key("room", app_id, room_id)
         owner: str = await self._call(
-            self._own_room(keys=[key], args=[self.node_id, f"{PREFIX}node:"])
+            self._batch.run_script(self._own_room, [key], [self.node_id, f"{PREFIX}node:"])
         )
         return owner
 
     async def stream_node(self, app_id: str, stream_id: str) -> str | None:
         """The node publishing ``stream_id``, None when no node does."""
-        node: str | None = await self._call(self._redis.get(self._key("stream", app_id, stream_id)))
+        node: str | None = await self._call(
+            self._batch.command("GET", self._key("stream", app_id, stream_id))
+        )
         return node
 
     async def node_url(self, node: str) -> str | None:
@@ -296,7 +302,7 @@ class Cluster:
         now = time.monotonic()
         if cached is not None and now - cached[1] < 1.0:
             return cached[0]
-        url: str | None = await self._call(self._redis.get(self._node_key(node)))
+        url: str | None = await self._call(self._batch.command("GET", self._node_key(node)))
         self._urls[node] = (url, now)
         return url
 
@@ -304,7 +310,9 @@ class Cluster:
         """Make ``session_id`` on this node the user's session; the previous holder."""
         key = self._key("user", app_id, user_id)
         value = f"{self.node_id}{SEP}{session_id}"
-        before: str | None = await self._call(self._redis.set(key, value, get=True))
+        before: str | None = await self._call(
+            self._batch.command("SET", key, value, "GET", get=True)
+        )
         if before is None or SEP not in before:
             return None
         node, session = before.split(SEP, 1)
@@ -315,44 +323,47 @@ class Cluster:
         this node held it already (its own store decides), 2 when newly claimed."""
         key = self._key("stream", app_id, stream_id)
         claimed = await self._call(
-            self._claim_stream(keys=[key], args=[self.node_id, f"{PREFIX}node:"])
+            self._batch.run_script(self._claim_stream, [key], [self.node_id, f"{PREFIX}node:"])
         )
         return int(claimed)
 
     def release_user(self, app_id: str, user_id: str, session_id: str) -> None:
         key, value = self._key("user", app_id, user_id), f"{self.node_id}{SEP}{session_id}"
-        self._later(self._release(keys=[key], args=[value]))
+        self._batch.fire_script(self._release, [key], [value])
 
     def release_stream(self, app_id: str, stream_id: str) -> None:
         key = self._key("stream", app_id, stream_id)
-        self._later(self._release(keys=[key], args=[self.node_id]))
+        self._batch.fire_script(self._release, [key], [self.node_id])
 
     def release_room(self, app_id: str, room_id: str) -> None:
-        self._later(self._release(keys=[self._key("room", app_id, room_id)], args=[self.node_id]))
+        self._batch.fire_script(self._release, [self._key("room", app_id, room_id)], [self.node_id])
 
     # ---- a room's records (adopt.py) --------------------------------------------------------
 
     def save_member(self, app_id: str, room_id: str, session_id: str, record: str) -> None:
         key = self._key("members", app_id, room_id)
-        self._later(self._redis.hset(key, session_id, record))
+        self._batch.fire("HSET", key, session_id, record)
 
     def drop_member(self, app_id: str, room_id: str, session_id: str) -> None:
-        self._later(self._redis.hdel(self._key("members", app_id, room_id), session_id))
+        self._batch.fire("HDEL", self._key("members", app_id, room_id), session_id)
 
     def save_link(self, app_id: str, room_id: str, link_id: str, record: str | None) -> None:
         key = self._key("links", app_id, room_id)
-        self._later(
-            self._redis.hset(key, link_id, record) if record else self._redis.hdel(key, link_id)
-        )
+        if record:
+            self._batch.fire("HSET", key, link_id, record)
+        else:
+            self._batch.fire("HDEL", key, link_id)
 
     async def room_records(
         self, app_id: str, room_id: str
     ) -> tuple[dict[str, str], dict[str, str]]:
         """A room's member and link records (a dead node's room, to adopt)."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(self._key("members", app_id, room_id))
-        pipe.hgetall(self._key("links", app_id, room_id))
-        members, links = await self._call(pipe.execute())
+        members, links = await self._call(
+            asyncio.gather(
+                self._batch.command("HGETALL", self._key("members", app_id, room_id)),
+                self._batch.command("HGETALL", self._key("links", app_id, room_id)),
+            )
+        )
         return dict(members), dict(links)
 
     async def take_over(
@@ -361,27 +372,15 @@ class Cluster:
         """Move the claims of adopted sessions, ``(app, user, session, dead node)``, and of
         their streams, ``(app, stream, dead node)``, from the dead node to this one (unless
         someone claimed them since)."""
-        pipe = self._redis.pipeline(transaction=False)
+        moves = []
         for app_id, user_id, session_id, dead in users:
             key = self._key("user", app_id, user_id)
             old, new = f"{dead}{SEP}{session_id}", f"{self.node_id}{SEP}{session_id}"
-            await self._take_over(keys=[key], args=[old, new], client=pipe)
+            moves.append(self._batch.run_script(self._take_over, [key], [old, new]))
         for app_id, stream_id, dead in streams:
             key = self._key("stream", app_id, stream_id)
-            await self._take_over(keys=[key], args=[dead, self.node_id], client=pipe)
-        await self._call(pipe.execute())
-
-    def _later(self, call: Any) -> None:
-        """Run a release without waiting: a failure leaves a claim a dead-node check or the
-        next claim overrides."""
-
-        async def run() -> None:
-            with contextlib.suppress(Exception):
-                await call
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+            moves.append(self._batch.run_script(self._take_over, [key], [dead, self.node_id]))
+        await self._call(asyncio.gather(*moves))
 
     def health(self) -> dict[str, object]:
         """For ``/healthz``: the store and this node."""
