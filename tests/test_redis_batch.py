@@ -1,0 +1,89 @@
+"""A node's Redis commands in batches (edged/server/redis_batch.py), against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.exceptions import ResponseError
+
+from edged.server.redis_batch import Batcher
+from edged.testing.redis import RedisServer
+
+INCREMENT = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+
+@pytest.fixture
+async def redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def batcher(redis: RedisServer) -> AsyncIterator[Batcher]:
+    async with redis.client() as client:
+        batch = Batcher(client)
+        try:
+            yield batch
+        finally:
+            await batch.close()
+
+
+async def test_what_one_turn_asks_goes_as_one_pipeline_each_with_its_own_reply(
+    batcher: Batcher,
+) -> None:
+    replies: list[asyncio.Future[Any]] = [
+        batcher.command("SET", "k", "v1"),
+        batcher.command("SET", "k", "v2", "GET", get=True),
+        batcher.command("INCR", "k"),  # not a number: this one fails, the others do not
+        batcher.command("GET", "k"),
+        batcher.command("HSET", "h", "a", "1"),
+        batcher.command("HGETALL", "h"),
+    ]
+    results = await asyncio.gather(*replies, return_exceptions=True)
+    assert results[:2] == [True, "v1"]
+    assert isinstance(results[2], ResponseError)
+    assert results[3:] == ["v2", 1, {"a": "1"}]
+    assert (batcher.batches, batcher.commands) == (1, 6)
+
+
+async def test_writes_nobody_waits_for_reach_redis_in_the_order_they_were_made(
+    batcher: Batcher,
+) -> None:
+    for n in range(50):  # saved, dropped, saved again: a session's record
+        batcher.fire("HSET", "members", "s1", f"record {n}")
+        batcher.fire("HDEL", "members", "s1")
+    batcher.fire("HSET", "members", "s1", "last")
+    assert await batcher.command("HGETALL", "members") == {"s1": "last"}
+    assert batcher.batches == 1
+
+
+async def test_a_script_redis_forgot_is_sent_again(redis: RedisServer, batcher: Batcher) -> None:
+    sha = batcher.script(INCREMENT)
+    assert await batcher.run_script(sha, ["n"], ["2"]) == 2
+    async with redis.client() as other:
+        await other.script_flush()
+    assert await batcher.run_script(sha, ["n"], ["3"]) == 5
+    assert await batcher.run_script(sha, ["n"], ["1"]) == 6
+
+
+async def test_while_redis_is_down_commands_fail_and_work_again_when_it_is_back(
+    redis: RedisServer, batcher: Batcher
+) -> None:
+    await batcher.command("SET", "k", "before")
+    await redis.kill()
+    failed = await asyncio.gather(
+        batcher.command("GET", "k"), batcher.command("SET", "k", "x"), return_exceptions=True
+    )
+    assert all(isinstance(reply, Exception) for reply in failed), failed
+    await redis.start()  # empty, as a Redis that lost its memory
+    assert await batcher.command("GET", "k") is None
+    assert await batcher.command("SET", "k", "after") is True
+    assert await batcher.command("GET", "k") == "after"
