@@ -310,9 +310,7 @@ class Cluster:
         """Make ``session_id`` on this node the user's session; the previous holder."""
         key = self._key("user", app_id, user_id)
         value = f"{self.node_id}{SEP}{session_id}"
-        before: str | None = await self._call(
-            self._batch.command("SET", key, value, "GET", get=True)
-        )
+        before: str | None = await self._call(self._batch.command("SET", key, value, "GET"))
         if before is None or SEP not in before:
             return None
         node, session = before.split(SEP, 1)
@@ -364,7 +362,7 @@ class Cluster:
                 self._batch.command("HGETALL", self._key("links", app_id, room_id)),
             )
         )
-        return dict(members), dict(links)
+        return as_hash(members), as_hash(links)
 
     async def take_over(
         self, users: list[tuple[str, str, str, str]], streams: list[tuple[str, str, str]]
@@ -389,3 +387,10 @@ class Cluster:
             "ok": self.healthy,
             **({"error": self.last_error} if self.last_error else {}),
         }
+
+
+def as_hash(reply: list[str] | dict[str, str]) -> dict[str, str]:
+    """A hash as ``HGETALL`` sends it: a map in RESP3, field, value, field… in RESP2."""
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))

@@ -5,8 +5,8 @@ A login makes a few Redis calls (the room's owner, the user's claim, the member'
 Sent one by one through redis-py, each pays for the connection pool, the retry wrapper,
 the observability hooks and a system call of its own: at a thousand logins a second that
 was a fifth of a node's CPU. :class:`Batcher` queues each command with a future, and one
-task sends the queue as a pipeline on one connection (one write, one read, replies in
-order); what is asked while a batch is on the wire goes in the next. Under load batches
+task writes the queue on one connection at once and reads the replies in order (a
+pipeline); what is asked while a batch is on the wire goes in the next. Under load batches
 grow, so the cost per command falls as the load rises; an idle node sends each command
 alone, as before, after at most one turn of the loop.
 
@@ -24,10 +24,10 @@ import functools
 import hashlib
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
-Queued = tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]
-"""A command's arguments, its reply-parsing options and the future for its reply."""
+Queued = tuple[tuple[Any, ...], asyncio.Future[Any]]
+"""A command's arguments and the future for its reply."""
 
 
 def _seen(future: asyncio.Future[Any]) -> None:
@@ -57,11 +57,11 @@ class Batcher:
     def run_script(self, sha: str, keys: list[str], args: list[str]) -> asyncio.Future[Any]:
         return self.command("EVALSHA", sha, len(keys), *keys, *args)
 
-    def command(self, *args: Any, **options: Any) -> asyncio.Future[Any]:
-        """Queue one command; its reply (or error) on the future returned. ``options``
-        go to redis-py's reply parsing (``get=True`` for ``SET … GET``)."""
+    def command(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue one command; its reply as Redis sends it (no redis-py reply parsing:
+        ``HGETALL`` is a flat list) or its error, on the future returned."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((args, options, future))
+        self._queue.append((args, future))
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._send_all())
         return future
@@ -96,17 +96,14 @@ class Batcher:
                 self._task = None
 
     async def _send(self, batch: list[Queued]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for args, options, _ in batch:
-            pipe.execute_command(*args, **options)
         self.batches += 1
         self.commands += len(batch)
         try:
-            replies = await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # the connection failed: every command of the batch
+            replies = await self._exchange([args for args, _ in batch])
+        except Exception as exc:  # no connection, or it failed: every command of the batch
             self._fail(batch, exc)
             return
-        for (args, _, future), reply in zip(batch, replies, strict=True):
+        for (args, future), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue  # its caller gave up
             if isinstance(reply, NoScriptError) and args[1] in self._scripts:
@@ -117,6 +114,29 @@ class Batcher:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+    async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Write the commands on one pooled connection, read their replies (an error
+        reply in its command's place). Straight on redis-py's connection rather than
+        through its ``Pipeline``, whose retry and observability layers cost more than
+        the commands themselves."""
+        pool = self._redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            # Replies may be left on the socket: never hand it to the next batch.
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+        return replies
 
     @staticmethod
     def _fail(batch: list[Queued], exc: BaseException) -> None:
