@@ -47,7 +47,7 @@ from .limits import AddressLimiter, TokenBucket
 from .proxy import CLIENT_HEADER
 from .rooms import RoomService
 from .routing import ClusterRouting
-from .session import Connection, Session
+from .session import Connection, Session, Socket
 from .settings import ServerSettings
 from .store import MemoryRoomStore, RoomStore
 from .webapp import add_web_routes
@@ -57,6 +57,8 @@ from .whip import WhipEndpoint
 log = logging.getLogger("edged.server")
 
 SERVICE_KEY = web.AppKey("edged_rooms", RoomService)
+ENDS = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+"""What ends a client's socket: it closed, or failed."""
 
 
 def error_reply(code: ErrorCode, message: str, request_id: int | None) -> str:
@@ -124,6 +126,8 @@ class RoomServer:
         for conn in list(self.connections):
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping")
+        if self.routing is not None:
+            await self.routing.going_away()
 
     async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         self._sweeper = asyncio.create_task(self._sweep_loop())
@@ -170,6 +174,7 @@ class RoomServer:
                 "users": members,
                 "streams": streams,
                 "connections": len(self.connections),
+                **({"carrying": routing.trunk_health()} if routing else {}),
             }
         )
 
@@ -183,6 +188,13 @@ class RoomServer:
         proxied = self.routing is not None and self.routing.from_node(request)
         if proxied:  # carried here by another node: the client's own address
             address = request.headers.get(CLIENT_HEADER, address)
+        await self.serve(ws, address, proxied=proxied)
+        return ws
+
+    async def serve(self, ws: Socket, address: str, *, proxied: bool) -> None:
+        """Serve one client's socket until it closes (``proxied``: carried here by another
+        node, whose client's address ``address`` is)."""
+        lim = self.settings.limits
         conn = Connection(ws, address, TokenBucket(lim.messages_per_s, lim.message_burst))
         if len(self.connections) >= lim.max_connections or not self.addresses.connect(address):
             conn.send_direct(
@@ -191,12 +203,12 @@ class RoomServer:
             conn.close_after_flush()
             log_event(log, logging.WARNING, "connection_refused", addr=address)
             with contextlib.suppress(Exception):
-                async for _ in ws:
+                while (await ws.receive()).type not in ENDS:
                     pass
-            return ws
+            return
         self.connections.add(conn)
         try:
-            async for frame in ws:
+            while (frame := await ws.receive()).type not in ENDS:
                 if frame.type == WSMsgType.TEXT:
                     if self.routing is None:
                         self.receive(conn, frame.data)
@@ -209,15 +221,12 @@ class RoomServer:
                             ErrorCode.MALFORMED_MESSAGE, "binary frames are not accepted", None
                         )
                     )
-                elif frame.type == WSMsgType.ERROR:
-                    break
         finally:
             self.connections.discard(conn)
             self.addresses.disconnect(address)
             if conn.session is not None:
                 conn.session.detach()
             await conn.aclose()
-        return ws
 
     # ---- dispatch ------------------------------------------------------------------
 

@@ -29,9 +29,9 @@ from .adopt import adopt, link_record, session_record
 from .cluster import Cluster, ClusterSettings, Holder, Holdings
 from .forwarded import FORWARDED_FOR, client_address
 from .links import Link
-from .proxy import CLIENT_HEADER, CLUSTER_HEADER, proxy_socket
+from .proxy import CLIENT_HEADER, CLUSTER_HEADER, TRUNK_PATH, CarriedSocket, TrunkEnd, Trunks
 from .rooms import RESUME_SEP, RoomService
-from .session import Connection, Session
+from .session import Connection, Session, Socket
 from .settings import ServerSettings
 from .webrtc_http import problem
 
@@ -63,6 +63,8 @@ class RoomServer(Protocol):
 
     def log_in(self, conn: Connection, msg: Login, session_id: str | None = None) -> Session: ...
 
+    async def serve(self, ws: Socket, address: str, *, proxied: bool) -> None: ...
+
 
 class ClusterRouting:
     """Owns this node's :class:`Cluster` and its HTTP client to the other nodes."""
@@ -72,6 +74,8 @@ class ClusterRouting:
         self.server = server
         self.cluster = Cluster(settings, self._holdings)
         self._http: aiohttp.ClientSession | None = None
+        self.trunks: Trunks | None = None
+        self.trunk_end = TrunkEnd(self._serve_carried)
         self._early_kicks: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._adopting: dict[tuple[str, str], asyncio.Future[None]] = {}
@@ -163,17 +167,28 @@ class ClusterRouting:
     async def start(self) -> None:
         # No pool limit: each carried socket holds one connection for its whole life.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        limit = self.server.settings.limits.outbox_limit
+        self.trunks = Trunks(self._http, self.settings.secret, limit)
         await self.cluster.start()
+
+    async def going_away(self) -> None:
+        """This node stops: close the trunks both ways (their sockets close with 1001)."""
+        await self.trunk_end.close()
+        if self.trunks is not None:
+            await self.trunks.close()
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self.trunks is not None:
+            await self.trunks.close()
         await self.cluster.close()
         if self._http is not None:
             await self._http.close()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/cluster/kick", self._on_kick)
+        app.router.add_get(TRUNK_PATH, self._on_trunk)
         app.middlewares.append(self._carry_http)
 
     # ---- WHEP and WHIP requests -------------------------------------------------------------
@@ -252,9 +267,7 @@ class ClusterRouting:
 
     # ---- a client's frames -----------------------------------------------------------
 
-    async def on_text(
-        self, conn: Connection, ws: web.WebSocketResponse, text: str, *, proxied: bool
-    ) -> bool:
+    async def on_text(self, conn: Connection, ws: Socket, text: str, *, proxied: bool) -> bool:
         """Handle one frame; True when the socket was carried to another node (it is done
         when this returns). ``proxied``: the socket came from another node, never sent on."""
         server = self.server
@@ -265,10 +278,9 @@ class ClusterRouting:
             if not proxied and conn.session is None and isinstance(msg, Login | Resume):
                 url = await self._elsewhere(msg)
                 if url is not None:
-                    assert self._http is not None
-                    secret = self.settings.secret
+                    assert self.trunks is not None
                     conn.ever_bound = True  # carried: not a socket that never logs in
-                    if await proxy_socket(ws, text, url, secret, conn.address, self._http):
+                    if await self.trunks.carry(ws, text, url, conn.address):
                         return True
                     if isinstance(msg, Resume):
                         # Its node is down, not yet dead to the others (its key has not
@@ -379,6 +391,26 @@ class ClusterRouting:
                     pass
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log_event(log, logging.WARNING, "kick_failed", node=holder.node, reason=str(exc))
+
+    # ---- sockets other nodes carry here --------------------------------------------------
+
+    async def _on_trunk(self, request: web.Request) -> web.StreamResponse:
+        if not self.from_node(request):
+            return web.json_response({"ok": False}, status=403)
+        return await self.trunk_end.accept(request)
+
+    async def _serve_carried(self, sock: CarriedSocket, address: str) -> None:
+        await self.server.serve(sock, address, proxied=True)
+
+    def trunk_health(self) -> dict[str, int]:
+        """For ``/healthz``: trunks to and from other nodes, and the sockets they carry."""
+        out = self.trunks
+        return {
+            "trunks_out": out.count if out is not None else 0,
+            "carried_out": out.sockets if out is not None else 0,
+            "trunks_in": self.trunk_end.trunks,
+            "carried_in": self.trunk_end.sockets,
+        }
 
     async def _on_kick(self, request: web.Request) -> web.Response:
         if not self.from_node(request):

@@ -14,8 +14,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMessage
 
 from ..logs import log_event
 from ..protocol import UserInfo
@@ -25,10 +26,26 @@ from .limits import TokenBucket
 log = logging.getLogger("edged.server")
 
 
+class Socket(Protocol):
+    """What serving a client needs of its WebSocket: aiohttp's ``WebSocketResponse``, or
+    a client's socket carried from another node (:class:`~.proxy.CarriedSocket`)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def receive(self, timeout: float | None = None) -> WSMessage: ...
+
+    async def send_str(self, data: str, compress: int | None = None) -> None: ...
+
+    async def send_bytes(self, data: bytes, compress: int | None = None) -> None: ...
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"") -> bool: ...
+
+
 class Connection:
     """One WebSocket: its address, rate bucket and the task that writes to it."""
 
-    def __init__(self, ws: web.WebSocketResponse, address: str, bucket: TokenBucket) -> None:
+    def __init__(self, ws: Socket, address: str, bucket: TokenBucket) -> None:
         self.ws = ws
         self.address = address
         self.bucket = bucket
