@@ -141,6 +141,12 @@ class ProtoClient:
             got.append(self.pushes.get_nowait())
         return got
 
+    async def closed_by_server(self, timeout: float = 5.0) -> int | None:
+        """Wait for the server to close the socket; the close code it gave."""
+        assert self.ws is not None and self._reader is not None
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.ws.close_code
+
     async def drop(self) -> None:
         """Close the socket without logging out (a network loss, as the server sees it)."""
         assert self.ws is not None

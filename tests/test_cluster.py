@@ -459,6 +459,76 @@ async def test_who_does_not_come_back_after_its_node_died_is_removed_at_the_time
         await publisher.close()
 
 
+async def carrying(srv: RunningServer, node: int) -> dict[str, int]:
+    """What ``/healthz`` of a node says of the sockets carried to and from it."""
+    url = srv.urls[node].replace("ws://", "http://").removesuffix("/ws") + "/healthz"
+    async with srv.http.get(url) as response:
+        health = await response.json()
+    return dict(health["carrying"])
+
+
+async def test_clients_carried_to_one_node_share_one_connection_between_the_nodes(
+    nodes: ServerFactory,
+) -> None:
+    srv = await nodes()
+    owner = await logged_in(srv, 0, "A", "r")  # node 0 runs the room
+    carried = [await logged_in(srv, 1, f"B{i}", "r") for i in range(5)]
+    for i in range(5):
+        assert (await owner.next_of("room_user_update"))["users"][0]["user_id"] == f"B{i}"
+    assert await carrying(srv, 1) == {
+        "trunks_out": 1,
+        "carried_out": 5,
+        "trunks_in": 0,
+        "carried_in": 0,
+    }
+    assert await carrying(srv, 0) == {
+        "trunks_out": 0,
+        "carried_out": 0,
+        "trunks_in": 1,
+        "carried_in": 5,
+    }
+    # Each carried client's frames stay its own, both ways and in order.
+    for n in range(3):
+        for i, client in enumerate(carried):
+            await client.ok("broadcast", message=f"{i}.{n}")
+    heard = [(await owner.next_of("broadcast"))["message"] for _ in range(15)]
+    for i in range(5):
+        assert [m for m in heard if m.startswith(f"{i}.")] == [f"{i}.{n}" for n in range(3)]
+    # A binary frame is refused by the room's node, as on a socket of its own.
+    await carried[0].pushes_before_heartbeat()  # the others' broadcasts
+    assert carried[0].ws is not None
+    await carried[0].ws.send_bytes(b"\x00")
+    assert (await carried[0].next_of("reply"))["error"]["code"] == 1000003
+    # A client that goes away is gone on the room's node too; the others stay carried.
+    await carried[4].drop()
+
+    async def owner_lets_go() -> bool:
+        return (await carrying(srv, 0))["carried_in"] == 4
+
+    await until(owner_lets_go, 5, "node 0 ends the socket its client dropped")
+    assert (await carrying(srv, 1))["carried_out"] == 4
+
+
+async def test_a_broken_trunk_closes_what_it_carried_and_its_clients_resume(
+    nodes: ServerFactory,
+) -> None:
+    srv = await nodes()
+    owner = await logged_in(srv, 0, "A", "r")
+    carried = await logged_in(srv, 1, "B", "r")
+    await owner.next_of("room_user_update")
+    assert srv.server.routing is not None
+    await srv.server.routing.trunk_end.close()  # node 0 drops every trunk to it
+    assert await carried.closed_by_server() == 1001  # going away: it reconnects and resumes
+    again = await client_of(srv, 1)
+    token, again.last_seq = carried.login_result["resume_token"], carried.last_seq
+    assert (await again.ok("resume", resume_token=token, last_seq=again.last_seq))["resumed"]
+    await again.ok("broadcast", message="back")
+    assert (await owner.next_of("broadcast"))["message"] == "back"
+    # Silent to the room: the owner heard no one leave or come back.
+    assert [m["type"] for m in await owner.pushes_before_heartbeat()] == []
+    assert (await carrying(srv, 1))["trunks_out"] == 1
+
+
 async def test_a_carried_socket_outlives_the_login_timeout_of_the_node_it_reached(
     nodes: ServerFactory,
 ) -> None:
