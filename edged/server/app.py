@@ -42,6 +42,7 @@ from ..protocol import (
     encode,
     encode_ok_reply,
 )
+from ..tokens import TokenClaims
 from .forwarded import FORWARDED_FOR, client_address
 from .limits import AddressLimiter, TokenBucket
 from .proxy import CLIENT_HEADER
@@ -282,9 +283,16 @@ class RoomServer:
         if msg.id is not None:
             self.rooms.send(session, encode(Reply(id=msg.id, ok=True, result=result)))
 
-    def log_in(self, conn: Connection, msg: Login, session_id: str | None = None) -> Session:
-        """Log the client in, answer, and tell the room (``session_id``: one chosen already)."""
-        session, result = self.rooms.login(conn, msg, session_id=session_id)
+    def log_in(
+        self,
+        conn: Connection,
+        msg: Login,
+        session_id: str | None = None,
+        verified: tuple[TokenClaims | None] | None = None,
+    ) -> Session:
+        """Log the client in, answer, and tell the room (``session_id``: one chosen already;
+        ``verified``: the token's claims as a check just before found them)."""
+        session, result = self.rooms.login(conn, msg, session_id=session_id, verified=verified)
         self.rooms.send(session, encode_ok_reply(msg.id, result))
         self.rooms.after_login(session)
         return session

@@ -146,15 +146,19 @@ class RoomService:
     # ---- login, resume, logout -----------------------------------------------------
 
     def check_login(
-        self, conn: Connection | None, msg: Login
+        self,
+        conn: Connection | None,
+        msg: Login,
+        verified: tuple[TokenClaims | None] | None = None,
     ) -> tuple[Session | None, TokenClaims | None]:
         """Refuse ``msg`` as :meth:`login` would; the token's claims and the user's session
-        here, if any."""
+        here, if any. ``verified``: the claims of ``msg``'s token as an earlier check of the
+        same login found them (its signature is not checked twice)."""
         if conn is not None and conn.session is not None:
             raise EdgedError(ErrorCode.ALREADY_LOGGED_IN)
         if msg.version != PROTOCOL_VERSION:
             raise EdgedError(ErrorCode.PROTOCOL_VERSION_UNSUPPORTED)
-        claims = login_claims(self.settings, msg)
+        claims = verified[0] if verified is not None else login_claims(self.settings, msg)
         old_id = self.store.user_session(msg.app_id, msg.user_id)
         old = self.sessions.get(old_id) if old_id else None
         room = self.store.room(msg.app_id, msg.room_id)
@@ -173,9 +177,11 @@ class RoomService:
         on_push: Callable[[str], None] | None = None,
         *,
         session_id: str | None = None,
+        verified: tuple[TokenClaims | None] | None = None,
     ) -> tuple[Session, LoginResult]:
-        """Log ``msg``'s user in on ``conn``, or with no socket, its messages to ``on_push``."""
-        old, claims = self.check_login(conn, msg)
+        """Log ``msg``'s user in on ``conn``, or with no socket, its messages to ``on_push``
+        (``verified``: as :meth:`check_login` found the token's claims just before)."""
+        old, claims = self.check_login(conn, msg, verified)
         if old is not None:
             self._kick(old, ErrorCode.KICKED_OUT, StreamDeleteReason.REPEATED_LOGIN)
         resume_token = secrets.token_urlsafe(24)

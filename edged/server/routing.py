@@ -25,6 +25,7 @@ from aiohttp import WSCloseCode, web
 from ..errors import EdgedError, ErrorCode
 from ..logs import log_event
 from ..protocol import ClientMessage, Login, Publish, Resume
+from ..tokens import TokenClaims
 from .adopt import adopt, link_record, session_record
 from .cluster import Cluster, ClusterSettings, Holder, Holdings
 from .forwarded import FORWARDED_FOR, client_address
@@ -61,7 +62,13 @@ class RoomServer(Protocol):
         self, conn: Connection, code: ErrorCode, message: str, request_id: int | None
     ) -> None: ...
 
-    def log_in(self, conn: Connection, msg: Login, session_id: str | None = None) -> Session: ...
+    def log_in(
+        self,
+        conn: Connection,
+        msg: Login,
+        session_id: str | None = None,
+        verified: tuple[TokenClaims | None] | None = None,
+    ) -> Session: ...
 
     async def serve(self, ws: Socket, address: str, *, proxied: bool) -> None: ...
 
@@ -348,11 +355,11 @@ class ClusterRouting:
         return settle
 
     async def _login(self, conn: Connection, msg: Login) -> None:
-        self.server.rooms.check_login(conn, msg)
+        _, claims = self.server.rooms.check_login(conn, msg)
         session_id = secrets.token_hex(8)
         settle = await self.claim_user(msg.app_id, msg.user_id, session_id)
         try:
-            self.server.log_in(conn, msg, session_id)
+            self.server.log_in(conn, msg, session_id, verified=(claims,))
         except EdgedError:
             settle(False)
             raise

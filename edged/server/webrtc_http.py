@@ -130,12 +130,14 @@ async def login_without_socket(
     session_id = secrets.token_hex(8)
     try:
         login = Login(app_id=app_id, room_id=room_id, user_id=peek(token, "sub") or "", token=token)
-        settle = None
+        settle, verified = None, None
         if rooms.shared is not None:
-            rooms.check_login(None, login)
+            verified = (rooms.check_login(None, login)[1],)
             settle = await rooms.shared.claim_user(app_id, login.user_id, session_id)
         try:
-            session, result = rooms.login(None, login, on_push, session_id=session_id)
+            session, result = rooms.login(
+                None, login, on_push, session_id=session_id, verified=verified
+            )
         except EdgedError:
             if settle is not None:
                 settle(False)
