@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from ..protocol import StreamInfo, UserInfo
@@ -39,7 +39,7 @@ def session_record(rooms: RoomService, session: Session) -> str:
         streams.append(
             {"info": info.model_dump(mode="json"), "cap": cap, "relay": relay, "p2p": p2p}
         )
-    claims = asdict(session.claims) if session.claims is not None else None
+    claims = _fields(session.claims) if session.claims is not None else None
     if claims is not None:
         for key in ("stream_ids", "relays"):
             claims[key] = sorted(claims[key]) if claims[key] is not None else None
@@ -57,6 +57,12 @@ def session_record(rooms: RoomService, session: Session) -> str:
     if session.fed:
         record["fed"] = sorted(session.fed)
     return json.dumps(record, separators=(",", ":"))
+
+
+def _fields(claims: TokenClaims) -> dict[str, Any]:
+    """The claims' fields, as ``dataclasses.asdict`` gives them (none is a dataclass)
+    without its deep copy: a tenth of the cost, once per login."""
+    return {f.name: getattr(claims, f.name) for f in fields(claims)}
 
 
 def link_record(link: Link) -> str | None:
