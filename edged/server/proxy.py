@@ -241,7 +241,7 @@ class _Carried:
             return
         if len(self.queue) >= self.limit:  # the client does not read: as the owner would
             log_event(log, logging.WARNING, "slow_consumer_carried")
-            self.end(WSCloseCode.POLICY_VIOLATION)
+            self.end(WSCloseCode.OK)
             return
         self.queue.append(message)
         self._wake()
