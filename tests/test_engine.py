@@ -201,8 +201,16 @@ async def test_server_restart_mid_call_recovers_both_sides(
         port = int(srv.url.rsplit(":", 1)[1].split("/")[0])
         # Stop the server: every connection drops and every session is forgotten.
         await srv.runner.cleanup()
-        await until(lambda: a.player_state("s1") == PS.PLAY_REQUESTING)
+        try:
+            await until(lambda: a.player_state("s1") == PS.PLAY_REQUESTING)
+        except AssertionError as exc:  # say what the engine went through instead
+            rooms = [(e.reason, e.error_code) for e in rec_a.of(RoomStateChanged)]
+            players = [(e.state, e.error_code) for e in rec_a.of(PlayerStateUpdate)]
+            raise AssertionError(f"{exc}; room {rooms}; player {players}") from None
         await asyncio.sleep(0.5)  # the server stays down a moment: clients retry meanwhile
+        # The publisher's media still arrives (peer to peer) but signaling is down: the
+        # player stays PLAY_REQUESTING rather than PLAYING again at the next frame.
+        assert a.player_state("s1") == PS.PLAY_REQUESTING
         restarted = await server_factory(port=port)
         await until(
             lambda: (

@@ -114,6 +114,8 @@ class Player(StreamState[PlayerState]):
         self._readers: set[asyncio.Task[None]] = set()
         self._requesting: asyncio.Task[None] | None = None
         self._stopped = False
+        self._interrupted = False
+        """Signaling is down: frames that still arrive do not make it PLAYING again."""
 
     def _state_event(self, state: PlayerState, error_code: int) -> PlayerStateUpdate:
         return PlayerStateUpdate(self.stream_id, state, error_code, {})
@@ -258,7 +260,7 @@ class Player(StreamState[PlayerState]):
 
     def _count(self, frame: Any) -> None:
         c = self.counters
-        if self.state != PlayerState.PLAYING and not self._stopped:
+        if self.state != PlayerState.PLAYING and not self._stopped and not self._interrupted:
             self.set_state(PlayerState.PLAYING)
         if isinstance(frame, av.VideoFrame):
             c.video_frames += 1
@@ -293,16 +295,20 @@ class Player(StreamState[PlayerState]):
         self.counters.first_video_at = self.counters.first_audio_at = None
 
     def interrupted(self) -> None:
-        """Signaling is down: report REQUESTING, keep the media while it flows."""
+        """Signaling is down: report REQUESTING (until it is back, however the media
+        flows), keep the media while it flows."""
+        self._interrupted = True
         if not self._stopped:
             self.set_state(PlayerState.PLAY_REQUESTING)
 
     def resumed(self) -> None:
+        self._interrupted = False
         if not self._stopped and self.receiving:
             self.set_state(PlayerState.PLAYING)
 
     async def session_lost(self) -> None:
         """The server forgot our session (and so our link): start over after re-login."""
+        self._interrupted = False
         self.link_id = None
         await self._close_pc()
         self._reset_first_frames()
