@@ -14,10 +14,10 @@ What one carried socket costs is then what it is: its frames, copied once each w
 WebSocket per carried client cost both nodes a handshake per login (a client handshake on
 the entry, an accept on the owner) and a system call per frame on each.
 
-When a trunk breaks (its other node died or stopped), every socket it carried is closed
-with 1001 on the entry (its client reconnects, through the load balancer to any node, and
-resumes) and every carried socket on the owner is closed as if its client had dropped
-(its session waits for the resume, as for any lost socket).
+When a trunk breaks (its other node died or stopped, or it answers no ping), every socket
+it carried is closed with 1001 on the entry (its client reconnects, through the load
+balancer to any node, and resumes) and every carried socket on the owner is closed as if
+its client had dropped (its session waits for the resume, as for any lost socket).
 
 Frame layout: messages back to back, each a 9-byte header (socket id: u32, kind: u8,
 payload length: u32, big-endian) and the payload (UTF-8 for ``OPEN``, ``TEXT`` and
@@ -51,6 +51,10 @@ OPEN, TEXT, BINARY, CLOSE = 1, 2, 3, 4
 HEADER = struct.Struct(">IBI")
 MAX_TRUNK_FRAME = 64 * 1024 * 1024
 """The largest frame a trunk accepts (a turn's messages of every socket it carries)."""
+TRUNK_HEARTBEAT_S = 10.0
+"""Each end pings the other this often, and ends the trunk when a pong is half this late:
+a path between the nodes that silently stops carrying anything is noticed in 15 s, not
+at TCP's own timeouts (minutes)."""
 
 
 def _messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
@@ -169,7 +173,7 @@ class TrunkEnd:
 
     async def accept(self, request: web.Request) -> web.WebSocketResponse:
         """Serve one trunk (the request carries the cluster secret: checked before)."""
-        ws = web.WebSocketResponse(max_msg_size=MAX_TRUNK_FRAME, heartbeat=None)
+        ws = web.WebSocketResponse(max_msg_size=MAX_TRUNK_FRAME, heartbeat=TRUNK_HEARTBEAT_S)
         await ws.prepare(request)
         wire = _Wire(ws)
         sockets: dict[int, CarriedSocket] = {}
@@ -385,7 +389,7 @@ class Trunks:
                 ws = await self._http.ws_connect(
                     url + TRUNK_PATH,
                     headers={CLUSTER_HEADER: self._secret},
-                    heartbeat=None,
+                    heartbeat=TRUNK_HEARTBEAT_S,
                     max_msg_size=MAX_TRUNK_FRAME,
                 )
             trunk = self._trunks[url] = Trunk(ws, self._limit)
