@@ -289,7 +289,7 @@ class User:
 
 
 async def generate(
-    host: str, ports: list[int], rooms: list[str], per_room: int, rate: float
+    host: str, ports: list[int], rooms: list[str], per_room: int, rate: float, balance: str
 ) -> dict[str, Any]:
     from edged.tokens import mint
 
@@ -297,10 +297,16 @@ async def generate(
     users = [User(f"{room}-u{i}", room) for room in rooms for i in range(per_room)]
     # Join rooms round-robin so every room fills at the same pace.
     order = [users[r * per_room + i] for i in range(per_room) for r in range(len(rooms))]
-    # With several nodes, as a balancer with no stickiness spreads them: the rooms' first
-    # members over the nodes in turn, and each room's next members over the nodes in turn
-    # from there (so a room's members are spread over every node).
-    node_of = {u.name: (i // per_room + i % per_room) % len(ports) for i, u in enumerate(users)}
+    # With several nodes, as a balancer with no stickiness spreads them ("spread"): the
+    # rooms' first members over the nodes in turn, and each room's next members over the
+    # nodes in turn from there (so a room's members are spread over every node). "room": as
+    # a balancer that hashes the room's id (docs/scaling.md), every member of a room on one
+    # node.
+    spread = balance == "spread"
+    node_of = {
+        u.name: (i // per_room + (i % per_room if spread else 0)) % len(ports)
+        for i, u in enumerate(users)
+    }
     tokens = {u.name: mint(SECRET, APP, u.name, 3600) for u in users}
     setup_cpu = time.process_time()  # minting is not part of the load
     sent_at: dict[str, float] = {}
@@ -463,6 +469,8 @@ def run(args: argparse.Namespace, store: str, nodes: int) -> dict[str, Any]:
                     str(per_room),
                     "--rate",
                     str(share),
+                    "--balance",
+                    args.balance,
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -508,6 +516,7 @@ def run(args: argparse.Namespace, store: str, nodes: int) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "store": store,
         "nodes": nodes,
+        "balance": args.balance if nodes > 1 else "one node",
         "users": logged_in,
         "rooms": rooms,
         "errors": sum(r["errors"] for r in results),
@@ -569,6 +578,14 @@ def main() -> None:
     )
     parser.add_argument("--nodes", type=int, default=2, help="with --store redis (default 2)")
     parser.add_argument(
+        "--balance",
+        choices=("spread", "room"),
+        default="spread",
+        help="with several nodes, how the clients reach them: spread, each room's members"
+        " over every node, as a balancer with no stickiness does; room, every member of a room"
+        " on one node, as a balancer that hashes the room's id (default: spread)",
+    )
+    parser.add_argument(
         "--server-cpu", type=int, default=0, help="the CPU the server is pinned to (default 0)"
     )
     parser.add_argument(
@@ -594,7 +611,9 @@ def main() -> None:
     if args.role == "generator":
         rooms = args.room_list.split(",")
         ports = [int(p) for p in args.ports.split(",")]
-        result = asyncio.run(generate("127.0.0.1", ports, rooms, args.per_room, args.rate))
+        result = asyncio.run(
+            generate("127.0.0.1", ports, rooms, args.per_room, args.rate, args.balance)
+        )
         print(json.dumps(result), flush=True)
         return
     if args.store == "memory":

@@ -5,6 +5,7 @@ nodes can get wrong. Every rule of the rooms suite also runs across three nodes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sys
 from collections.abc import AsyncIterator
@@ -207,7 +208,7 @@ async def test_redis_restarted_mid_call_loses_nothing(nodes: ServerFactory) -> N
     assert b2.login_result["room_id"] == "r"
 
 
-async def test_a_node_with_every_redis_connection_busy_is_not_taken_for_dead(
+async def test_a_node_whose_redis_batches_are_stalled_is_not_taken_for_dead(
     nodes: ServerFactory,
 ) -> None:
     srv = await nodes()
@@ -215,21 +216,28 @@ async def test_a_node_with_every_redis_connection_busy_is_not_taken_for_dead(
     cluster = srv.server.routing.cluster
     a = await logged_in(srv, 0, "A", "r")  # node 0 runs the room
     a.keep_alive(0.5)
-    # A burst of logins holds every connection of the node's pool (its queue waits 5 s),
-    # for longer than the node's liveness key lives unrenewed.
-    pool = cluster._redis.connection_pool
-    held = [await pool.get_connection() for _ in range(pool.max_connections)]
+    # Batch after batch waits a second on Redis (as behind a burst of logins), for longer
+    # than the node's liveness key lives unrenewed.
+    batches = cluster._batch
+
+    async def stall() -> None:
+        while True:
+            await batches.command("BLPOP", "edged:never", 1)
+
+    stalling = asyncio.create_task(stall())
     try:
         async with srv.redis.client() as store:
             loop = asyncio.get_running_loop()
             until_time = loop.time() + cluster.settings.node_ttl_s + 2
             while loop.time() < until_time:  # alive all along, not only at the end
                 assert await store.exists(f"edged:node:{cluster.node_id}")
+                assert not stalling.done()
                 await asyncio.sleep(0.25)
             assert await store.get(f"edged:room:{APP}\x1fr") == cluster.node_id
     finally:
-        for connection in held:
-            await pool.release(connection)
+        stalling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stalling
     # The room stayed on its node: a login through another node is carried there.
     b = await logged_in(srv, 1, "B", "r")
     assert [u["user_id"] for u in (await b.next_of("room_user_update"))["users"]] == ["A"]

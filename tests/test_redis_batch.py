@@ -29,12 +29,11 @@ async def redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
 
 @pytest.fixture
 async def batcher(redis: RedisServer) -> AsyncIterator[Batcher]:
-    async with redis.client() as client:
-        batch = Batcher(client)
-        try:
-            yield batch
-        finally:
-            await batch.close()
+    batch = Batcher(redis.url, 2.0)
+    try:
+        yield batch
+    finally:
+        await batch.close()
 
 
 async def test_what_one_turn_asks_goes_as_one_pipeline_each_with_its_own_reply(
@@ -89,3 +88,60 @@ async def test_while_redis_is_down_commands_fail_and_work_again_when_it_is_back(
     assert await batcher.command("GET", "k") is None
     assert await batcher.command("SET", "k", "after") == "OK"
     assert await batcher.command("GET", "k") == "after"
+
+
+async def test_replies_longer_than_one_read_arrive_whole(batcher: Batcher) -> None:
+    fields = {f"field{n}": f"{n:05d}" * 40 for n in range(3000)}  # 600 kB of replies
+    big = "é" * 500_000
+    for field, value in fields.items():
+        batcher.fire("HSET", "h", field, value)
+    assert await batcher.command("SET", "big", big) == "OK"
+    got = await asyncio.gather(batcher.command("HGETALL", "h"), batcher.command("GET", "big"))
+    assert as_hash(got[0]) == fields
+    assert got[1] == big
+
+
+async def test_an_argument_redis_cannot_take_is_refused_when_asked(batcher: Batcher) -> None:
+    with pytest.raises(TypeError, match=r"1\.5"):
+        batcher.command("SET", "k", 1.5)  # type: ignore[arg-type]
+    assert await batcher.command("SET", "k", 7) == "OK"
+    assert await batcher.command("INCR", "k") == 8
+
+
+async def test_a_redis_that_stops_answering_fails_its_batch_within_the_timeout(
+    redis: RedisServer,
+) -> None:
+    batch = Batcher(redis.url, 0.5)
+    try:
+        assert await batch.command("SET", "k", "v") == "OK"
+        redis.pause()
+        try:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(batch.command("GET", "k"), 10)
+            assert asyncio.get_running_loop().time() - started < 5
+        finally:
+            redis.pause(False)
+        assert await batch.command("GET", "k") == "v"  # on a new connection
+    finally:
+        await batch.close()
+
+
+async def test_the_urls_password_and_database_are_used(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, password="s3cret")
+    await server.start()
+    try:
+        batch = Batcher(server.url.removesuffix("/0") + "/3", 2.0)
+        wrong = Batcher(server.url.replace("s3cret", "wrong"), 2.0)
+        try:
+            assert await batch.command("SET", "k", "in three") == "OK"
+            with pytest.raises(ResponseError, match=r"WRONGPASS|invalid password"):
+                await wrong.command("GET", "k")
+        finally:
+            await batch.close()
+            await wrong.close()
+        async with server.client(db=3) as three, server.client() as zero:
+            assert await three.get("k") == "in three"
+            assert await zero.get("k") is None
+    finally:
+        await server.stop()

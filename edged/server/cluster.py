@@ -46,9 +46,6 @@ from ..logs import log_event
 log = logging.getLogger("edged.server.cluster")
 
 SEP = "\x1f"
-REDIS_CONNECTIONS = 4
-"""Connections a node keeps to Redis at most: its batches go one at a time
-(:mod:`.redis_batch`), so one is busy and the others stand by for a reconnect."""
 PREFIX = "edged:"
 
 # KEYS[1] the room; ARGV[1] this node, ARGV[2] the prefix of node keys.
@@ -170,23 +167,18 @@ class Cluster:
 
         self.settings = settings
         self.node_id = settings.node_id
-        # A bounded pool that makes a caller wait for a connection (the default pool
-        # refuses past its size: "Too many connections").
         options: dict[str, Any] = {
             "decode_responses": True,
             "socket_timeout": 2.0,
             "socket_connect_timeout": 2.0,
         }
-        pool = redis_asyncio.BlockingConnectionPool.from_url(
-            settings.store_url, max_connections=REDIS_CONNECTIONS, timeout=5.0, **options
-        )
-        self._redis: Any = redis_asyncio.Redis(connection_pool=pool)
+        # Everything but the liveness key goes in batches on one connection of its own.
+        self._batch = Batcher(settings.store_url, timeout_s=2.0)
         # The liveness key has a connection of its own: renewing it must never queue
         # behind a burst of logins, or a busy node would expire and lose its rooms.
         self._beat_redis: Any = redis_asyncio.Redis.from_url(
             settings.store_url, single_connection_client=True, **options
         )
-        self._batch = Batcher(self._redis)
         self._own_room = self._batch.script(_OWN_ROOM)
         self._claim_stream = self._batch.script(_CLAIM_STREAM)
         self._release = self._batch.script(_RELEASE)
@@ -221,9 +213,8 @@ class Cluster:
         await self._batch.close()
         with contextlib.suppress(Exception):
             await self._beat_redis.delete(self._node_key(self.node_id))
-        for client in (self._beat_redis, self._redis):
-            with contextlib.suppress(Exception):
-                await client.aclose()
+        with contextlib.suppress(Exception):
+            await self._beat_redis.aclose()
 
     async def _beat_loop(self) -> None:
         while True:

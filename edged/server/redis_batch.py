@@ -5,10 +5,12 @@ A login makes a few Redis calls (the room's owner, the user's claim, the member'
 Sent one by one through redis-py, each pays for the connection pool, the retry wrapper,
 the observability hooks and a system call of its own: at a thousand logins a second that
 was a fifth of a node's CPU. :class:`Batcher` queues each command with a future, and one
-task writes the queue on one connection at once and reads the replies in order (a
-pipeline); what is asked while a batch is on the wire goes in the next. Under load batches
-grow, so the cost per command falls as the load rises; an idle node sends each command
-alone, as before, after at most one turn of the loop.
+task writes the queue on one connection (:class:`~.resp.RespConnection`) at once and
+takes the replies in order (a pipeline); what is asked while a batch is on the wire goes
+in the next. A batch has ``timeout_s`` for all its replies; a connection that failed or
+timed out is closed (replies may still be on their way) and the next batch opens another.
+Under load batches grow, so the cost per command falls as the load rises; an idle node
+sends each command alone, as before, after at most one turn of the loop.
 
 One batch at a time on one connection also keeps commands in the order they were made
 (a member's record saved, then dropped, reaches Redis in that order).
@@ -24,10 +26,12 @@ import functools
 import hashlib
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
-Queued = tuple[tuple[Any, ...], asyncio.Future[Any]]
-"""A command's arguments and the future for its reply."""
+from .resp import RespConnection, pack
+
+Queued = tuple[tuple[Any, ...], bytes, asyncio.Future[Any]]
+"""A command's arguments, the command in RESP and the future for its reply."""
 
 
 def _seen(future: asyncio.Future[Any]) -> None:
@@ -37,10 +41,13 @@ def _seen(future: asyncio.Future[Any]) -> None:
 
 
 class Batcher:
-    """Commands for one ``redis.asyncio.Redis`` client, sent a batch at a time."""
+    """Commands for the Redis at ``url``, sent a batch at a time on one connection."""
 
-    def __init__(self, redis: Any) -> None:
-        self._redis = redis
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self._url = url
+        self.timeout_s = timeout_s
+        """For connecting, and for all the replies of one batch."""
+        self._conn: RespConnection | None = None
         self._queue: list[Queued] = []
         self._task: asyncio.Task[None] | None = None
         self._scripts: dict[str, str] = {}
@@ -57,16 +64,18 @@ class Batcher:
     def run_script(self, sha: str, keys: list[str], args: list[str]) -> asyncio.Future[Any]:
         return self.command("EVALSHA", sha, len(keys), *keys, *args)
 
-    def command(self, *args: Any) -> asyncio.Future[Any]:
+    def command(self, *args: str | bytes | int) -> asyncio.Future[Any]:
         """Queue one command; its reply as Redis sends it (no redis-py reply parsing:
-        ``HGETALL`` is a flat list) or its error, on the future returned."""
+        ``HGETALL`` is a flat list) or its error, on the future returned. TypeError, at
+        once, for an argument that is not ``str``, ``bytes`` or ``int``."""
+        packed = pack(args)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((args, future))
+        self._queue.append((args, packed, future))
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._send_all())
         return future
 
-    def fire(self, *args: Any) -> None:
+    def fire(self, *args: str | bytes | int) -> None:
         """Queue a command whose reply nobody waits for (a failure is dropped)."""
         self.command(*args).add_done_callback(_seen)
 
@@ -81,6 +90,9 @@ class Batcher:
             await asyncio.gather(task, return_exceptions=True)
         self._fail(self._queue, ConnectionError("closed"))
         self._queue = []
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     async def _send_all(self) -> None:
         try:
@@ -99,11 +111,11 @@ class Batcher:
         self.batches += 1
         self.commands += len(batch)
         try:
-            replies = await self._exchange([args for args, _ in batch])
+            replies = await self._exchange(b"".join(packed for _, packed, _ in batch), len(batch))
         except Exception as exc:  # no connection, or it failed: every command of the batch
             self._fail(batch, exc)
             return
-        for (args, future), reply in zip(batch, replies, strict=True):
+        for (args, _, future), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue  # its caller gave up
             if isinstance(reply, NoScriptError) and args[1] in self._scripts:
@@ -115,28 +127,27 @@ class Batcher:
             else:
                 future.set_result(reply)
 
-    async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Write the commands on one pooled connection, read their replies (an error
-        reply in its command's place). Straight on redis-py's connection rather than
-        through its ``Pipeline``, whose retry and observability layers cost more than
-        the commands themselves."""
-        pool = self._redis.connection_pool
-        conn = await pool.get_connection()
+    async def _exchange(self, commands: bytes, count: int) -> list[Any]:
+        """Write the packed commands, wait for their replies (an error reply, as an
+        exception, in its command's place)."""
+        conn = self._conn
+        if conn is None or not conn.usable:
+            self._conn = None
+            conn = self._conn = await RespConnection.open(self._url, self.timeout_s)
+        replies = conn.send(commands, count)
         try:
-            await conn.send_packed_command(conn.pack_commands(commands))
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
+            async with asyncio.timeout(self.timeout_s):
+                await replies[-1]  # in order: the last one done, all are
         except BaseException:
-            # Replies may be left on the socket: never hand it to the next batch.
-            await conn.disconnect(nowait=True)
+            conn.close()
+            self._conn = None
+            for reply in replies:
+                if reply.done():
+                    _seen(reply)
+                else:
+                    reply.cancel()
             raise
-        finally:
-            await pool.release(conn)
-        return replies
+        return [reply.result() for reply in replies]
 
     @staticmethod
     def _fail(batch: list[Queued], exc: BaseException) -> None:

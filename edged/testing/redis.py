@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ def installed() -> bool:
 class RedisServer:
     """Owns one redis-server process on a port that stays the same across restarts."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(exe).exists():
             raise RuntimeError("redis-server is not installed (scripts/setup --test installs it)")
@@ -30,13 +31,17 @@ class RedisServer:
         self.dir = workdir / "redis"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.log = self.dir / "redis.log"
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         argv = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(self.dir)]
+        if self.password:
+            argv += ["--requirepass", self.password]
         self.proc = await start_listening(argv, self.log, "127.0.0.1", self.port)
 
     async def kill(self) -> None:
@@ -46,16 +51,22 @@ class RedisServer:
             await self.proc.wait()
         self.proc = None
 
+    def pause(self, paused: bool = True) -> None:
+        """SIGSTOP (it stops answering, its connections stay open) or SIGCONT."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
     async def stop(self) -> None:
         await stop_process(self.proc)
         self.proc = None
 
     @contextlib.asynccontextmanager
-    async def client(self) -> AsyncIterator[Any]:
+    async def client(self, db: int = 0) -> AsyncIterator[Any]:
         """A redis-py asyncio client of this server (strings decoded), closed after."""
         import redis.asyncio as redis_asyncio
 
-        store = redis_asyncio.Redis.from_url(self.url, decode_responses=True)
+        url = f"{self.url.removesuffix('/0')}/{db}"
+        store = redis_asyncio.Redis.from_url(url, decode_responses=True)
         try:
             yield store
         finally:
