@@ -339,6 +339,15 @@ class ProtocolError(EdgedError):
         self.request_id = request_id
 
 
+def room_url(url: str, app_id: str, room_id: str) -> str:
+    """The server's WebSocket URL with the room it is for as ``?app=…&room=…``: the server
+    ignores them; a load balancer in front of several nodes can hash them, so that a
+    room's members reach the node that runs it (docs/scaling.md)."""
+    from yarl import URL
+
+    return str(URL(url).update_query(app=app_id, room=room_id))
+
+
 def _request_id(obj: Any) -> int | None:
     if isinstance(obj, dict):
         rid = obj.get("id")

@@ -475,6 +475,40 @@ async def carrying(srv: RunningServer, node: int) -> dict[str, int]:
     return dict(health["carrying"])
 
 
+async def test_behind_a_balancer_that_hashes_the_room_no_client_is_carried(
+    nodes: ServerFactory,
+) -> None:
+    srv = await nodes()
+    ports = [int(url.split(":")[2].split("/")[0]) for url in srv.urls]
+    balancer = Balancer([("127.0.0.1", port) for port in ports], by_room=True)
+    await balancer.start()
+    via = dataclasses.replace(srv, url=balancer.url, clients=[])
+    engines = {(room, user): make_engine(via) for room in ("r", "q") for user in "ABC"}
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for (room, user), (engine, _) in engines.items():
+                await stack.enter_async_context(engine)
+                await engine.login_room(room, User(user), RoomConfig(user_update=True))
+            # The engines name their room in the URL: each room's members reach one node.
+            assert balancer.rooms == [f"{APP}/r"] * 3 + [f"{APP}/q"] * 3
+            assert len(set(balancer.chosen[:3])) == len(set(balancer.chosen[3:])) == 1
+            for node in range(len(ports)):
+                assert await carrying(srv, node) == {
+                    "trunks_out": 0,
+                    "carried_out": 0,
+                    "trunks_in": 0,
+                    "carried_in": 0,
+                }
+            _, first = engines["r", "A"]
+
+            def heard() -> set[str]:
+                return {u.user_id for e in first.of(RoomUserUpdate) for u in e.users}
+
+            await until(lambda: heard() == {"B", "C"})
+    finally:
+        await balancer.stop()
+
+
 async def test_clients_carried_to_one_node_share_one_connection_between_the_nodes(
     nodes: ServerFactory,
 ) -> None:

@@ -37,6 +37,7 @@ from ..protocol import (
     Resume,
     ServerMessage,
     decode_server,
+    room_url,
 )
 from .config import EngineTimers
 
@@ -106,9 +107,12 @@ class SignalingClient:
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
         if self._http is None:
             self._http = aiohttp.ClientSession()
+        url = self.url
+        if self._login is not None:
+            url = room_url(url, self._login.app_id, self._login.room_id)
         try:
             ws = await asyncio.wait_for(
-                self._http.ws_connect(self.url, heartbeat=None, max_msg_size=0),
+                self._http.ws_connect(url, heartbeat=None, max_msg_size=0),
                 self.timers.connect_timeout,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:

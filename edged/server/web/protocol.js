@@ -51,6 +51,7 @@ export class RoomClient extends EventTarget {
     this._heartbeatTimer = null;
     this._closing = false;
     this._ready = false; // logged in or resumed on the current socket
+    this._room = null; // {app_id, room_id} of the last login
   }
 
   get connected() {
@@ -61,11 +62,21 @@ export class RoomClient extends EventTarget {
 
   // ---- connecting --------------------------------------------------------------------
 
+  /** The URL with the room as ?app=…&room=… (the server ignores them; a balancer in
+   * front of several nodes may hash them, docs/scaling.md). */
+  _roomUrl() {
+    if (!this._room) return this.url;
+    const url = new URL(this.url);
+    url.searchParams.set("app", this._room.app_id);
+    url.searchParams.set("room", this._room.room_id);
+    return url.toString();
+  }
+
   _open() {
     return new Promise((resolve, reject) => {
       let ws;
       try {
-        ws = new WebSocket(this.url);
+        ws = new WebSocket(this._roomUrl());
       } catch (err) {
         reject(new ProtocolError(Codes.CONNECT_FAILED, `${this.url}: ${err.message}`));
         return;
@@ -98,6 +109,7 @@ export class RoomClient extends EventTarget {
   /** Connect and log in; resolves with the login result, rejects with ProtocolError. */
   async login(fields) {
     this._closing = false;
+    this._room = { app_id: fields.app_id, room_id: fields.room_id };
     await this._open();
     this.lastSeq = 0;
     try {
