@@ -4,16 +4,17 @@ goes to Redis as one pipeline (multi-node room server, :mod:`.cluster`).
 A login makes a few Redis calls (the room's owner, the user's claim, the member's record).
 Sent one by one through redis-py, each pays for the connection pool, the retry wrapper,
 the observability hooks and a system call of its own: at a thousand logins a second that
-was a fifth of a node's CPU. :class:`Batcher` queues each command with a future, and one
-task writes the queue on one connection (:class:`~.resp.RespConnection`) at once and
-takes the replies in order (a pipeline); what is asked while a batch is on the wire goes
-in the next. A batch has ``timeout_s`` for all its replies; a connection that failed or
-timed out is closed (replies may still be on their way) and the next batch opens another.
-Under load batches grow, so the cost per command falls as the load rises; an idle node
-sends each command alone, as before, after at most one turn of the loop.
+was a fifth of a node's CPU. :class:`Batcher` queues each command with a future; at the end
+of the loop's turn the queue is written at once on one connection
+(:class:`~.resp.RespConnection`), whose replies go to their futures in order as they
+arrive (a pipeline): no task, no wait per batch. A command has ``timeout_s`` for its
+reply; a connection that failed or timed out fails what waits on it and is closed, and
+the next batch opens another. Under load batches grow, so the cost per command falls as
+the load rises; an idle node sends each command alone after at most one turn of the
+loop.
 
-One batch at a time on one connection also keeps commands in the order they were made
-(a member's record saved, then dropped, reaches Redis in that order).
+One connection also keeps commands in the order they were made (a member's record saved,
+then dropped, reaches Redis in that order).
 
 Scripts go as ``EVALSHA``; one Redis no longer knows (it restarted) is sent again as
 ``EVAL``, which loads it back.
@@ -22,16 +23,15 @@ Scripts go as ``EVALSHA``; one Redis no longer knows (it restarted) is sent agai
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from .resp import RespConnection, pack
+from .resp import RespConnection, pack, settle
 
-Queued = tuple[tuple[Any, ...], bytes, asyncio.Future[Any]]
-"""A command's arguments, the command in RESP and the future for its reply."""
+Queued = tuple[bytes, asyncio.Future[Any], tuple[Any, ...]]
+"""A command in RESP, the future for its reply and its arguments."""
 
 
 def _seen(future: asyncio.Future[Any]) -> None:
@@ -41,18 +41,19 @@ def _seen(future: asyncio.Future[Any]) -> None:
 
 
 class Batcher:
-    """Commands for the Redis at ``url``, sent a batch at a time on one connection."""
+    """Commands for the Redis at ``url``, written a batch per turn on one connection."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         self._url = url
         self.timeout_s = timeout_s
-        """For connecting, and for all the replies of one batch."""
+        """For connecting, and for each command's reply."""
         self._conn: RespConnection | None = None
+        self._connecting: asyncio.Task[None] | None = None
         self._queue: list[Queued] = []
-        self._task: asyncio.Task[None] | None = None
+        self._flush_soon: asyncio.Handle | None = None
         self._scripts: dict[str, str] = {}
         self.batches = 0
-        """Pipelines sent so far (commands per batch = commands / batches)."""
+        """Writes so far (commands per batch = commands / batches)."""
         self.commands = 0
 
     def script(self, body: str) -> str:
@@ -68,11 +69,8 @@ class Batcher:
         """Queue one command; its reply as Redis sends it (no redis-py reply parsing:
         ``HGETALL`` is a flat list) or its error, on the future returned. TypeError, at
         once, for an argument that is not ``str``, ``bytes`` or ``int``."""
-        packed = pack(args)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((args, packed, future))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._send_all())
+        self._queue_command(pack(args), future, args)
         return future
 
     def fire(self, *args: str | bytes | int) -> None:
@@ -83,85 +81,61 @@ class Batcher:
         self.run_script(sha, keys, args).add_done_callback(_seen)
 
     async def close(self) -> None:
-        """Stop sending; whatever is queued fails with ConnectionError."""
-        task, self._task = self._task, None
+        """Stop sending; whatever is queued or waiting fails with ConnectionError."""
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
+        task, self._connecting = self._connecting, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self._fail(self._queue, ConnectionError("closed"))
-        self._queue = []
+        self._fail_queue(ConnectionError("closed"))
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    async def _send_all(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    await self._send(batch)
-                except asyncio.CancelledError:
-                    self._fail(batch, ConnectionError("closed"))
-                    raise
-        finally:
-            if self._task is asyncio.current_task():
-                self._task = None
+    def _queue_command(
+        self, packed: bytes, future: asyncio.Future[Any], args: tuple[Any, ...]
+    ) -> None:
+        self._queue.append((packed, future, args))
+        if self._flush_soon is None:
+            self._flush_soon = asyncio.get_running_loop().call_soon(self._flush)
 
-    async def _send(self, batch: list[Queued]) -> None:
-        self.batches += 1
-        self.commands += len(batch)
-        try:
-            replies = await self._exchange(b"".join(packed for _, packed, _ in batch), len(batch))
-        except Exception as exc:  # no connection, or it failed: every command of the batch
-            self._fail(batch, exc)
+    def _flush(self) -> None:
+        """Write what is queued, or connect first."""
+        self._flush_soon = None
+        if not self._queue:
             return
-        for (args, _, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue  # its caller gave up
-            if isinstance(reply, NoScriptError) and args[1] in self._scripts:
-                # Redis lost its scripts (restarted): send the body, which loads it back.
-                again = self.command("EVAL", self._scripts[args[1]], *args[2:])
-                again.add_done_callback(functools.partial(_chain, target=future))
-            elif isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
-
-    async def _exchange(self, commands: bytes, count: int) -> list[Any]:
-        """Write the packed commands, wait for their replies (an error reply, as an
-        exception, in its command's place)."""
         conn = self._conn
         if conn is None or not conn.usable:
             self._conn = None
-            conn = self._conn = await RespConnection.open(self._url, self.timeout_s)
-        replies = conn.send(commands, count)
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await replies[-1]  # in order: the last one done, all are
-        except BaseException:
-            conn.close()
-            self._conn = None
-            for reply in replies:
-                if reply.done():
-                    _seen(reply)
-                else:
-                    reply.cancel()
-            raise
-        return [reply.result() for reply in replies]
+            if self._connecting is None:
+                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            return
+        batch, self._queue = self._queue, []
+        self.batches += 1
+        self.commands += len(batch)
+        conn.send(b"".join(packed for packed, _, _ in batch), [(f, a) for _, f, a in batch])
 
-    @staticmethod
-    def _fail(batch: list[Queued], exc: BaseException) -> None:
-        for *_, future in batch:
+    async def _connect(self) -> None:
+        try:
+            self._conn = await RespConnection.open(self._url, self.timeout_s, self._on_reply)
+        except Exception as exc:  # no Redis: what waits for it fails
+            self._fail_queue(exc)
+        finally:
+            self._connecting = None
+        self._flush()
+
+    def _on_reply(self, future: asyncio.Future[Any], args: tuple[Any, ...], reply: Any) -> None:
+        if isinstance(reply, NoScriptError) and args[0] == "EVALSHA" and args[1] in self._scripts:
+            # Redis lost its scripts (restarted): send the body, which loads it back.
+            again = ("EVAL", self._scripts[args[1]], *args[2:])
+            self._queue_command(pack(again), future, again)
+            return
+        settle(future, args, reply)
+
+    def _fail_queue(self, exc: BaseException) -> None:
+        queue, self._queue = self._queue, []
+        for _, future, _ in queue:
             if not future.done():
                 future.set_exception(exc)
-
-
-def _chain(source: asyncio.Future[Any], *, target: asyncio.Future[Any]) -> None:
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif (exc := source.exception()) is not None:
-        target.set_exception(exc)
-    else:
-        target.set_result(source.result())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio.connection import parse_url
@@ -85,22 +86,44 @@ def parse(buf: bytes, at: int) -> tuple[Any, int]:
     raise RedisConnectionError(f"unexpected reply from Redis: {buf[at - 2 - len(line) - 1 :]!r}")
 
 
-class RespConnection(asyncio.Protocol):
-    """Commands written in order, their replies handed to their futures in order."""
+Tag = Any
+"""What a command's sender keeps with its future (the batches keep its arguments)."""
+OnReply = Callable[[asyncio.Future[Any], Tag, Any], None]
 
-    def __init__(self) -> None:
+
+def settle(future: asyncio.Future[Any], tag: Tag, reply: Any) -> None:
+    """Hand a reply to its future: an error reply as its exception."""
+    if future.done():
+        return  # its caller gave up
+    if isinstance(reply, Exception):
+        future.set_exception(reply)
+    else:
+        future.set_result(reply)
+
+
+class RespConnection(asyncio.Protocol):
+    """Commands written in order, each reply handed to ``on_reply`` with its command's
+    future and tag, in order. A reply later than ``timeout_s`` fails every command waiting
+    with ``TimeoutError`` and closes the connection (later replies could not be matched)."""
+
+    def __init__(self, timeout_s: float, on_reply: OnReply = settle) -> None:
+        self.timeout_s = timeout_s
+        self._on_reply = on_reply
         self._transport: asyncio.Transport | None = None
         self._buf = b""
-        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._waiting: collections.deque[tuple[asyncio.Future[Any], Tag, float]] = (
+            collections.deque()
+        )
         self._lost: BaseException | None = None
+        self._watch: asyncio.TimerHandle | None = None
 
     @classmethod
-    async def open(cls, url: str, timeout_s: float) -> RespConnection:
+    async def open(cls, url: str, timeout_s: float, on_reply: OnReply = settle) -> RespConnection:
         """Connect to the Redis of ``url`` (``redis://``, ``rediss://``, ``unix://``,
         with its user, password and database), within ``timeout_s``."""
         options: dict[str, Any] = dict(parse_url(url))
         loop = asyncio.get_running_loop()
-        conn = cls()
+        conn = cls(timeout_s, on_reply)
         async with asyncio.timeout(timeout_s):
             if "path" in options:
                 await loop.create_unix_connection(lambda: conn, options["path"])
@@ -113,17 +136,24 @@ class RespConnection(asyncio.Protocol):
                         tls.verify_mode = ssl.CERT_NONE
                 host, port = options.get("host", "localhost"), options.get("port", 6379)
                 await loop.create_connection(lambda: conn, host, port, ssl=tls)
-            first = []
+            first: list[tuple[str | int, ...]] = []
             if options.get("password") is not None:
                 user, password = options.get("username"), options["password"]
-                auth = ("AUTH", user, password) if user else ("AUTH", password)
-                first.append(conn.send(pack(auth), 1)[0])
+                first.append(("AUTH", user, password) if user else ("AUTH", password))
             if options.get("db"):
-                first.append(conn.send(pack(("SELECT", int(options["db"]))), 1)[0])
-            for reply in await asyncio.gather(*first):
-                if isinstance(reply, Exception):
-                    conn.close()
-                    raise reply
+                first.append(("SELECT", int(options["db"])))
+            replies = [loop.create_future() for _ in first]
+            conn._waiting.extend((future, None, loop.time()) for future in replies)
+            if first:
+                assert conn._transport is not None
+                conn._transport.write(b"".join(pack(args) for args in first))
+            try:
+                for reply in await asyncio.gather(*replies):
+                    if isinstance(reply, Exception):
+                        raise reply
+            except BaseException:
+                conn.close()
+                raise
         return conn
 
     @property
@@ -131,23 +161,38 @@ class RespConnection(asyncio.Protocol):
         """Connected, and not lost since."""
         return self._transport is not None and self._lost is None
 
-    def send(self, commands: bytes, count: int) -> list[asyncio.Future[Any]]:
-        """Write ``count`` packed commands; a future per reply (an error reply is a
-        result, an exception; a lost connection fails them with ``ConnectionError``)."""
+    def send(self, commands: bytes, waiting: list[tuple[asyncio.Future[Any], Tag]]) -> None:
+        """Write packed commands; ``waiting``: the future and tag of each, in order (all
+        failed with ``ConnectionError`` at once when the connection is lost)."""
         loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in range(count)]
         if self._lost is not None or self._transport is None:
             exc = self._lost or RedisConnectionError("not connected to Redis")
-            for future in futures:
-                future.set_exception(exc)
-            return futures
-        self._waiting.extend(futures)
+            for future, _ in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        now = loop.time()
+        self._waiting.extend((future, tag, now) for future, tag in waiting)
         self._transport.write(commands)
-        return futures
+        if self._watch is None:
+            self._watch = loop.call_later(self.timeout_s, self._check)
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def _check(self) -> None:
+        """The oldest command waiting has waited too long: give up on the connection."""
+        self._watch = None
+        if not self._waiting or self._lost is not None:
+            return
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - self._waiting[0][2]
+        if waited < self.timeout_s:
+            self._watch = loop.call_later(self.timeout_s - waited, self._check)
+            return
+        self._fail(TimeoutError(f"Redis did not answer within {self.timeout_s:g} s"))
+        self.close()
 
     # ---- asyncio.Protocol ---------------------------------------------------------------
 
@@ -157,16 +202,15 @@ class RespConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
-        at, waiting = 0, self._waiting
+        at, waiting, on_reply = 0, self._waiting, self._on_reply
         try:
             while at < len(buf):
                 reply, after = parse(buf, at)
                 if reply is _INCOMPLETE:
                     break
                 at = after
-                future = waiting.popleft()
-                if not future.done():
-                    future.set_result(reply)
+                future, tag, _ = waiting.popleft()
+                on_reply(future, tag, reply)
         except (ValueError, IndexError, RedisConnectionError) as exc:
             # Garbage, or a reply nobody asked for: the stream cannot be trusted any more.
             self._fail(RedisConnectionError(f"Redis sent what cannot be read: {exc}"))
@@ -179,7 +223,10 @@ class RespConnection(asyncio.Protocol):
 
     def _fail(self, exc: BaseException) -> None:
         self._lost = self._lost or exc
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         while self._waiting:
-            future = self._waiting.popleft()
+            future, _, _ = self._waiting.popleft()
             if not future.done():
-                future.set_exception(exc)
+                future.set_exception(self._lost)
