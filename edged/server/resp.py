@@ -2,12 +2,15 @@
 they arrive, each to its command's future (the batches of :mod:`.redis_batch`).
 
 redis-py's asyncio connection reads each reply through a ``StreamReader`` and a stack of
-coroutines (timeout, parser, push handling): measured here, 44 µs of CPU per command in
-batches of three, against 23 µs for this protocol, which parses what ``data_received``
-brings and resolves the waiting futures in order. Only what a node's batches need: RESP2
-(the default without ``HELLO``), ``AUTH`` and ``SELECT`` from the URL, TCP, TLS
-(``rediss://``) or a Unix socket (``unix://``). Everything else (the liveness key, writing
-back claims after a restart) still goes through redis-py.
+coroutines (timeout, parser, push handling) and packs each argument through its encoder:
+measured back to back against a real Redis, in batches of three, 58 µs of CPU per command
+through it, 25 µs through this protocol (with :class:`~.redis_batch.Batcher`), which
+parses what ``data_received`` brings and hands each reply to its command in order.
+
+Only what a node's batches need: RESP2 (the default without ``HELLO``), ``AUTH`` and
+``SELECT`` from the URL, TCP, TLS (``rediss://``) or a Unix socket (``unix://``).
+Everything else (the liveness key, writing back claims after a restart) still goes
+through redis-py.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def parse(buf: bytes, at: int) -> tuple[Any, int]:
     """The reply starting at ``buf[at]`` and where the next starts; ``_INCOMPLETE`` when
     the buffer ends before it does. Bulk strings are decoded as UTF-8, error replies are
     returned (not raised) as exceptions."""
-    end = buf.find(b"\r\n", at)
+    start, end = at, buf.find(b"\r\n", at)
     if end < 0:
         return _INCOMPLETE, at
     kind, line = buf[at], buf[at + 1 : end]
@@ -83,7 +86,7 @@ def parse(buf: bytes, at: int) -> tuple[Any, int]:
                 return _INCOMPLETE, at
             items.append(item)
         return items, at
-    raise RedisConnectionError(f"unexpected reply from Redis: {buf[at - 2 - len(line) - 1 :]!r}")
+    raise RedisConnectionError(f"unexpected reply from Redis: {buf[start:end]!r}")
 
 
 Tag = Any
