@@ -146,14 +146,10 @@ class RespConnection(asyncio.Protocol):
             if options.get("db"):
                 first.append(("SELECT", int(options["db"])))
             replies = [loop.create_future() for _ in first]
-            conn._waiting.extend((future, None, loop.time()) for future in replies)
             if first:
-                assert conn._transport is not None
-                conn._transport.write(b"".join(pack(args) for args in first))
+                conn.send(b"".join(pack(args) for args in first), [(f, None) for f in replies])
             try:
-                for reply in await asyncio.gather(*replies):
-                    if isinstance(reply, Exception):
-                        raise reply
+                await asyncio.gather(*replies)  # an error reply (a wrong password) raises
             except BaseException:
                 conn.close()
                 raise
