@@ -17,6 +17,7 @@ one sample at a time when the clocks drift apart, and jumping only when it is fa
 
 from __future__ import annotations
 
+import collections
 import enum
 import threading
 import time
@@ -30,18 +31,20 @@ Samples = npt.NDArray[np.int16]
 
 FRAME_MS = 10
 """The canceller's frame: 10 ms, whatever the library."""
-SMOOTHING = 0.01
-"""Weight of each new timestamp in the running estimate of a device's clock offset."""
+WINDOW_S = 2.0
+"""A device's clock is the earliest of its timestamps over this long (see :class:`_Clock`)."""
 OUTLIERS = 25
-"""Timestamps in a row beyond ``JUMP_AFTER_MS`` from the estimate that make it start over
-(the device was reopened, or ran dry); fewer are a late thread, and are ignored."""
+"""Timestamps in a row later than the estimate by over ``JUMP_AFTER_MS`` that make it
+start over at once (the device was reopened, ran dry or lost a period); fewer are a late
+thread."""
 STEP_AFTER_MS = 3.0
 """Alignment error beyond which the read position moves one sample per frame..."""
 STEP_UNTIL_MS = 0.5
 """... until the error is this small: clock estimates that wobble around one threshold
 would otherwise move the reference back and forth, and the filter would never settle."""
-JUMP_AFTER_MS = 20.0
-"""Alignment error beyond which the read position jumps to where it should be."""
+JUMP_AFTER_MS = 8.0
+"""Alignment error beyond which the read position jumps to where it should be: drift
+never gets this far between steps, so it is a device that lost or skipped audio."""
 LEAD_MS = 5.0
 """How much later the reference is read than the timestamps say: echo never comes before
 its sound, so a little lead is safe, while a reference read late is useless."""
@@ -97,25 +100,37 @@ class EchoCanceller(Protocol):
 
 
 class _Clock:
-    """A running estimate of where sample 0 of a stream was (or will be) heard, in
-    monotonic seconds: ``time - index / rate`` averaged over the timestamps given."""
+    """An estimate of where sample 0 of a stream was (or will be) heard, in monotonic
+    seconds: the earliest ``time - index / rate`` over the last ``WINDOW_S``.
+
+    A timestamp is taken by a thread after its read or write returns, so it is late by
+    however long the thread waited for the CPU (or the GIL), never early: the lower
+    envelope is the device's clock, where a mean would wander with the machine's load.
+    Over two seconds, a clock drifting 100 ppm moves 0.2 ms, which the envelope follows.
+    """
 
     def __init__(self) -> None:
         self.origin: float | None = None
+        self._window: collections.deque[tuple[float, float]] = collections.deque()
+        """(time, origin) of the timestamps that may yet be the earliest in the window:
+        origins in increasing order, so the first is the estimate."""
         self._outliers = 0
 
     def note(self, index: int, at: float, rate: int) -> None:
         origin = at - index / rate
-        if self.origin is not None and abs(origin - self.origin) > JUMP_AFTER_MS / 1000:
+        window = self._window
+        if self.origin is not None and origin - self.origin > JUMP_AFTER_MS / 1000:
             self._outliers += 1
-            if self._outliers < OUTLIERS:
-                return
-            self.origin = None
-        self._outliers = 0
-        if self.origin is None:
-            self.origin = origin
+            if self._outliers >= OUTLIERS:
+                window.clear()
         else:
-            self.origin += SMOOTHING * (origin - self.origin)
+            self._outliers = 0
+        while window and window[-1][1] >= origin:
+            window.pop()
+        window.append((at, origin))
+        while window[0][0] < at - WINDOW_S:
+            window.popleft()
+        self.origin = window[0][1]
 
 
 class ReferenceLine:
@@ -135,11 +150,12 @@ class ReferenceLine:
         self._played = _Clock()
         self._captured = _Clock()
         self._cursor: int | None = None
+        self._shift = 0
         self._stepping = False
         self.steps = 0
         """One-sample moves of the read position (clock drift)."""
         self.jumps = 0
-        """Jumps of the read position (start, underrun, reopened device)."""
+        """Jumps of the read position (start, underrun, reopened device, a new shift)."""
 
     def played(self, samples: Samples, delay_s: float, now: float | None = None) -> None:
         """The speaker took ``samples`` (mono, at this line's rate), and ALSA said the
@@ -160,13 +176,16 @@ class ReferenceLine:
     ) -> Samples:
         """The reference for the microphone's samples ``index .. index + frames``, the
         first of which was captured ``delay_s`` before now (zeros where there is none);
-        ``shift`` samples earlier still for an echo delay that no device reported."""
+        ``shift`` samples earlier still for an echo delay that no device reported (a new
+        shift moves the read position at once: the canceller starts over for it anyway)."""
         at = time.monotonic() if now is None else now
         with self._lock:
             self._captured.note(index, at - delay_s, self.rate)
             wanted = self._wanted(index)
             if wanted is not None:
                 wanted -= shift
+            if shift != self._shift and wanted is not None:
+                self._shift, self._cursor = shift, None
             cursor = self._follow(wanted)
             self._cursor = cursor + frames
             return self._read(cursor, frames)
