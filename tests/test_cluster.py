@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import yaml
 
 from edged.engine.config import PublishConfig, RoomConfig
 from edged.engine.events import (
+    EventRecorder,
     PlayerRecvVideoFirstFrame,
     PlayerStateUpdate,
     RoomStateChanged,
@@ -27,7 +29,7 @@ from edged.engine.events import (
 )
 from edged.engine.whip_out import TargetState, WhipTarget
 from edged.model import PlayerState as PS
-from edged.model import RoomState, User
+from edged.model import RoomState, UpdateType, User
 from edged.model import RoomStateChangedReason as R
 from edged.server.settings import Limits, SfuSettings
 from edged.testing.balancer import Balancer
@@ -282,8 +284,19 @@ class NodeProcesses:
         await proc.wait()
         self.procs[node] = None
 
+    def pause(self, node: int, paused: bool = True) -> None:
+        """Stop (SIGSTOP) or continue (SIGCONT) a node: a stalled VM, a swapped-out host."""
+        proc = self.procs[node]
+        assert proc is not None
+        proc.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
+    def log(self, node: int) -> str:
+        return (self.workdir / f"node{node}.log").read_text(errors="replace")
+
     async def stop(self) -> None:
-        for proc in self.procs:
+        for node, proc in enumerate(self.procs):
+            if proc is not None and proc.returncode is None:
+                self.pause(node, False)
             await stop_process(proc)
 
 
@@ -364,6 +377,111 @@ async def test_a_node_killed_mid_call_is_silent_to_the_room(
         heard = {type(e) for e in seen.events[before:]}
         assert not {RoomUserUpdate, RoomStreamUpdate} & heard, seen.events[before:]
         assert observer.room_state == RoomState.CONNECTED
+
+
+def users_heard(rec: EventRecorder) -> set[str]:
+    """The other users of the room as a client's user updates said, in order."""
+    users: set[str] = set()
+    for e in rec.of(RoomUserUpdate):
+        names = {u.user_id for u in e.users}
+        users = users | names if e.update_type == UpdateType.ADD else users - names
+    return users
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(150)
+async def test_a_node_paused_past_its_key_gives_up_the_room_another_node_took(
+    processes: tuple[NodeProcesses, Balancer],
+) -> None:
+    nodes, balancer = processes
+    publisher, rec_p = make_engine(Address(balancer.url))  # type: ignore[arg-type]
+    observer, seen = make_engine(Address(balancer.url))  # type: ignore[arg-type]
+    async with publisher, observer:
+        await publisher.login_room("r", User("P"))  # node 0 runs the room
+        await publisher.start_publishing("cam")
+        await observer.login_room("r", User("O"), RoomConfig(user_update=True))
+        await until(lambda: "cam" in observer.streams)
+        before = len(seen.events)
+        async with nodes.redis.client() as store:  # written just after each login
+
+            async def both_saved() -> bool:
+                return int(await store.hlen(f"edged:members:{APP}\x1fr")) == 2
+
+            await until(both_saved, 5, "both sessions' records in Redis")
+
+        nodes.pause(0)  # longer than its key lives: the others take it for dead
+        try:
+            for rec in (rec_p, seen):  # each hears its node fall silent and resumes elsewhere
+                await until(
+                    lambda rec=rec: any(
+                        e.reason == R.RECONNECTED for e in rec.of(RoomStateChanged)
+                    ),
+                    60,
+                    "a reconnection away from the paused node",
+                )
+        finally:
+            nodes.pause(0, False)
+        # Back, the node writes back what it holds, but not the room another node runs now.
+        await until(lambda: "store_restored" in nodes.log(0), 20, "node 0 back in Redis")
+        async with nodes.redis.client() as store:
+            assert await store.get(f"edged:room:{APP}\x1fr") not in (None, "node0")
+
+        # A newcomer, through whichever node, joins the one room everyone is in.
+        late, rec_l = make_engine(Address(balancer.url))  # type: ignore[arg-type]
+        async with late:
+            await late.login_room("r", User("L"), RoomConfig(user_update=True))
+            await until(lambda: users_heard(rec_l) == {"P", "O"}, 10, "the newcomer seeing both")
+            assert "cam" in late.streams
+            await until(lambda: "L" in users_heard(seen), 10, "the observer seeing the newcomer")
+        # The room heard nothing of the pause: only the newcomer came (and went).
+        assert "cam" in observer.streams and "P" in users_heard(seen)
+        kinds = RoomUserUpdate | RoomStreamUpdate
+        updates = [e for e in seen.events[before:] if isinstance(e, kinds)]
+        first = updates[0] if updates else None
+        assert isinstance(first, RoomUserUpdate), updates
+        assert first.update_type == UpdateType.ADD, updates
+        assert [u.user_id for u in first.users] == ["L"], updates
+    assert "room_given_up" in nodes.log(0)
+
+
+@pytest.mark.timeout(120)
+async def test_a_client_still_on_a_paused_node_resumes_in_the_room_another_node_took(
+    processes: tuple[NodeProcesses, Balancer],
+) -> None:
+    nodes, _ = processes
+    async with aiohttp.ClientSession() as http, nodes.redis.client() as store:
+        a = await ProtoClient(nodes.url(0), http).connect()  # node 0 runs the room
+        await a.login(app_id=APP, room_id="r", user_id="A", token=mint(SECRET, APP, "A", 600))
+        token, last_seq = a.login_result["resume_token"], a.last_seq
+        session = a.login_result["session_id"]
+
+        async def saved() -> bool:  # written just after the login: then it can move
+            return bool(await store.hexists(f"edged:members:{APP}\x1fr", session))
+
+        async def dead() -> bool:
+            return not await store.exists("edged:node:node0")
+
+        await until(saved, 5, "A's record in Redis")
+        nodes.pause(0)
+        try:
+            await until(dead, 15, "node 0 taken for dead")
+            # A login for the room reaches node 1, which takes the room over, A included.
+            b = await ProtoClient(nodes.url(1), http).connect()
+            token_b = mint(SECRET, APP, "B", 600)
+            await b.login(app_id=APP, room_id="r", user_id="B", token=token_b, user_update=True)
+            b.keep_alive(0.5)
+            assert [u["user_id"] for u in (await b.next_of("room_user_update"))["users"]] == ["A"]
+        finally:
+            nodes.pause(0, False)
+        # Back, node 0 gives the room up and closes A's socket as a node going away does...
+        assert await a.closed_by_server(20) == 1001
+        # ... and A resumes through any node, node 0 included, in the room node 1 runs.
+        again = await resume_somewhere(http, nodes.url(0), token, last_seq)
+        await again.ok("broadcast", message="back")
+        assert (await b.next_of("broadcast"))["message"] == "back"
+        assert [m["type"] for m in await b.pushes_before_heartbeat()] == []  # nobody left
+        await again.close()
+        await b.close()
 
 
 @pytest.mark.netns

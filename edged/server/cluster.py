@@ -21,7 +21,9 @@ nodes must agree on:
 Redis blinking never stops a node: logins are refused with 1002035
 ROOM_STATE_UNAVAILABLE (the reason logged once), while running sessions, proxies and
 media go on, since none of them touch Redis. When Redis answers again (restarted, maybe
-empty), the node writes back the claims of everything it holds.
+empty), the node writes back the claims of everything it holds; if its own key had expired
+meanwhile (the node was paused, or cut off), a room that another node took over is given
+up rather than claimed back, so that no room runs on two nodes.
 
 One Redis (with Sentinel or a replica for failover), not Redis Cluster: the scripts
 touch keys they compute.
@@ -131,9 +133,10 @@ class Holdings:
     """What a node holds, to write back after Redis lost it."""
 
     rooms: list[tuple[str, str]]
-    users: list[tuple[str, str, str]]
-    """(app, user, session)"""
-    streams: list[tuple[str, str]]
+    users: list[tuple[str, str, str, str]]
+    """(app, room, user, session)"""
+    streams: list[tuple[str, str, str]]
+    """(app, room, stream)"""
     members: list[tuple[str, str, str, str]]
     """(app, room, session, record)"""
     links: list[tuple[str, str, str, str]]
@@ -152,14 +155,15 @@ class Cluster:
     """This node's view of the cluster: its Redis connection, its liveness key, its claims.
 
     ``snapshot`` (given by the server) lists what this node holds, to write back after
-    Redis lost it: ``(rooms, users, streams)`` as ``(app, room)``, ``(app, user,
-    session)`` and ``(app, stream)`` tuples.
+    Redis lost it (:class:`Holdings`); ``give_up`` is told the rooms that another node
+    took over meanwhile, which this node must no longer run.
     """
 
     def __init__(
         self,
         settings: ClusterSettings,
         snapshot: Callable[[], Holdings],
+        give_up: Callable[[list[tuple[str, str]]], None],
     ) -> None:
         import redis.asyncio as redis_asyncio  # only with --store redis://
 
@@ -183,10 +187,13 @@ class Cluster:
         self._claim_stream = self._batch.script(_CLAIM_STREAM)
         self._release = self._batch.script(_RELEASE)
         self._take_over = self._batch.script(_TAKE_OVER)
+        self._reclaim = self._beat_redis.register_script(_OWN_ROOM)
         self._snapshot = snapshot
+        self._give_up = give_up
         self.healthy = False
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._restoring = False
         self._urls: dict[str, tuple[str | None, float]] = {}
 
     # ---- keys ------------------------------------------------------------------------
@@ -228,7 +235,10 @@ class Cluster:
                 self._node_key(self.node_id), self.settings.advertise_url, px=ttl_ms, get=True
             )
             if before is None:  # first start, or Redis lost our key: restart or expiry
+                self._restoring = True
+            if self._restoring:  # until it has gone through once
                 await self._restore()
+                self._restoring = False
         except Exception as exc:  # any failure of Redis: the node goes on without it
             self._failed(exc)
             return
@@ -243,23 +253,40 @@ class Cluster:
         self.healthy, self.last_error = False, reason
 
     async def _restore(self) -> None:
-        """Write back the claims of everything this node holds (Redis lost them)."""
+        """Write back the claims of everything this node holds: Redis lost them (it
+        restarted), or this node's key expired (it was paused, or cut off from Redis, for
+        longer than the key lives). In the second case another node may have taken some of
+        its rooms over: those rooms are given up, and nothing of theirs written back."""
         held = self._snapshot()
+        owners = [
+            await self._reclaim(
+                keys=[self._key("room", app_id, room_id)], args=[self.node_id, f"{PREFIX}node:"]
+            )
+            for app_id, room_id in held.rooms
+        ]
+        mine = [owner == self.node_id for owner in owners]
+        lost = [room for room, kept in zip(held.rooms, mine, strict=True) if not kept]
+        gone = set(lost)
         pipe = self._beat_redis.pipeline(transaction=False)
-        for app_id, room_id in held.rooms:
-            pipe.set(self._key("room", app_id, room_id), self.node_id)
-        for app_id, user_id, session_id in held.users:
-            pipe.set(self._key("user", app_id, user_id), f"{self.node_id}{SEP}{session_id}")
-        for app_id, stream_id in held.streams:
-            pipe.set(self._key("stream", app_id, stream_id), self.node_id)
+        for app_id, room_id, user_id, session_id in held.users:
+            if (app_id, room_id) not in gone:
+                value = f"{self.node_id}{SEP}{session_id}"
+                pipe.set(self._key("user", app_id, user_id), value)
+        for app_id, room_id, stream_id in held.streams:
+            if (app_id, room_id) not in gone:
+                pipe.set(self._key("stream", app_id, stream_id), self.node_id)
         for app_id, room_id, session_id, record in held.members:
-            pipe.hset(self._key("members", app_id, room_id), session_id, record)
+            if (app_id, room_id) not in gone:
+                pipe.hset(self._key("members", app_id, room_id), session_id, record)
         for app_id, room_id, link_id, record in held.links:
-            pipe.hset(self._key("links", app_id, room_id), link_id, record)
+            if (app_id, room_id) not in gone:
+                pipe.hset(self._key("links", app_id, room_id), link_id, record)
         await pipe.execute()
         count = len(held.rooms) + len(held.users) + len(held.streams) + len(held.links)
         if count:
             log_event(log, logging.INFO, "store_restored", node=self.node_id, keys=count)
+        if lost:
+            self._give_up(lost)
 
     async def _call(self, what: Any) -> Any:
         """Await a Redis call; ROOM_STATE_UNAVAILABLE when Redis does not answer."""

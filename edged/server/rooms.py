@@ -317,6 +317,22 @@ class RoomService:
             users_only=True,
         )
 
+    def forget_room(self, app_id: str, room_id: str) -> list[Connection]:
+        """Another node runs this room now (it took it over while this one was taken for
+        dead): end its sessions here without a word to their clients and without touching
+        what the nodes share (the other node holds their claims and records now); returns
+        their connections, for the caller to close."""
+        doomed = [s for s in self.sessions.values() if (s.app_id, s.room_id) == (app_id, room_id)]
+        conns = [s.conn for s in doomed if s.conn is not None]
+        shared, self.shared = self.shared, None
+        try:
+            for session in doomed:  # what they are sent from here on goes nowhere
+                session.detach()
+                self.remove(session, StreamDeleteReason.DISCONNECTED)
+        finally:
+            self.shared = shared
+        return conns
+
     def kick_repeated_login(self, app_id: str, user_id: str, session_id: str) -> bool:
         """The user logged in again on another node: end this session of theirs (1002050)."""
         session = self.sessions.get(session_id)
@@ -361,6 +377,10 @@ class RoomService:
     def arm_token(self, session: Session) -> None:
         """Start the token's timers of a session made here without a login (adopted)."""
         self._token_timers.arm(session)
+
+    def holds(self, resume_token: str) -> bool:
+        """Whether the session ``resume_token`` resumes is on this node."""
+        return resume_token in self._by_resume
 
     def index_resume(self, session: Session) -> None:
         """Let ``session`` be resumed by its token (a session made without a login)."""

@@ -79,7 +79,7 @@ class ClusterRouting:
     def __init__(self, settings: ClusterSettings, server: RoomServer) -> None:
         self.settings = settings
         self.server = server
-        self.cluster = Cluster(settings, self._holdings)
+        self.cluster = Cluster(settings, self._holdings, self._give_up)
         self._http: aiohttp.ClientSession | None = None
         self.trunks: Trunks | None = None
         self.trunk_end = TrunkEnd(self._serve_carried)
@@ -99,8 +99,8 @@ class ClusterRouting:
                     links.append((session.app_id, session.room_id, link_id, record))
         return Holdings(
             rooms=sorted({(s.app_id, s.room_id) for s in sessions}),
-            users=[(s.app_id, s.user.user_id, s.session_id) for s in sessions],
-            streams=[(s.app_id, stream) for s in sessions for stream in s.published],
+            users=[(s.app_id, s.room_id, s.user.user_id, s.session_id) for s in sessions],
+            streams=[(s.app_id, s.room_id, stream) for s in sessions for stream in s.published],
             members=[
                 (s.app_id, s.room_id, s.session_id, session_record(rooms, s))
                 for s in sessions
@@ -141,6 +141,17 @@ class ClusterRouting:
 
     def release_room(self, app_id: str, room_id: str) -> None:
         self.cluster.release_room(app_id, room_id)
+
+    def _give_up(self, rooms: list[tuple[str, str]]) -> None:
+        """Other nodes took these rooms over while this one was taken for dead: drop them
+        here and close their clients' sockets with 1001 (they resume where the room is)."""
+        for app_id, room_id in rooms:
+            conns = self.server.rooms.forget_room(app_id, room_id)
+            log_event(
+                log, logging.WARNING, "room_given_up", app=app_id, room=room_id, sessions=len(conns)
+            )
+            for conn in conns:
+                self._spawn(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"room moved"))
 
     # ---- a dead node's rooms ------------------------------------------------------------------
 
@@ -316,14 +327,15 @@ class ClusterRouting:
         if isinstance(msg, Login):
             return await self._room_node(msg.app_id, msg.room_id)
         parts = msg.resume_token.split(RESUME_SEP)
-        if len(parts) != 4 or parts[0] == cluster.node_id:
+        if len(parts) != 4:
             return None
         node, app_id, room_id, _ = parts
+        if node == cluster.node_id and self.server.rooms.holds(msg.resume_token):
+            return None
+        # A session lives on its room's node: the node that made it, unless that node died
+        # (or was taken for dead and gave the room up) and another took the room over.
         try:
-            url = await cluster.node_url(node)
-            if url is not None:
-                return url
-            return await self._room_node(app_id, room_id)  # its node died
+            return await self._room_node(app_id, room_id)
         except EdgedError:
             return None  # resumed here, which fails: the client logs in again
 
