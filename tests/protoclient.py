@@ -48,7 +48,9 @@ class ProtoClient:
                 if msg["type"] == "reply" and msg.get("id") in self.fences:
                     self.fences.pop(msg["id"]).set_result((msg, self._take_pushes()))
                 elif msg["type"] == "reply" and msg.get("id") in self.replies:
-                    self.replies.pop(msg["id"]).set_result(msg)
+                    waiting = self.replies.pop(msg["id"])
+                    if not waiting.done():  # a reply later than its request's timeout
+                        waiting.set_result(msg)
                 elif msg["type"] == "reply" and msg.get("id") is not None:
                     self.unmatched.append(msg)
                 else:

@@ -379,6 +379,14 @@ async def test_a_node_killed_mid_call_is_silent_to_the_room(
         assert observer.room_state == RoomState.CONNECTED
 
 
+async def joined(http: aiohttp.ClientSession, url: str, user: str, **fields: Any) -> ProtoClient:
+    """A client logged into room ``r`` through ``url``."""
+    client = await ProtoClient(url, http).connect()
+    token = mint(SECRET, APP, user, 600)
+    await client.login(app_id=APP, room_id="r", user_id=user, token=token, **fields)
+    return client
+
+
 def users_heard(rec: EventRecorder) -> set[str]:
     """The other users of the room as a client's user updates said, in order."""
     users: set[str] = set()
@@ -450,8 +458,7 @@ async def test_a_client_still_on_a_paused_node_resumes_in_the_room_another_node_
 ) -> None:
     nodes, _ = processes
     async with aiohttp.ClientSession() as http, nodes.redis.client() as store:
-        a = await ProtoClient(nodes.url(0), http).connect()  # node 0 runs the room
-        await a.login(app_id=APP, room_id="r", user_id="A", token=mint(SECRET, APP, "A", 600))
+        a = await joined(http, nodes.url(0), "A")  # node 0 runs the room
         token, last_seq = a.login_result["resume_token"], a.last_seq
         session = a.login_result["session_id"]
 
@@ -466,9 +473,7 @@ async def test_a_client_still_on_a_paused_node_resumes_in_the_room_another_node_
         try:
             await until(dead, 15, "node 0 taken for dead")
             # A login for the room reaches node 1, which takes the room over, A included.
-            b = await ProtoClient(nodes.url(1), http).connect()
-            token_b = mint(SECRET, APP, "B", 600)
-            await b.login(app_id=APP, room_id="r", user_id="B", token=token_b, user_update=True)
+            b = await joined(http, nodes.url(1), "B", user_update=True)
             b.keep_alive(0.5)
             assert [u["user_id"] for u in (await b.next_of("room_user_update"))["users"]] == ["A"]
         finally:
@@ -481,6 +486,28 @@ async def test_a_client_still_on_a_paused_node_resumes_in_the_room_another_node_
         assert (await b.next_of("broadcast"))["message"] == "back"
         assert [m["type"] for m in await b.pushes_before_heartbeat()] == []  # nobody left
         await again.close()
+        await b.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_node_that_stood_still_longer_than_the_heartbeat_timeout_kicks_nobody(
+    processes: tuple[NodeProcesses, Balancer],
+) -> None:
+    nodes, _ = processes
+    async with aiohttp.ClientSession() as http:
+        a = await joined(http, nodes.url(0), "A")  # node 0 runs the room
+        b = await joined(http, nodes.url(0), "B", user_update=True)
+        await b.next_of("room_user_update")
+        for client in (a, b):  # their heartbeats wait in the node's sockets while it stands still
+            client.keep_alive(0.5)
+        nodes.pause(0)
+        await asyncio.sleep(12)  # the stall itself: longer than the heartbeat timeout (10 s)
+        nodes.pause(0, False)
+        # The silence was the node's, not theirs: both are still there, and nobody left.
+        await a.ok("broadcast", message="still here")
+        assert (await b.next_of("broadcast", 10))["message"] == "still here"
+        assert [m["type"] for m in await b.pushes_before_heartbeat()] == []
+        await a.close()
         await b.close()
 
 

@@ -59,6 +59,8 @@ log = logging.getLogger("edged.server")
 
 SERVICE_KEY = web.AppKey("edged_rooms", RoomService)
 ENDS = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+STALL_S = 2.0
+"""A sweep this much later than due means the server itself stood still meanwhile."""
 """What ends a client's socket: it closed, or failed."""
 
 
@@ -146,8 +148,17 @@ class RoomServer:
             await self.rooms.relay_links.close()
 
     async def _sweep_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.settings.sweep_interval_s
         while True:
-            await asyncio.sleep(self.settings.sweep_interval_s)
+            due = loop.time() + interval
+            await asyncio.sleep(interval)
+            late = loop.time() - due
+            if late > STALL_S:
+                # The server itself stood still (a stalled VM, SIGSTOP, a blocked loop):
+                # its clients' heartbeats wait unread in its sockets, their silence is its own.
+                self.rooms.stood_still(late)
+                log_event(log, logging.WARNING, "server_stalled", seconds=round(late, 1))
             self.rooms.sweep()
             self.addresses.prune()
             self._close_loginless()

@@ -386,6 +386,11 @@ class RoomService:
         """Let ``session`` be resumed by its token (a session made without a login)."""
         self._by_resume[session.resume_token] = session
 
+    def stood_still(self, seconds: float) -> None:
+        """This server did not run for ``seconds``: that long is not its clients' silence."""
+        for session in self.sessions.values():
+            session.last_seen += seconds
+
     def sweep(self, now: float | None = None) -> None:
         """Remove sessions silent for longer than the heartbeat timeout."""
         t = time.monotonic() if now is None else now
