@@ -59,9 +59,9 @@ log = logging.getLogger("edged.server")
 
 SERVICE_KEY = web.AppKey("edged_rooms", RoomService)
 ENDS = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+"""What ends a client's socket: it closed, or failed."""
 STALL_S = 2.0
 """A sweep this much later than due means the server itself stood still meanwhile."""
-"""What ends a client's socket: it closed, or failed."""
 
 
 def error_reply(code: ErrorCode, message: str, request_id: int | None) -> str:

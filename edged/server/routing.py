@@ -148,7 +148,7 @@ class ClusterRouting:
         for app_id, room_id in rooms:
             conns = self.server.rooms.forget_room(app_id, room_id)
             log_event(
-                log, logging.WARNING, "room_given_up", app=app_id, room=room_id, sessions=len(conns)
+                log, logging.WARNING, "room_given_up", app=app_id, room=room_id, sockets=len(conns)
             )
             for conn in conns:
                 self._spawn(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"room moved"))
