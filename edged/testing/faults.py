@@ -141,8 +141,8 @@ class DelayQueue:
 
     def _accept(self, packet_id: int) -> None:
         attr = _attr(NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, packet_id))
+        self.passed += 1  # first: the packet may be read before send() returns here
         self._sock.send(_message(NFQNL_MSG_VERDICT, NLM_F_REQUEST, self.queue, [attr]))
-        self.passed += 1
 
     def _run(self) -> None:
         while not self._stop.is_set():
